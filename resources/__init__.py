@@ -1,0 +1,1 @@
+"""Packaged resources: pricing table, icons, sample traces (installed as tracedesk.data)."""

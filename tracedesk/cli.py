@@ -1,0 +1,207 @@
+"""Command line: ``tracedesk`` opens the GUI; subcommands work on the database headless.
+
+Exit codes: 0 ok, 1 a user error (bad file, unknown run …) reported in one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from importlib.resources import as_file
+from pathlib import Path
+
+from tracedesk import __version__
+from tracedesk.core.export import native_lines, write_native
+from tracedesk.core.importers import FORMATS, import_file
+from tracedesk.core.importers.base import TraceFormatError
+from tracedesk.core.model import Status
+from tracedesk.core.samples import generate
+from tracedesk.core.store import ImportResult, Store, StoreError, default_db_path
+from tracedesk.core.text import format_count, format_duration, shorten, table, walk_tree
+from tracedesk.resources import demo_traces
+
+LARGE_FILE = 8 * 1024 * 1024  # show progress for files bigger than this
+SHOWN_WARNINGS = 10
+
+
+class UserError(Exception):
+    """Reported as one line on stderr with exit code 1."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tracedesk", description="Look at what LLM agents actually did."
+    )
+    parser.add_argument("--version", action="version", version=f"tracedesk {__version__}")
+    parser.add_argument(
+        "--db", type=Path, help=f"database file (default: $TRACEDESK_DB or {default_db_path()})"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("import", help="import trace files into the database")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.add_argument("--format", choices=sorted(FORMATS), help="skip detection, read as this")
+    p.add_argument("--skip-bad", action="store_true", help="skip and count bad records")
+
+    p = sub.add_parser("runs", help="list the runs in the database")
+    p.add_argument("--sort", default="start_ns", choices=["start_ns", "name", "cost_nusd", "step_count"])
+    p.add_argument("--limit", type=int, default=None)
+
+    p = sub.add_parser("show", help="print a run's step tree")
+    p.add_argument("run_id", metavar="RUN_ID", help="a run id or an unambiguous prefix")
+
+    p = sub.add_parser("export", help="write runs as tracedesk JSONL")
+    p.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    p.add_argument("-o", "--output", type=Path, required=True)
+
+    p = sub.add_parser("demo", help="fill the database with the built-in sample runs")
+    p.add_argument("--runs", type=int, default=None, help="generate N runs instead")
+    p.add_argument("--seed", type=int, default=7)
+
+    sub.add_parser("gui", help="open the desktop application (the default)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command in (None, "gui"):
+        return gui_main(args.db)
+    try:
+        with Store(args.db) as store:
+            return COMMANDS[args.command](store, args)
+    except (UserError, TraceFormatError, StoreError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
+        print(f"tracedesk: {message}", file=sys.stderr)
+        return 1
+
+
+def gui_main(db: Path | None = None) -> int:
+    from tracedesk.ui.app import run_app  # Qt is imported only when the GUI opens
+
+    return run_app(db)
+
+
+def _progress(path: Path):
+    if path.stat().st_size < LARGE_FILE:
+        return None
+    last = [-1]
+
+    def report(done: int, total: int) -> None:
+        percent = done * 100 // max(total, 1)
+        if percent != last[0]:
+            last[0] = percent
+            print(f"\r{path.name}: {percent}%", end="", file=sys.stderr, flush=True)
+            if percent == 100:
+                print(file=sys.stderr)
+
+    return report
+
+
+def _summary(result: ImportResult) -> str:
+    if result.already_imported:
+        return f"{result.path}: already imported, nothing to do"
+    text = (
+        f"{result.path}: {result.format}: {result.runs} runs, {result.steps} steps imported,"
+        f" {result.skipped} already present"
+    )
+    if result.bad_records:
+        text += f", {result.bad_records} bad records skipped"
+    if result.warning_count:
+        text += f", {result.warning_count} warnings"
+    return text
+
+
+def cmd_import(store: Store, args: argparse.Namespace) -> int:
+    for path in args.files:
+        try:
+            result = import_file(
+                store, path, format=args.format, skip_bad=args.skip_bad, progress=_progress(path)
+            )
+        except OSError as exc:
+            raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        print(_summary(result))
+        for warning in result.warnings[:SHOWN_WARNINGS]:
+            print(f"  warning: {warning}", file=sys.stderr)
+        if result.warning_count > SHOWN_WARNINGS:
+            print(f"  … and {result.warning_count - SHOWN_WARNINGS} more warnings", file=sys.stderr)
+    return 0
+
+
+def cmd_runs(store: Store, args: argparse.Namespace) -> int:
+    descending = args.sort in ("start_ns", "cost_nusd", "step_count")
+    runs = store.runs(f"{args.sort} {'DESC' if descending else 'ASC'}", limit=args.limit)
+    rows = [
+        [
+            run.id[:12], shorten(run.name, 28), shorten(run.request, 40), str(run.step_count),
+            format_count(run.input_tokens + run.output_tokens), format_duration(run.duration_ns),
+            run.status,
+        ]
+        for run in runs
+    ]  # fmt: skip
+    print(table(["ID", "NAME", "REQUEST", "STEPS", "TOKENS", "DURATION", "STATUS"], rows, {3, 4, 5}))
+    print(f"{len(runs)} runs")
+    return 0
+
+
+def cmd_show(store: Store, args: argparse.Namespace) -> int:
+    run = store.find_run(args.run_id)
+    print(f"{run.name}  [{run.id}]  {run.status}")
+    if run.request:
+        print(f"request: {shorten(run.request, 100)}")
+    print(
+        f"{run.step_count} steps, {format_count(run.input_tokens)} input +"
+        f" {format_count(run.output_tokens)} output tokens, {format_duration(run.duration_ns)}"
+    )
+    for depth, step in walk_tree(store.steps(run.id, payloads=False)):
+        tokens = ""
+        if step.input_tokens is not None or step.output_tokens is not None:
+            tokens = f"  {step.input_tokens or 0}→{step.output_tokens or 0} tok"
+        error = f"  ERROR: {shorten(step.error, 60)}" if step.status == Status.ERROR else ""
+        print(
+            f"{'  ' * depth}{step.kind:<9} {step.name}  {format_duration(step.duration_ns)}"
+            f"{tokens}{error}"
+        )
+    return 0
+
+
+def cmd_export(store: Store, args: argparse.Namespace) -> int:
+    # Write next to the target and rename, so a failed export never leaves half a file.
+    output: Path = args.output
+    with tempfile.NamedTemporaryFile("wb", dir=output.parent or ".", delete=False) as tmp:
+        try:
+            count = write_native(store, args.run_ids, tmp)
+        except BaseException:
+            os.unlink(tmp.name)
+            raise
+    os.replace(tmp.name, output)
+    print(f"{output}: {count} runs written")
+    return 0
+
+
+def fill_demo(store: Store, runs: int | None = None, seed: int = 7) -> ImportResult:
+    """Import the shipped demo traces, or ``runs`` freshly generated ones."""
+    if runs is None:
+        with as_file(demo_traces()) as path:
+            return import_file(store, path)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"demo-{runs}-{seed}.tracedesk.jsonl"
+        with path.open("wb") as out:
+            out.writelines(native_lines(generate(runs, seed)))
+        return import_file(store, path)
+
+
+def cmd_demo(store: Store, args: argparse.Namespace) -> int:
+    print(_summary(fill_demo(store, args.runs, args.seed)))
+    return 0
+
+
+COMMANDS = {
+    "import": cmd_import,
+    "runs": cmd_runs,
+    "show": cmd_show,
+    "export": cmd_export,
+    "demo": cmd_demo,
+}

@@ -1,0 +1,1 @@
+"""Pure-Python core of tracedesk: model, importers, store, analysis. Never imports Qt."""

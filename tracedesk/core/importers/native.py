@@ -1,0 +1,115 @@
+"""tracedesk's own JSON Lines format (see docs/format.md): a header, run lines, step lines."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import IO, Any
+
+from tracedesk.core.importers.base import ReadContext, first_json_line, iter_json_lines, parse_time
+from tracedesk.core.model import Run, Status, Step, StepKind, to_decimal
+
+NAME = "tracedesk"
+FORMAT_VERSION = 1
+KINDS = frozenset(StepKind)
+STATUSES = frozenset(Status)
+INT_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens")
+TEXT_FIELDS = ("parent_id", "name", "error", "model", "provider", "tool_name")
+
+
+def sniff(head: bytes) -> float:
+    first = first_json_line(head)
+    if not isinstance(first, dict):
+        return 0.0
+    if first.get("format") == NAME:
+        return 1.0
+    return 0.6 if first.get("type") in ("run", "step") else 0.0
+
+
+def read(stream: IO[bytes], ctx: ReadContext) -> Iterator[Run | Step]:
+    for line_no, value in iter_json_lines(stream, ctx):
+        where = f"line {line_no}"
+        if not isinstance(value, dict):
+            ctx.bad(where, "expected a JSON object")
+            continue
+        kind = value.get("type")
+        try:
+            if kind == "step":
+                yield _step(value)
+            elif kind == "run":
+                yield _run(value)
+            elif kind == "header":
+                if value.get("version", FORMAT_VERSION) > FORMAT_VERSION:
+                    ctx.bad(where, f"format version {value['version']} is newer than supported")
+            else:
+                ctx.bad(where, f"'type' must be 'run' or 'step', not {kind!r}")
+        except ValueError as exc:
+            ctx.bad(where, str(exc))
+
+
+def _required(value: dict[str, Any], name: str) -> str:
+    field = value.get(name)
+    if not isinstance(field, str) or not field:
+        raise ValueError(f"missing required field {name!r}")
+    return field
+
+
+def _time(value: dict[str, Any], name: str) -> int | None:
+    try:
+        return parse_time(value.get(name))
+    except ValueError as exc:
+        raise ValueError(f"field {name!r}: {exc}") from None
+
+
+def _status(value: dict[str, Any]) -> str:
+    status = value.get("status", Status.UNSET)
+    if status not in STATUSES:
+        raise ValueError(f"field 'status': {status!r} is not one of {sorted(STATUSES)}")
+    return status
+
+
+def _run(value: dict[str, Any]) -> Run:
+    return Run(
+        id=_required(value, "id"),
+        source_format=value.get("source_format") or NAME,
+        name=value.get("name") or "",
+        request=value.get("request"),
+        session_id=value.get("session_id"),
+        start_ns=_time(value, "start_ns"),
+        end_ns=_time(value, "end_ns"),
+        status=_status(value),
+        attributes=value.get("attributes") or {},
+    )
+
+
+def _step(value: dict[str, Any]) -> Step:
+    kind = value.get("kind", StepKind.OTHER)
+    if kind not in KINDS:
+        raise ValueError(f"field 'kind': {kind!r} is not one of {sorted(KINDS)}")
+    step = Step(
+        id=_required(value, "id"),
+        run_id=_required(value, "run_id"),
+        kind=kind,
+        start_ns=_time(value, "start_ns"),
+        end_ns=_time(value, "end_ns"),
+        status=_status(value),
+        tool_args=value.get("tool_args"),
+        input=value.get("input"),
+        output=value.get("output"),
+        attributes=value.get("attributes") or {},
+    )
+    for name in TEXT_FIELDS:
+        field = value.get(name)
+        if field is not None and not isinstance(field, str):
+            raise ValueError(f"field {name!r} must be a string")
+        if field is not None:
+            setattr(step, name, field)
+    for name in INT_FIELDS:
+        field = value.get(name)
+        if field is not None and (not isinstance(field, int) or isinstance(field, bool)):
+            raise ValueError(f"field {name!r} must be an integer")
+        setattr(step, name, field)
+    try:
+        step.reported_cost = to_decimal(value.get("reported_cost"))
+    except ArithmeticError:
+        raise ValueError("field 'reported_cost' is not a number") from None
+    return step

@@ -1,0 +1,118 @@
+"""The domain model: a Run (one agent run, one trace) made of Steps (one span each).
+
+Plain slotted dataclasses so that importers can create them by the million.
+Times are integer nanoseconds since the Unix epoch; money is a Decimal in USD.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+
+class StepKind(StrEnum):
+    AGENT = "agent"
+    LLM = "llm"
+    TOOL = "tool"
+    HANDOFF = "handoff"
+    GUARDRAIL = "guardrail"
+    RETRIEVER = "retriever"
+    EMBEDDING = "embedding"
+    CHAIN = "chain"
+    EVENT = "event"
+    OTHER = "other"
+
+
+class Status(StrEnum):
+    OK = "ok"
+    ERROR = "error"
+    UNSET = "unset"
+
+
+@dataclass(slots=True)
+class Step:
+    """One span of a run: a model call, a tool call, an agent turn, a handoff …"""
+
+    id: str
+    run_id: str
+    parent_id: str | None = None
+    kind: str = StepKind.OTHER
+    name: str = ""
+    start_ns: int | None = None
+    end_ns: int | None = None
+    status: str = Status.UNSET
+    error: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    # Both are subsets: cached of input, reasoning of output (OTel GenAI and OpenAI count them so).
+    cached_input_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    reported_cost: Decimal | None = None
+    tool_name: str | None = None
+    tool_args: Any = None
+    input: Any = None
+    output: Any = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    depth: int = 0  # derived by the store at import time
+
+    @property
+    def duration_ns(self) -> int | None:
+        if self.start_ns is None or self.end_ns is None:
+            return None
+        return self.end_ns - self.start_ns
+
+
+@dataclass(slots=True)
+class Run:
+    """One agent run (one trace). Totals are derived from its steps by the store."""
+
+    id: str
+    source_format: str = ""
+    name: str = ""
+    request: str | None = None
+    session_id: str | None = None
+    start_ns: int | None = None
+    end_ns: int | None = None
+    status: str = Status.UNSET
+    attributes: dict[str, Any] = field(default_factory=dict)
+    # Derived totals, filled when read back from the store.
+    step_count: int = 0
+    error_count: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    reasoning_tokens: int = 0
+    reported_cost: Decimal | None = None
+
+    @property
+    def duration_ns(self) -> int | None:
+        if self.start_ns is None or self.end_ns is None:
+            return None
+        return self.end_ns - self.start_ns
+
+
+STEP_FIELDS = tuple(f.name for f in fields(Step))
+RUN_FIELDS = tuple(f.name for f in fields(Run))
+RUN_DERIVED_FIELDS = (
+    "step_count",
+    "error_count",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "reasoning_tokens",
+    "reported_cost",
+)
+
+
+def to_decimal(value: Any) -> Decimal | None:
+    """A money amount as reported by a source (number or numeric string) as a Decimal."""
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    if isinstance(value, Decimal):
+        return value
+    # str() of a float gives its shortest round-tripping form, so 0.1 stays 0.1.
+    return Decimal(str(value))

@@ -1,0 +1,62 @@
+"""Plain-text formatting shared by the CLI and the GUI: durations, counts, tables, trees."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+
+from tracedesk.core.model import Step
+
+
+def format_duration(ns: int | None) -> str:
+    if ns is None:
+        return "-"
+    seconds = ns / 1e9
+    if seconds < 1:
+        return f"{ns / 1e6:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.2f} s"
+    minutes, seconds = divmod(seconds, 60)
+    return f"{int(minutes)} min {seconds:02.0f} s"
+
+
+def format_count(n: int | None) -> str:
+    if not n:
+        return "0" if n == 0 else "-"
+    if n < 10_000:
+        return str(n)
+    if n < 1_000_000:
+        return f"{n / 1000:.1f}k"
+    return f"{n / 1_000_000:.2f}M"
+
+
+def shorten(text: str | None, width: int) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int] = frozenset()) -> str:
+    """A plain text table; columns whose index is in ``right`` are right-aligned."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def walk_tree(steps: Sequence[Step]) -> Iterator[tuple[int, Step]]:
+    """(depth, step) in depth-first order, children by start time; steps ordered by start."""
+    children: dict[str | None, list[Step]] = defaultdict(list)
+    ids = {s.id for s in steps}
+    for step in steps:
+        children[step.parent_id if step.parent_id in ids else None].append(step)
+    stack = [(0, s) for s in reversed(children[None])]
+    while stack:
+        depth, step = stack.pop()
+        yield depth, step
+        stack.extend((depth + 1, c) for c in reversed(children.get(step.id, ())))
