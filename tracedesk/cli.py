@@ -47,7 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true", help="skip and count bad records")
 
     p = sub.add_parser("runs", help="list the runs in the database")
-    p.add_argument("--sort", default="start_ns", choices=["start_ns", "name", "cost_nusd", "step_count"])
+    p.add_argument(
+        "--sort", default="start_ns", choices=["start_ns", "name", "cost_nusd", "step_count"]
+    )
     p.add_argument("--limit", type=int, default=None)
 
     p = sub.add_parser("show", help="print a run's step tree")
@@ -141,7 +143,9 @@ def cmd_runs(store: Store, args: argparse.Namespace) -> int:
         ]
         for run in runs
     ]  # fmt: skip
-    print(table(["ID", "NAME", "REQUEST", "STEPS", "TOKENS", "DURATION", "STATUS"], rows, {3, 4, 5}))
+    print(
+        table(["ID", "NAME", "REQUEST", "STEPS", "TOKENS", "DURATION", "STATUS"], rows, {3, 4, 5})
+    )
     print(f"{len(runs)} runs")
     return 0
 

@@ -59,7 +59,7 @@ REQUESTS = (
 TOOL_ERRORS = {
     "track_shipment": "HTTP 503 from carrier API: service unavailable",
     "issue_refund": "PaymentGatewayTimeout: no response after 30s",
-    "run_sql": "OperationalError: relation \"sales_q3\" does not exist",
+    "run_sql": 'OperationalError: relation "sales_q3" does not exist',
     "get_weather": "RateLimitError: 429 Too Many Requests",
     "fetch_logs": "PermissionError: token lacks scope logs:read",
 }
@@ -139,8 +139,10 @@ def _args(rng: random.Random, tool: str, page: int | None = None) -> dict[str, A
     return args
 
 
-def generate_run(rng: random.Random, request: Request, scenario: str, clock: int) -> tuple[Run, list[Step]]:
-    run_id = "%032x" % rng.getrandbits(128)
+def generate_run(
+    rng: random.Random, request: Request, scenario: str, clock: int
+) -> tuple[Run, list[Step]]:
+    run_id = f"{rng.getrandbits(128):032x}"
     b = _RunBuilder(rng, run_id, clock)
     model = rng.choice(list(MODELS))
     fast_model = rng.choice(["gpt-4o-mini", "gemini-2.0-flash"])

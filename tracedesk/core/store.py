@@ -42,6 +42,9 @@ STEP_COLUMNS = (
     "tool_args", "input", "output", "attributes", "import_id",
 )  # fmt: skip
 STEP_JSON_COLUMNS = frozenset({"tool_args", "input", "output", "attributes"})
+INSERT_STEP_SQL = (
+    f"INSERT INTO steps({', '.join(STEP_COLUMNS)}) VALUES ({', '.join('?' * len(STEP_COLUMNS))})"
+)
 PAYLOAD_COLUMNS = ("tool_args", "input", "output", "attributes")
 
 
@@ -190,7 +193,7 @@ def _row_to_step(row: sqlite3.Row) -> Step:
 
 
 def _row_to_run(row: sqlite3.Row) -> Run:
-    values = {k: row[k] for k in row.keys() if k in Run.__dataclass_fields__}
+    values = {k: row[k] for k in row.keys() if k in Run.__dataclass_fields__}  # noqa: SIM118
     values["attributes"] = orjson.loads(values["attributes"] or "{}")
     values["reported_cost"] = to_decimal(values["reported_cost"])
     return Run(**values)
@@ -348,7 +351,7 @@ class Store:
     def _insert_steps(self, batch: list[tuple], result: ImportResult, import_id: int) -> None:
         if not batch:
             return
-        sql = f"INSERT INTO steps({', '.join(STEP_COLUMNS)}) VALUES ({', '.join('?' * len(STEP_COLUMNS))})"
+        sql = INSERT_STEP_SQL
         conn = self.conn
         conn.execute("SAVEPOINT batch")
         try:
@@ -403,7 +406,7 @@ class Store:
                 chain.append(current)
                 on_chain.add(current)
                 current = parent
-            base = depth[current] if current in depth else 0
+            base = depth.get(current, 0)
             for node in reversed(chain):
                 base += 1
                 depth[node] = base
@@ -411,7 +414,8 @@ class Store:
         self.conn.executemany("UPDATE steps SET depth=? WHERE rowid=?", updates)
         for step_id, (reason, lost_parent) in detached.items():
             result.warn(
-                f"run {run_id}: step {step_id!r} {reason} ({lost_parent!r}); attached to the run root"
+                f"run {run_id}: step {step_id!r} {reason} ({lost_parent!r});"
+                " attached to the run root"
             )
             self.conn.execute(
                 "UPDATE steps SET parent_id=NULL,"
@@ -521,4 +525,3 @@ class Store:
             table: self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             for table in ("runs", "steps", "imports")
         }
-

@@ -35,7 +35,9 @@ def shorten(text: str | None, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int] = frozenset()) -> str:
+def table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int] = frozenset()
+) -> str:
     """A plain text table; columns whose index is in ``right`` are right-aligned."""
     widths = [len(h) for h in headers]
     for row in rows:
@@ -43,7 +45,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
-            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=False))
         ).rstrip()
 
     return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])

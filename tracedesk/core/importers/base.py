@@ -122,7 +122,7 @@ def parse_time(value: Any) -> int | None:
         # Pick the unit from the size: now is ~1.7e9 s, 1.7e12 ms, 1.7e15 us, 1.7e18 ns.
         scale = 1 if magnitude >= 1e17 else 1_000 if magnitude >= 1e14 else (
             1_000_000 if magnitude >= 1e11 else 1_000_000_000)  # fmt: skip
-        return int(value) * scale if isinstance(value, int) else int(round(value * scale))
+        return int(value) * scale if isinstance(value, int) else round(value * scale)
     raise ValueError(f"not a time: {value!r}")
 
 
@@ -160,7 +160,7 @@ def as_cost(value: Any) -> Decimal | None:
 
 def maybe_json(value: Any) -> Any:
     """Decode a JSON-encoded string payload (sources often double-encode); else as is."""
-    if isinstance(value, str) and value[:1] in ('{', '[', '"'):
+    if isinstance(value, str) and value[:1] in ("{", "[", '"'):
         try:
             return orjson.loads(value)
         except orjson.JSONDecodeError:

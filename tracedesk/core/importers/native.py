@@ -54,8 +54,11 @@ def _required(value: dict[str, Any], name: str) -> str:
 
 
 def _time(value: dict[str, Any], name: str) -> int | None:
+    field = value.get(name)
+    if isinstance(field, int) and not isinstance(field, bool):
+        return field  # already ns: no unit guessing
     try:
-        return parse_time(value.get(name))
+        return parse_time(field)
     except ValueError as exc:
         raise ValueError(f"field {name!r}: {exc}") from None
 

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import orjson
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from tracedesk.core.store import Store
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REAL_FIXTURES = FIXTURES / "real"  # copied from shared/fixtures/real (see SOURCES.md)
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with Store(tmp_path / "test.db") as s:
+        yield s
+
+
+def write_jsonl(path: Path, records: list) -> Path:
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    return path
+
+
+def snapshot(store: Store) -> str:
+    """Every row of every table, to prove a failed import changed nothing."""
+    return "\n".join(store.conn.iterdump())
+
+
+HEADER = {"type": "header", "format": "tracedesk", "version": 1}
+
+
+def native_run(run_id: str = "r1", steps: int = 3, **run_fields) -> list[dict]:
+    """A small valid native trace: a root agent step with ``steps - 1`` children."""
+    records: list[dict] = [HEADER, {"type": "run", "id": run_id, "name": "demo", **run_fields}]
+    records.append(
+        {
+            "type": "step",
+            "run_id": run_id,
+            "id": "root",
+            "kind": "agent",
+            "name": "agent",
+            "start_ns": 1_000,
+            "end_ns": 9_000,
+            "status": "ok",
+        }
+    )
+    for i in range(1, steps):
+        records.append(
+            {
+                "type": "step",
+                "run_id": run_id,
+                "id": f"s{i}",
+                "parent_id": "root",
+                "kind": "llm",
+                "name": f"call {i}",
+                "start_ns": 1_000 + i,
+                "end_ns": 2_000 + i,
+                "status": "ok",
+                "model": "gpt-4o",
+                "input_tokens": 10 * i,
+                "output_tokens": i,
+            }
+        )
+    return records

@@ -1,0 +1,267 @@
+from __future__ import annotations
+
+import gzip
+import io
+import shutil
+from importlib.resources import as_file
+
+import orjson
+import pytest
+
+from tracedesk.core.export import write_native
+from tracedesk.core.importers import detect, import_file
+from tracedesk.core.importers.base import TraceFormatError, parse_time
+from tracedesk.core.store import ImportCancelled, Store
+from tracedesk.resources import demo_traces
+
+from .conftest import HEADER, native_run, snapshot, write_jsonl
+
+
+@pytest.fixture
+def demo_path():
+    with as_file(demo_traces()) as path:
+        yield path
+
+
+def all_rows(store: Store):
+    runs = [
+        (
+            r.id,
+            r.name,
+            r.request,
+            r.start_ns,
+            r.end_ns,
+            r.status,
+            r.attributes,
+            r.step_count,
+            r.input_tokens,
+            r.reported_cost,
+        )
+        for r in store.runs()
+    ]
+    steps = sorted(
+        (
+            tuple(getattr(s, f) for f in s.__dataclass_fields__)
+            for r in store.runs()
+            for s in store.steps(r.id)
+        ),
+        key=repr,
+    )
+    return runs, steps
+
+
+def test_demo_file_imports(store, demo_path):
+    result = import_file(store, demo_path)
+    assert (result.format, result.runs, result.steps, result.warning_count) == (
+        "tracedesk",
+        30,
+        401,
+        0,
+    )
+    assert store.counts() == {"runs": 30, "steps": 401, "imports": 1}
+    scenarios = {r.attributes["scenario"] for r in store.runs()}
+    assert scenarios == {"healthy", "retry_storm", "oscillation", "runaway", "error"}
+
+
+def test_same_file_again_is_a_no_op(store, demo_path, tmp_path):
+    import_file(store, demo_path)
+    before = snapshot(store)
+    copy = shutil.copy(demo_path, tmp_path / "renamed.jsonl")
+    assert import_file(store, copy).already_imported
+    assert snapshot(store) == before
+
+
+def test_same_runs_from_another_file_are_skipped(store, demo_path, tmp_path):
+    import_file(store, demo_path)
+    before = all_rows(store)
+    some = [r.id for r in store.runs()[:3]]
+    with (tmp_path / "subset.jsonl").open("wb") as out:
+        write_native(store, some, out)
+    result = import_file(store, tmp_path / "subset.jsonl")
+    assert result.steps == 0 and result.skipped == sum(store.get_run(i).step_count for i in some)
+    assert all_rows(store) == before
+
+
+def test_round_trip_is_lossless(tmp_path, demo_path):
+    with Store(tmp_path / "a.db") as a, Store(tmp_path / "b.db") as b:
+        import_file(a, demo_path)
+        with (tmp_path / "out.jsonl").open("wb") as out:
+            write_native(a, [r.id for r in a.runs()], out)
+        import_file(b, tmp_path / "out.jsonl")
+        assert all_rows(a) == all_rows(b)
+
+
+def test_gzip_file_imports(store, tmp_path, demo_path):
+    packed = tmp_path / "demo.jsonl.gz"
+    packed.write_bytes(gzip.compress(demo_path.read_bytes()))
+    assert import_file(store, packed).steps == 401
+
+
+def test_progress_is_reported(store, demo_path):
+    seen = []
+    import_file(store, demo_path, progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1][0] == seen[-1][1] == demo_path.stat().st_size
+
+
+def test_cancel_rolls_back(store, demo_path, tmp_path):
+    import_file(store, write_jsonl(tmp_path / "first.jsonl", native_run()))
+    before = snapshot(store)
+    with pytest.raises(ImportCancelled):
+        import_file(store, demo_path, cancelled=lambda: True)
+    assert snapshot(store) == before
+
+
+def test_detection_reads_content_not_names():
+    assert detect(orjson.dumps(HEADER) + b"\n") == "tracedesk"
+    assert detect(b'{"type":"run","id":"x"}\n') == "tracedesk"
+    assert detect(b"hello world") is None
+
+
+@pytest.mark.parametrize(
+    ("value", "ns"),
+    [
+        ("1760000000000000000", 1_760_000_000_000_000_000),
+        (1_760_000_000_000_000_000, 1_760_000_000_000_000_000),
+        ("2026-03-01T10:00:00.123456+00:00", 1_772_359_200_123_456_000),
+        ("2026-03-01T10:00:00.123456", 1_772_359_200_123_456_000),
+        ("2026-03-01T11:00:00.123456789+01:00", 1_772_359_200_123_456_789),
+        ("2026-03-01T10:00:00Z", 1_772_359_200_000_000_000),
+        (1_772_359_200.5, 1_772_359_200_500_000_000),
+        (1_772_359_200_123, 1_772_359_200_123_000_000),
+    ],
+)
+def test_parse_time(value, ns):
+    assert parse_time(value) == ns
+
+
+# -- bad input: a clear message naming file and line, and the database unchanged ----
+
+
+def expect_failure(store, path, match):
+    before = snapshot(store)
+    with pytest.raises(TraceFormatError, match=match) as info:
+        import_file(store, path)
+    assert str(path) in str(info.value)
+    assert snapshot(store) == before
+    return info.value
+
+
+@pytest.fixture
+def seeded(store, tmp_path):
+    import_file(store, write_jsonl(tmp_path / "seed.jsonl", native_run("seed")))
+    return store
+
+
+def test_malformed_json_line(seeded, tmp_path):
+    path = tmp_path / "bad.jsonl"
+    lines = [orjson.dumps(r) for r in native_run()]
+    lines[2] = b'{"type": "step", "id": '
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    error = expect_failure(seeded, path, "line 3: malformed JSON")
+    assert error.where == "line 3"
+
+
+def test_truncated_last_line(seeded, tmp_path):
+    path = tmp_path / "cut.jsonl"
+    data = b"".join(orjson.dumps(r) + b"\n" for r in native_run())
+    path.write_bytes(data[:-15])
+    expect_failure(seeded, path, "line 5: last line is truncated")
+
+
+def test_missing_required_field(seeded, tmp_path):
+    records = native_run()
+    del records[3]["run_id"]
+    expect_failure(
+        seeded,
+        write_jsonl(tmp_path / "m.jsonl", records),
+        "line 4: missing required field 'run_id'",
+    )
+
+
+def test_wrong_field_type(seeded, tmp_path):
+    records = native_run()
+    records[3]["input_tokens"] = "lots"
+    expect_failure(
+        seeded, write_jsonl(tmp_path / "t.jsonl", records), "line 4: field 'input_tokens'"
+    )
+
+
+def test_non_utf8_file(seeded, tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    lines = [orjson.dumps(r) for r in native_run()]
+    lines[3] = lines[3].replace(b'"call 1"', b'"caf\xe9"')
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    expect_failure(seeded, path, "line 4: not valid UTF-8")
+
+
+def test_empty_file(seeded, tmp_path):
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    expect_failure(seeded, tmp_path / "empty.jsonl", "empty")
+
+
+def test_header_only_file(seeded, tmp_path):
+    expect_failure(seeded, write_jsonl(tmp_path / "h.jsonl", [HEADER]), "no runs")
+
+
+def test_unknown_format(seeded, tmp_path):
+    (tmp_path / "x.txt").write_text("just some notes\n")
+    expect_failure(seeded, tmp_path / "x.txt", "not a trace format")
+
+
+def test_skip_bad_counts_and_continues(store, tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    lines = [orjson.dumps(r) for r in native_run(steps=4)]
+    lines[3] = b"{oops"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    result = import_file(store, path, skip_bad=True)
+    assert (result.steps, result.bad_records) == (3, 1)
+    assert "line 4" in result.warnings[0]
+
+
+def test_missing_parent_is_attached_to_root(store, tmp_path):
+    records = native_run()
+    records[3]["parent_id"] = "ghost"
+    result = import_file(store, write_jsonl(tmp_path / "o.jsonl", records))
+    step = next(s for s in store.steps("r1") if s.id == "s1")
+    assert step.parent_id is None and step.depth == 0
+    assert step.attributes["tracedesk.lost_parent_id"] == "ghost"
+    assert result.warning_count == 1 and "missing parent" in result.warnings[0]
+    assert store.import_warnings(result.import_id) == result.warnings
+
+
+def test_duplicate_step_ids_keep_the_first(store, tmp_path):
+    records = native_run()
+    records.append({**records[3], "name": "second copy"})
+    result = import_file(store, write_jsonl(tmp_path / "d.jsonl", records))
+    assert result.steps == 3 and "duplicate step id 's1'" in result.warnings[0]
+    assert next(s for s in store.steps("r1") if s.id == "s1").name == "call 1"
+
+
+def test_parent_cycle_is_broken(store, tmp_path):
+    records = native_run(steps=1)
+    records += [
+        {"type": "step", "run_id": "r1", "id": "a", "parent_id": "c", "kind": "tool"},
+        {"type": "step", "run_id": "r1", "id": "b", "parent_id": "a", "kind": "tool"},
+        {"type": "step", "run_id": "r1", "id": "c", "parent_id": "b", "kind": "tool"},
+        {"type": "step", "run_id": "r1", "id": "d", "parent_id": "c", "kind": "tool"},
+    ]
+    result = import_file(store, write_jsonl(tmp_path / "c.jsonl", records))
+    steps = {s.id: s for s in store.steps("r1")}
+    roots = [s for s in steps.values() if s.parent_id is None]
+    assert len(roots) == 2 and any("cycle" in w for w in result.warnings)
+    # Every step now reaches a root, and depths follow the parent links.
+    for step in steps.values():
+        if step.parent_id is not None:
+            assert step.depth == steps[step.parent_id].depth + 1
+
+
+def test_50_mb_payload_is_stored_whole(store, tmp_path):
+    payload = "x" * (50 * 1024 * 1024)
+    records = native_run()
+    records[3]["output"] = payload
+    import_file(store, write_jsonl(tmp_path / "big.jsonl", records))
+    step = next(s for s in store.steps("r1") if s.id == "s1")
+    assert step.output == payload
+    out = io.BytesIO()
+    write_native(store, ["r1"], out)
+    assert payload.encode() in out.getvalue()

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tracedesk.core import store as store_module
+from tracedesk.core.importers import import_file
+from tracedesk.core.model import Step, StepKind, to_decimal
+from tracedesk.core.store import SCHEMA_VERSION, Store, StoreError, default_db_path
+
+from .conftest import native_run, write_jsonl
+
+
+def test_core_never_imports_qt():
+    code = (
+        "import sys, pkgutil, importlib, tracedesk.core as c\n"
+        "for m in pkgutil.walk_packages(c.__path__, 'tracedesk.core.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "import tracedesk.cli\n"
+        "bad = [m for m in sys.modules if m.startswith(('PySide6', 'pyqtgraph', 'tracedesk.ui'))]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_step_is_slotted_and_knows_its_duration():
+    step = Step(id="a", run_id="r", kind=StepKind.LLM, start_ns=100, end_ns=350)
+    assert step.duration_ns == 250
+    assert Step(id="b", run_id="r").duration_ns is None
+    with pytest.raises(AttributeError):
+        step.not_a_field = 1  # type: ignore[attr-defined]
+
+
+def test_money_is_decimal_without_float_drift():
+    assert to_decimal(0.1) + to_decimal(0.2) == Decimal("0.3")
+    assert to_decimal("0.0000193") == Decimal("0.0000193")
+    assert to_decimal(None) is None
+
+
+def test_new_database_has_schema_wal_and_indexes(store):
+    assert store.schema_version == SCHEMA_VERSION
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    indexes = {
+        r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type='index'")
+    }
+    assert {"steps_run_start", "runs_start", "runs_name", "runs_cost"} <= indexes
+
+
+def test_forward_migration_keeps_data(tmp_path, monkeypatch):
+    path = tmp_path / "old.db"
+    with Store(path) as old:
+        import_file(old, write_jsonl(tmp_path / "a.jsonl", native_run()))
+
+    def add_note(db):
+        db.execute("ALTER TABLE runs ADD COLUMN note TEXT DEFAULT 'migrated'")
+
+    monkeypatch.setattr(store_module, "MIGRATIONS", [*store_module.MIGRATIONS, add_note])
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with Store(path) as new:
+        assert new.schema_version == SCHEMA_VERSION + 1
+        assert [tuple(r) for r in new.conn.execute("SELECT id, note FROM runs")] == [
+            ("r1", "migrated")
+        ]
+
+
+def test_newer_database_is_refused(tmp_path):
+    path = tmp_path / "future.db"
+    with Store(path) as s:
+        s.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 5}")
+    with pytest.raises(StoreError, match="newer"):
+        Store(path)
+
+
+def test_db_path_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("TRACEDESK_DB", str(tmp_path / "x.db"))
+    assert default_db_path() == tmp_path / "x.db"
+    monkeypatch.delenv("TRACEDESK_DB")
+    assert default_db_path().name == "tracedesk.db"
+
+
+def test_totals_and_depth_are_derived(store, tmp_path):
+    import_file(store, write_jsonl(tmp_path / "a.jsonl", native_run(steps=4)))
+    run = store.get_run("r1")
+    assert (run.step_count, run.input_tokens, run.output_tokens) == (4, 60, 6)
+    assert (run.start_ns, run.end_ns, run.status) == (1_000, 9_000, "ok")
+    depths = {s.id: s.depth for s in store.steps("r1")}
+    assert depths == {"root": 0, "s1": 1, "s2": 1, "s3": 1}
+
+
+def test_find_run_by_prefix(store, tmp_path):
+    records = native_run("abc123") + native_run("abd456")[1:]
+    import_file(store, write_jsonl(tmp_path / "a.jsonl", records))
+    assert store.find_run("abc").id == "abc123"
+    with pytest.raises(KeyError, match="ambiguous"):
+        store.find_run("ab")
+    with pytest.raises(KeyError, match="no run"):
+        store.find_run("zzz")
+
+
+def test_store_in_tmp_path_is_a_real_file(store):
+    assert Path(store.path).exists()
