@@ -11,6 +11,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+import orjson
+
 
 class StepKind(StrEnum):
     AGENT = "agent"
@@ -116,3 +118,59 @@ def to_decimal(value: Any) -> Decimal | None:
         return value
     # str() of a float gives its shortest round-tripping form, so 0.1 stays 0.1.
     return Decimal(str(value))
+
+
+_REQUEST_KEYS = ("messages", "new_message", "input", "question", "query", "prompt", "request")
+
+
+def request_text(payload: Any, _depth: int = 0) -> str | None:
+    """The user's words in a step's input: the last user message of a chat, or the text.
+
+    Understands OpenAI / Anthropic chat messages, OTel GenAI ``parts`` messages, Google
+    ``parts`` and JSON-encoded strings of any of them. Used to group runs by request.
+    """
+    if _depth > 6 or payload is None:
+        return None
+    if isinstance(payload, str):
+        text = payload.strip()
+        if text[:1] in ("{", "[", '"'):
+            try:
+                return request_text(orjson.loads(text), _depth + 1)
+            except ValueError:
+                pass
+        return text or None
+    if isinstance(payload, list):
+        users = [m for m in payload if isinstance(m, dict) and m.get("role") in ("user", "human")]
+        for message in reversed(users):
+            text = _message_text(message)
+            if text:
+                return text
+        if payload and all(isinstance(m, str) for m in payload):
+            return "\n".join(payload)
+        return None
+    if isinstance(payload, dict):
+        if payload.get("role") in ("user", "human"):
+            return _message_text(payload)
+        for key in _REQUEST_KEYS:
+            if key in payload:
+                text = request_text(payload[key], _depth + 1)
+                if text:
+                    return text
+    return None
+
+
+def _message_text(message: dict[str, Any]) -> str | None:
+    content = message.get("content", message.get("parts"))
+    if isinstance(content, str):
+        return content.strip() or None
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, dict):
+                text = part.get("text", part.get("content"))
+                if isinstance(text, str):
+                    texts.append(text)
+        return "\n".join(texts).strip() or None
+    return None

@@ -16,6 +16,7 @@ thing is rolled back on any error or cancel, so the database is left as it was.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -29,7 +30,7 @@ import orjson
 import platformdirs
 import sqlite_utils
 
-from tracedesk.core.model import Run, Step, to_decimal
+from tracedesk.core.model import Run, Step, request_text, to_decimal
 
 SCHEMA_VERSION = 1
 BATCH_SIZE = 5000
@@ -166,7 +167,10 @@ def default_db_path() -> Path:
 def _json_text(value: Any) -> str | None:
     if value is None:
         return None
-    return orjson.dumps(value, default=str).decode()
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # integers beyond 64 bits: the standard library writes them exactly
+        return json.dumps(value, default=str, ensure_ascii=False)
 
 
 def _step_row(step: Step, import_id: int) -> tuple:
@@ -461,6 +465,23 @@ class Store:
             (*agg[:6], None if cost is None else str(cost), to_nusd(cost), agg[6], agg[7],
              root_failed, agg[0], run_id),
         )  # fmt: skip
+        self._fill_request(run_id)
+
+    def _fill_request(self, run_id: str) -> None:
+        """A run without a request takes the user's words from its earliest step inputs."""
+        conn = self.conn
+        if conn.execute("SELECT request FROM runs WHERE id=?", (run_id,)).fetchone()[0]:
+            return
+        inputs = conn.execute(
+            "SELECT input FROM steps WHERE run_id=? AND input IS NOT NULL"
+            " ORDER BY start_ns, rowid LIMIT 20",
+            (run_id,),
+        ).fetchall()
+        for (payload,) in inputs:
+            text = request_text(orjson.loads(payload))
+            if text:
+                conn.execute("UPDATE runs SET request=? WHERE id=?", (text, run_id))
+                return
 
     # -- queries ----------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Trace importers: one module per format, each with ``sniff(head)`` and ``read(stream, ctx)``.
 
-Detection asks every format to score the first bytes of the file and takes the best;
+``detect`` asks every format to score the first bytes of the file and takes the best;
 ``import_file`` streams the chosen reader into the store in one transaction.
 """
 
@@ -10,26 +10,19 @@ import gzip
 import hashlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import IO
 
-from tracedesk.core.importers import native
 from tracedesk.core.importers.base import ReadContext, TraceFormatError
+from tracedesk.core.importers.detect import FORMATS, detect
 from tracedesk.core.model import Run, Step
+
+__all__ = ["FORMATS", "TraceFormatError", "detect", "import_file"]
 from tracedesk.core.store import ImportResult, Store
 
-FORMATS: dict[str, ModuleType] = {module.NAME: module for module in (native,)}
 HEAD_SIZE = 64 * 1024
 PROGRESS_EVERY = 2000  # records between progress reports
 
 Progress = Callable[[int, int], None]  # (bytes read, total bytes)
-
-
-def detect(head: bytes) -> str | None:
-    """The name of the format that scores best on the first bytes of a file, if any."""
-    scores = [(module.sniff(head), name) for name, module in FORMATS.items()]
-    score, name = max(scores)
-    return name if score > 0 else None
 
 
 def _decompressed(raw: IO[bytes]) -> IO[bytes]:

@@ -7,12 +7,14 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import orjson
 
-from tracedesk.core.model import to_decimal
+from tracedesk.core.model import Run, Status, Step, StepKind, to_decimal
 from tracedesk.core.store import ImportResult
+
+RecordT = TypeVar("RecordT", Run, Step)
 
 
 class TraceFormatError(Exception):
@@ -42,6 +44,16 @@ class ReadContext:
         self.result.warn(f"{where}: {problem}")
 
 
+RECORD_ERRORS = (ValueError, TypeError, KeyError, AttributeError)
+
+
+def record_problem(exc: Exception) -> str:
+    """A one-line description of why a record could not be mapped."""
+    if isinstance(exc, KeyError):
+        return f"missing required field {exc.args[0]!r}"
+    return str(exc) or type(exc).__name__
+
+
 def _json_problem(raw: bytes, error: Exception) -> str:
     try:
         raw.decode("utf-8")
@@ -50,10 +62,12 @@ def _json_problem(raw: bytes, error: Exception) -> str:
     return f"malformed JSON ({error})"
 
 
-def iter_json_lines(stream: IO[bytes], ctx: ReadContext) -> Iterator[tuple[int, Any]]:
+def iter_json_lines(
+    stream: IO[bytes], ctx: ReadContext, start: int = 1
+) -> Iterator[tuple[int, Any]]:
     """(line number, value) for each non-blank line of a JSON Lines stream."""
-    for line_no, raw in enumerate(stream, 1):
-        if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+    for line_no, raw in enumerate(stream, start):
+        if raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
         if not raw.strip():
             continue
@@ -166,3 +180,99 @@ def maybe_json(value: Any) -> Any:
         except orjson.JSONDecodeError:
             return value
     return value
+
+
+def iter_records(stream: IO[bytes], ctx: ReadContext) -> Iterator[tuple[str, Any]]:
+    """(where, value) for each record of a JSON Lines file or of one JSON document.
+
+    JSON Lines stream line by line. A file whose first line is not a whole JSON value is
+    one (pretty-printed) document, read whole. A JSON array, as a document or on a line,
+    gives one record per element.
+    """
+    first, line_no = stream.readline(), 1
+    while first and not first.strip():
+        first, line_no = stream.readline(), line_no + 1
+    try:
+        orjson.loads(first.lstrip(b"\xef\xbb\xbf"))
+        is_lines = True
+    except orjson.JSONDecodeError:
+        is_lines = False
+    if not is_lines:
+        document = load_json_document(_Prepend(first, stream), ctx)  # type: ignore[arg-type]
+        yield from _elements("record", document)
+        return
+    lines = iter_json_lines(_Prepend(first, stream), ctx, line_no)  # type: ignore[arg-type]
+    for number, value in lines:
+        yield from _elements(f"line {number}", value, single=f"line {number}")
+
+
+def _elements(where: str, value: Any, single: str | None = None) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            yield f"{where} {index + 1}" if single is None else f"{single} record {index + 1}", item
+    else:
+        yield single or "document", value
+
+
+class _Prepend:
+    """A stream with one already-read line put back in front."""
+
+    def __init__(self, first: bytes, rest: IO[bytes]):
+        self.first, self.rest = first, rest
+
+    def read(self, size: int = -1) -> bytes:
+        head, self.first = self.first, b""
+        return head + self.rest.read()
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self.first:
+            yield self.first
+            self.first = b""
+        yield from self.rest
+
+
+_INT64 = 2**63
+MAX_TOKENS = 10**12  # per step; anything above is corrupt data, and would overflow sums
+MAX_COST = 10**9  # USD per step
+_STEP_TEXT = ("id", "run_id", "parent_id", "name", "error", "model", "provider", "tool_name")
+_STEP_INTS = ("start_ns", "end_ns", "input_tokens", "output_tokens", "cached_input_tokens",
+              "reasoning_tokens")  # fmt: skip
+_RUN_TEXT = ("id", "source_format", "name", "request", "session_id")
+_KINDS, _STATUSES = frozenset(StepKind), frozenset(Status)
+
+
+def checked(record: RecordT) -> RecordT:
+    """Make sure a record fits the store's columns; raise ValueError naming the field.
+
+    Numbers given where text is expected (numeric ids) become text.
+    """
+    is_step = isinstance(record, Step)
+    for name in _STEP_TEXT if is_step else _RUN_TEXT:
+        value = getattr(record, name)
+        if value is None or isinstance(value, str):
+            continue
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            setattr(record, name, str(value))
+        else:
+            raise ValueError(f"field {name!r} must be text, not {type(value).__name__}")
+    for name in _STEP_INTS if is_step else ("start_ns", "end_ns"):
+        value = getattr(record, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or not -_INT64 <= value < _INT64):  # fmt: skip
+            raise ValueError(f"field {name!r} is not a 64-bit integer: {value!r}")
+    if is_step:
+        for name in _STEP_INTS[2:]:
+            value = getattr(record, name)
+            if value is not None and not 0 <= value < MAX_TOKENS:
+                raise ValueError(f"field {name!r} is not a plausible token count: {value}")
+        cost = record.reported_cost
+        if cost is not None and not (cost.is_finite() and abs(cost) < MAX_COST):
+            raise ValueError(f"reported cost is not a plausible amount: {cost}")
+    if not isinstance(record.attributes, dict):
+        raise ValueError("attributes must be an object")
+    if is_step and not (isinstance(record.kind, str) and record.kind in _KINDS
+                        and isinstance(record.status, str) and record.status in _STATUSES):  # fmt: skip
+        raise ValueError(f"bad kind {record.kind!r} or status {record.status!r}")
+    if not record.id or (is_step and not record.run_id):
+        raise ValueError("empty id")
+    return record

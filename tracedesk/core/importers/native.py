@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import IO, Any
 
-from tracedesk.core.importers.base import ReadContext, first_json_line, iter_json_lines, parse_time
+from tracedesk.core.importers.base import (
+    ReadContext,
+    checked,
+    first_json_line,
+    iter_json_lines,
+    parse_time,
+)
 from tracedesk.core.model import Run, Status, Step, StepKind, to_decimal
 
 NAME = "tracedesk"
@@ -34,12 +40,13 @@ def read(stream: IO[bytes], ctx: ReadContext) -> Iterator[Run | Step]:
         kind = value.get("type")
         try:
             if kind == "step":
-                yield _step(value)
+                yield checked(_step(value))
             elif kind == "run":
-                yield _run(value)
+                yield checked(_run(value))
             elif kind == "header":
-                if value.get("version", FORMAT_VERSION) > FORMAT_VERSION:
-                    ctx.bad(where, f"format version {value['version']} is newer than supported")
+                version = value.get("version", FORMAT_VERSION)
+                if not isinstance(version, int) or version > FORMAT_VERSION:
+                    ctx.bad(where, f"format version {version!r} is not supported")
             else:
                 ctx.bad(where, f"'type' must be 'run' or 'step', not {kind!r}")
         except ValueError as exc:
@@ -65,7 +72,7 @@ def _time(value: dict[str, Any], name: str) -> int | None:
 
 def _status(value: dict[str, Any]) -> str:
     status = value.get("status", Status.UNSET)
-    if status not in STATUSES:
+    if not isinstance(status, str) or status not in STATUSES:
         raise ValueError(f"field 'status': {status!r} is not one of {sorted(STATUSES)}")
     return status
 
@@ -86,7 +93,7 @@ def _run(value: dict[str, Any]) -> Run:
 
 def _step(value: dict[str, Any]) -> Step:
     kind = value.get("kind", StepKind.OTHER)
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise ValueError(f"field 'kind': {kind!r} is not one of {sorted(KINDS)}")
     step = Step(
         id=_required(value, "id"),

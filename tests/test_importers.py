@@ -1,0 +1,243 @@
+"""Every supported format: real public exports, hand-made fixtures of every mapped field,
+detection, and hostile input (property tests)."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from decimal import Decimal
+
+import pytest
+
+from tracedesk.core.importers import detect, import_file
+from tracedesk.core.importers.base import TraceFormatError
+from tracedesk.core.importers.otlp import normalize_id
+from tracedesk.core.model import Status, StepKind
+from tracedesk.core.store import Store
+
+from .conftest import FIXTURES, REAL_FIXTURES, snapshot
+
+FORMAT_FIXTURES = FIXTURES / "formats"
+
+# Counted by hand from the files: (format, runs, steps, input, output, cached, reasoning, cost).
+REAL = {
+    "otlp/opentelemetry-proto_examples_trace.json": ("otlp", 1, 1, 0, 0, 0, 0, None),
+    "openinference/agent-prism_test_data_2.json": ("otlp", 1, 8, 17952, 7122, 5504, 4352, None),
+    "openinference/agent-prism_test_data_3.json": ("otlp", 1, 18, 629, 19, 0, 0, None),
+    "langfuse/agent-prism_langfuse-1.json":
+        ("langfuse", 1, 11, 132451, 1372, 0, 0, "0.17928375"),
+    "langfuse/langfuse_google-adk-2025-08-28.trace.json":
+        ("langfuse", 1, 5, 67, 9, 0, 0, "0.0000103"),
+    # The invoke_agent observation's usage (44/180, $0.000371) sums its children: not counted.
+    "langfuse/langfuse_microsoft-agent-2025-12-17.trace.json":
+        ("langfuse", 1, 4, 293, 106, 0, 0, "0.00028525"),
+    "langfuse/langfuse_openai-agents-2025-09-30.trace.json":
+        ("langfuse", 1, 5, 140, 44, 0, 0, "0.000632"),
+    "langfuse/langfuse_pydantic-ai-tools-2025-12-04.trace.json":
+        ("langfuse", 1, 12, 1315, 209, 0, 0, "0.000322649999"),
+    "langsmith/langsmith-sdk_langsmith_py_wrap_openai_reasoning.json":
+        ("langsmith", 1, 1, 43, 2497, 0, 1408, None),
+    "langsmith/langsmith-sdk_langsmith_py_wrap_openai_stream.json":
+        ("langsmith", 1, 1, 9, 9, 0, 0, None),
+}  # fmt: skip
+
+
+def test_every_real_fixture_is_covered():
+    found = {str(p.relative_to(REAL_FIXTURES)) for p in REAL_FIXTURES.rglob("*.json")}
+    assert found == set(REAL)
+
+
+@pytest.mark.parametrize("name", sorted(REAL))
+def test_real_fixture_imports(store, name):
+    fmt, runs, steps, tokens_in, tokens_out, cached, reasoning, cost = REAL[name]
+    path = REAL_FIXTURES / name
+    result = import_file(store, path)
+    assert (result.format, result.runs, result.steps) == (fmt, runs, steps)
+    [run] = store.runs()
+    assert (run.input_tokens, run.output_tokens) == (tokens_in, tokens_out)
+    assert (run.cached_input_tokens, run.reasoning_tokens) == (cached, reasoning)
+    assert run.reported_cost == (Decimal(cost) if cost else None)
+    assert run.step_count == steps and run.name
+
+
+def steps_by_id(store: Store, run_id: str):
+    return {s.id: s for s in store.steps(run_id)}
+
+
+def test_otlp_genai_and_openinference_fields(store):
+    result = import_file(store, FORMAT_FIXTURES / "otlp_genai.jsonl")
+    assert (result.format, result.runs, result.steps, result.warning_count) == ("otlp", 1, 5, 0)
+    run = store.get_run("0af7651916cd43dd8448eb211c80319c")
+    assert run.request == "Where is my order #1042?" and run.session_id == "conv-1"
+    assert run.attributes == {"service.name": "support-bot"}
+    steps = steps_by_id(store, run.id)
+    agent = steps["00f067aa0ba902b7"]
+    assert agent.kind == StepKind.AGENT and agent.input_tokens is None
+    assert agent.attributes["tracedesk.rollup_usage"] == {"input_tokens": 999, "output_tokens": 99}
+    chat = steps["b7ad6b7169203331"]
+    assert (chat.kind, chat.model, chat.provider) == ("llm", "gpt-4o-2024-08-06", "openai")
+    assert (chat.input_tokens, chat.output_tokens, chat.cached_input_tokens) == (120, 30, 64)
+    assert chat.reasoning_tokens == 0 and chat.depth == 1
+    assert chat.attributes["gen_ai.response.finish_reasons"] == ["tool_calls"]
+    assert chat.attributes["otel.span_kind"] == "CLIENT"
+    assert chat.output[0]["parts"][0]["name"] == "get_order"
+    tool = steps["c1d2e3f4a5b6c7d8"]
+    assert (tool.kind, tool.tool_name, tool.tool_args) == ("tool", "get_order", {"id": "1042"})
+    assert (tool.status, tool.error) == (Status.ERROR, "carrier API timed out")
+    assert tool.attributes["otel.events"][0]["name"] == "exception"
+    legacy = steps["d1d2e3f4a5b6c7d9"]
+    assert (legacy.provider, legacy.input_tokens, legacy.output_tokens) == ("anthropic", 200, 40)
+    assert legacy.input.startswith("Order 1042") and legacy.output.startswith("Sorry")
+    assert legacy.attributes["tracedesk.token_source"] == "gen_ai.usage.prompt_tokens"
+    oi = steps["e1d2e3f4a5b6c7da"]
+    assert (oi.model, oi.provider, oi.input_tokens, oi.output_tokens) == (
+        "gpt-4o-mini",
+        "openai",
+        50,
+        10,
+    )
+    assert (oi.cached_input_tokens, oi.reasoning_tokens) == (32, 4)
+    assert oi.reported_cost == Decimal("0.0000135")
+    assert oi.input == {"messages": [{"role": "user", "content": "Where is my order #1042?"}]}
+    assert oi.attributes["llm.invocation_parameters"] == {"temperature": 0}
+    assert oi.attributes["llm.input_messages.0.message.role"] == "user"  # unmapped: kept
+
+
+def test_openai_agents_fields(store):
+    result = import_file(store, FORMAT_FIXTURES / "openai_agents.jsonl")
+    assert (result.format, result.runs, result.steps) == ("openai-agents", 1, 8)
+    run = store.get_run("trace_5f1c0c8e9a4b4d2c8f6a1b2c3d4e5f60")
+    assert run.name == "Restaurant booking" and run.session_id.startswith("group_")
+    assert run.request == "Book a table for two at 7pm"
+    assert (run.input_tokens, run.output_tokens) == (710, 85)  # the turn span's usage is a roll-up
+    steps = steps_by_id(store, run.id)
+    gen = steps["span_000000000000000000000003"]
+    assert (gen.kind, gen.model, gen.input_tokens, gen.cached_input_tokens) == (
+        "llm",
+        "gpt-4.1",
+        310,
+        256,
+    )
+    assert gen.reasoning_tokens == 12 and gen.attributes["usage"]["requests"] == 1
+    tool = steps["span_000000000000000000000004"]
+    assert (tool.tool_name, tool.tool_args) == ("find_table", {"party": 2, "time": "19:00"})
+    assert (tool.status, tool.error) == (Status.ERROR, "Error running tool")
+    assert steps["span_000000000000000000000005"].name == "Concierge -> Booking agent"
+    assert steps["span_000000000000000000000002"].output == {"triggered": False}
+    assert steps["span_000000000000000000000007"].depth == 2  # response under the handed-off agent
+    assert (
+        steps["span_000000000000000000000008"].attributes["tracedesk.rollup_usage"]["input_tokens"]
+        == 710
+    )
+
+
+def test_langsmith_fields(store):
+    result = import_file(store, FORMAT_FIXTURES / "langsmith_runs.jsonl")
+    assert (result.format, result.runs, result.steps) == ("langsmith", 1, 5)
+    run = store.get_run("0192e0a0-0000-7000-8000-000000000001")
+    assert run.request == "Summarise the incident report"
+    # The chain's total_cost rolls up its children; only the model run's own cost counts.
+    assert run.reported_cost == Decimal("0.00175")
+    steps = steps_by_id(store, run.id)
+    openai = steps["0192e0a0-0000-7000-8000-000000000002"]
+    assert (openai.model, openai.provider, openai.input_tokens, openai.output_tokens) == (
+        "gpt-4o", "openai", 500, 50)  # fmt: skip
+    assert openai.start_ns == 1_772_359_200_500_000_000  # naive API time read as UTC
+    tool = steps["0192e0a0-0000-7000-8000-000000000003"]  # found its trace via dotted_order
+    assert (tool.kind, tool.tool_name, tool.tool_args) == (
+        "tool",
+        "search_docs",
+        {"query": "incident 42"},
+    )
+    assert tool.status == Status.ERROR and tool.error.startswith("ToolException")
+    claude = steps["0192e0a0-0000-7000-8000-000000000005"]
+    assert claude.model == "claude-3-5-sonnet-20241022"
+    assert (claude.cached_input_tokens, claude.reasoning_tokens) == (512, 30)
+    root = steps[run.id]
+    assert root.attributes["tracedesk.rollup_usage"] == {"reported_cost": "0.00990"}
+
+
+def test_langfuse_fields(store):
+    result = import_file(store, FORMAT_FIXTURES / "langfuse_export.json")
+    assert (result.format, result.runs, result.steps) == ("langfuse", 1, 6)
+    run = store.get_run("aaaabbbbccccdddd0000111122223333")
+    assert run.request == "Find three papers on agent loops"  # double-encoded trace input
+    assert run.session_id == "s-7" and run.attributes["langfuse.userId"] == "u-1"
+    assert run.reported_cost == Decimal("0.000195") + Decimal("0.00115") + Decimal("0.00035")
+    steps = steps_by_id(store, run.id)
+    root = steps["obs-root"]
+    assert root.kind == StepKind.AGENT and root.input_tokens is None
+    gen = steps["obs-gen-1"]
+    # This producer's total (1100) counts cached and reasoning apart: folded into input/output.
+    assert (gen.input_tokens, gen.output_tokens, gen.cached_input_tokens, gen.reasoning_tokens) == (
+        1000, 100, 100, 20)  # fmt: skip
+    assert gen.input == [{"role": "user", "content": "Find three papers on agent loops"}]
+    legacy = steps["obs-gen-2"]
+    assert (legacy.input_tokens, legacy.output_tokens, legacy.reported_cost) == (
+        300,
+        40,
+        Decimal("0.00115"),
+    )
+    assert legacy.status == Status.OK and legacy.attributes["langfuse.level"] == "WARNING"
+    assert steps["obs-gen-3"].reported_cost == Decimal("0.00035")
+    tool = steps["obs-tool"]
+    assert (tool.tool_name, tool.tool_args) == ("search_papers", {"query": "agent loops"})
+    assert (tool.status, tool.error) == (Status.ERROR, "HTTP 429 rate limited")
+    assert steps["obs-event"].kind == StepKind.EVENT and steps["obs-event"].depth == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [("otlp_genai.jsonl", "otlp"), ("openai_agents.jsonl", "openai-agents"),
+     ("langsmith_runs.jsonl", "langsmith"), ("langfuse_export.json", "langfuse")],
+)  # fmt: skip
+def test_detection_by_content(tmp_path, name, fmt):
+    renamed = tmp_path / "trace.dat"
+    shutil.copy(FORMAT_FIXTURES / name, renamed)
+    assert detect(renamed.read_bytes()[:65536]) == fmt
+
+
+def test_gzip_and_format_override(store, tmp_path):
+    packed = tmp_path / "spans.gz"
+    packed.write_bytes(gzip.compress((FORMAT_FIXTURES / "otlp_genai.jsonl").read_bytes()))
+    assert import_file(store, packed, format="otlp").steps == 5
+    with pytest.raises(TraceFormatError, match="unknown format"):
+        import_file(store, packed, format="nope")
+
+
+def test_wrong_format_forced_fails_cleanly(store):
+    before = snapshot(store)
+    with pytest.raises(TraceFormatError, match="line 1"):
+        import_file(store, FORMAT_FIXTURES / "otlp_genai.jsonl", format="openai-agents")
+    assert snapshot(store) == before
+
+
+def test_bad_otlp_record_names_line_and_field(store, tmp_path):
+    lines = (FORMAT_FIXTURES / "otlp_genai.jsonl").read_bytes().splitlines()
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(lines[0] + b"\n" + lines[1].replace(b'"traceId"', b'"traceID"', 1) + b"\n")
+    with pytest.raises(TraceFormatError, match="line 2: missing required field 'traceId'"):
+        import_file(store, path)
+    result = import_file(store, path, skip_bad=True)
+    assert (result.steps, result.bad_records) == (2, 1)
+
+
+@pytest.mark.parametrize(
+    ("value", "length", "expected"),
+    [("5B8EFFF798038103D269B633813FC60C", 32, "5b8efff798038103d269b633813fc60c"),
+     ("uoqwG/CGgzyYnOKnop7uMQ==", 32, "ba8ab01bf086833c989ce2a7a29eee31"),
+     ("baWWOnbwA5k=", 16, "6da5963a76f00399"),
+     ("0000000000000000", 16, None), ("", 16, None)],
+)  # fmt: skip
+def test_otlp_ids(value, length, expected):
+    assert normalize_id(value, length) == expected
+
+
+def test_reimporting_another_encoding_of_the_same_runs_adds_nothing(store, tmp_path):
+    import_file(store, FORMAT_FIXTURES / "langsmith_runs.jsonl")
+    before = snapshot(store).count('INSERT INTO "steps"')
+    copy = tmp_path / "again.jsonl"
+    copy.write_bytes((FORMAT_FIXTURES / "langsmith_runs.jsonl").read_bytes() + b"\n\n")
+    result = import_file(store, copy)
+    assert (result.steps, result.skipped) == (0, 5)
+    assert snapshot(store).count('INSERT INTO "steps"') == before

@@ -1,0 +1,223 @@
+"""Langfuse exports: ``{trace, observations}`` documents (or a list / JSON Lines of them),
+traces with their observations inline, and bare observation records.
+
+Observations become steps. The original OTel attributes that Langfuse keeps in
+``metadata.attributes`` are mapped through ``semconv`` to fill what the observation
+itself leaves out (tool names, providers, cached tokens …).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import IO, Any
+
+from tracedesk.core.importers.base import (
+    RECORD_ERRORS,
+    ReadContext,
+    as_cost,
+    as_int,
+    checked,
+    iter_records,
+    maybe_json,
+    parse_time,
+    record_problem,
+)
+from tracedesk.core.importers.semconv import apply_attributes, move_rollup_usage
+from tracedesk.core.model import Run, Status, Step, StepKind, request_text
+
+NAME = "langfuse"
+TYPES = {
+    "GENERATION": StepKind.LLM,
+    "EVENT": StepKind.EVENT,
+    "AGENT": StepKind.AGENT,
+    "TOOL": StepKind.TOOL,
+    "CHAIN": StepKind.CHAIN,
+    "RETRIEVER": StepKind.RETRIEVER,
+    "EVALUATOR": StepKind.EVENT,
+    "EMBEDDING": StepKind.EMBEDDING,
+    "GUARDRAIL": StepKind.GUARDRAIL,
+    "SPAN": StepKind.OTHER,  # refined from the OTel attributes where they say more
+}
+CACHED_KEYS = ("input_cached_tokens", "cache_read_input_tokens", "input_cache_read",
+               "prompt_details.cache_read", "cached_tokens")  # fmt: skip
+REASONING_KEYS = ("output_reasoning_tokens", "completion_details.reasoning",
+                  "output_reasoning", "reasoning_tokens")  # fmt: skip
+MAPPED = frozenset({
+    "id", "traceId", "parentObservationId", "type", "name", "startTime", "endTime", "model",
+    "level", "statusMessage", "input", "output", "metadata", "usageDetails", "usage",
+    "costDetails", "totalCost", "calculatedTotalCost",
+})  # fmt: skip
+TRACE_KEPT = ("userId", "tags", "environment", "release", "version", "scores", "output",
+              "metadata", "latency")  # fmt: skip
+
+
+def sniff(head: bytes) -> float:
+    if b'"observations"' in head and (b'"trace"' in head or b'"traceId"' in head):
+        return 0.85
+    if b'"parentObservationId"' in head:
+        return 0.8
+    return 0.0
+
+
+def read(stream: IO[bytes], ctx: ReadContext) -> Iterator[Run | Step]:
+    for where, record in iter_records(stream, ctx):
+        if not isinstance(record, dict):
+            ctx.bad(where, "expected a JSON object")
+            continue
+        if isinstance(record.get("data"), list):  # an API page of observations
+            items = [(f"{where} data {i + 1}", o) for i, o in enumerate(record["data"])]
+            yield from _observations(items, ctx)
+            continue
+        trace = record.get("trace") if isinstance(record.get("trace"), dict) else None
+        if trace is None and "observations" in record:
+            trace = record  # a trace with its observations inline
+        if trace is not None:
+            try:
+                yield checked(_trace(trace))
+            except RECORD_ERRORS as exc:
+                ctx.bad(f"{where} trace", record_problem(exc))
+                continue
+            observations = record.get("observations") or trace.get("observations") or []
+            if not isinstance(observations, list):
+                ctx.bad(f"{where} observations", "must be a list")
+                continue
+            items = [(f"{where} observation {i + 1}", o) for i, o in enumerate(observations)]
+            yield from _observations(items, ctx, default_trace=trace["id"])
+        elif "traceId" in record:
+            yield from _observations([(where, record)], ctx)
+        else:
+            ctx.bad(where, "neither a trace nor an observation")
+
+
+def _payload(value: Any) -> Any:
+    """Langfuse often double-encodes payloads as JSON strings: decode up to twice."""
+    for _ in range(2):
+        decoded = maybe_json(value)
+        if decoded is value:
+            break
+        value = decoded
+    return value
+
+
+def _trace(trace: dict[str, Any]) -> Run:
+    trace_input = _payload(trace.get("input"))
+    attributes = {
+        f"langfuse.{k}": trace[k] for k in TRACE_KEPT if trace.get(k) not in (None, [], {})
+    }
+    if trace_input is not None:
+        attributes["langfuse.input"] = trace_input
+    return Run(
+        id=str(trace["id"]),
+        source_format=NAME,
+        name=trace.get("name") or "",
+        request=request_text(trace_input),
+        session_id=trace.get("sessionId"),
+        start_ns=parse_time(trace.get("timestamp")),
+        attributes=attributes,
+    )
+
+
+def _observations(
+    items: list[tuple[str, Any]], ctx: ReadContext, default_trace: str | None = None
+) -> Iterator[Step]:
+    for where, observation in items:
+        try:
+            if not isinstance(observation, dict):
+                raise ValueError("expected a JSON object")
+            yield checked(_step(observation, default_trace))
+        except RECORD_ERRORS as exc:
+            ctx.bad(where, record_problem(exc))
+
+
+def _first(values: dict[str, Any], keys: tuple[str, ...]) -> int | None:
+    for key in keys:
+        if values.get(key) is not None:
+            return as_int(values[key])
+    return None
+
+
+def _apply_usage(step: Step, observation: dict[str, Any]) -> None:
+    details = observation.get("usageDetails") or observation.get("usage") or {}
+    if not isinstance(details, dict):
+        return
+    input_tokens = as_int(details.get("input", observation.get("promptTokens")))
+    output_tokens = as_int(details.get("output", observation.get("completionTokens")))
+    cached, reasoning = _first(details, CACHED_KEYS), _first(details, REASONING_KEYS)
+    total = as_int(details.get("total"))
+    # Producers differ: when the total counts cached and reasoning tokens on top of input
+    # and output, they are disjoint here; tracedesk counts them as subsets.
+    extra = (cached or 0) + (reasoning or 0)
+    if total is not None and extra and total == (input_tokens or 0) + (output_tokens or 0) + extra:
+        input_tokens = (input_tokens or 0) + (cached or 0)
+        output_tokens = (output_tokens or 0) + (reasoning or 0)
+    step.input_tokens, step.output_tokens = input_tokens, output_tokens
+    step.cached_input_tokens, step.reasoning_tokens = cached, reasoning
+    if details:
+        step.attributes["langfuse.usageDetails"] = details
+
+
+def _apply_cost(step: Step, observation: dict[str, Any]) -> None:
+    details = observation.get("costDetails") or {}
+    usage = observation.get("usage") if isinstance(observation.get("usage"), dict) else {}
+    for value in (
+        details.get("total") if isinstance(details, dict) else None,
+        observation.get("totalCost"),
+        observation.get("calculatedTotalCost"),
+        usage.get("totalCost"),
+    ):
+        cost = as_cost(value)
+        if cost is not None and (cost or details):
+            step.reported_cost = cost
+            break
+    if details:
+        step.attributes["langfuse.costDetails"] = details
+
+
+def _step(observation: dict[str, Any], default_trace: str | None) -> Step:
+    level = observation.get("level") or "DEFAULT"
+    kind_name = str(observation.get("type") or "SPAN").upper()
+    step = Step(
+        id=str(observation["id"]),
+        run_id=str(observation.get("traceId") or default_trace or observation["traceId"]),
+        parent_id=observation.get("parentObservationId") or None,
+        kind=TYPES.get(kind_name, StepKind.OTHER),
+        name=observation.get("name") or "",
+        start_ns=parse_time(observation.get("startTime")),
+        end_ns=parse_time(observation.get("endTime")),
+        status=Status.ERROR if level == "ERROR" else Status.OK,
+        error=observation.get("statusMessage") if level == "ERROR" else None,
+        model=observation.get("model"),
+        input=_payload(observation.get("input")),
+        output=_payload(observation.get("output")),
+    )
+    _apply_usage(step, observation)
+    _apply_cost(step, observation)
+    if step.kind == StepKind.LLM and not step.model and not step.input_tokens:
+        step.kind = StepKind.CHAIN  # a wrapper such as the AI SDK's ai.streamText, not a call
+    step.attributes.update(
+        {
+            f"langfuse.{k}": v
+            for k, v in observation.items()
+            if k not in MAPPED and v not in (None, [], {})
+        }
+    )
+    metadata = _payload(observation.get("metadata"))
+    if isinstance(metadata, dict):
+        otel = metadata.get("attributes")
+        if isinstance(otel, dict):
+            apply_attributes(step, otel)
+        rest = {k: v for k, v in metadata.items() if k != "attributes"}
+        if rest:
+            step.attributes["langfuse.metadata"] = rest
+    elif metadata is not None:
+        step.attributes["langfuse.metadata"] = metadata
+    if level not in ("DEFAULT", "ERROR"):
+        step.attributes["langfuse.level"] = level
+        if observation.get("statusMessage"):
+            step.attributes["langfuse.statusMessage"] = observation["statusMessage"]
+    if step.kind == StepKind.TOOL:
+        step.tool_name = step.tool_name or step.name
+        if step.tool_args is None:
+            step.tool_args = step.input
+    move_rollup_usage(step)
+    return step
