@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +208,31 @@ def to_nusd(amount: Decimal | None) -> int:
     return 0 if amount is None else int((amount * 10**9).to_integral_value())
 
 
+def _run_totals(run_id: str, rows: list[tuple], depths: dict[str, int]) -> tuple:
+    """The UPDATE parameters of a run's totals from its step rows (see _finish_runs)."""
+    sums = [0, 0, 0, 0]
+    errors, root_failed = 0, False
+    starts, ends, costs = [], [], []
+    for row in rows:
+        if row[5] == "error":
+            errors += 1
+            root_failed = root_failed or depths[row[2]] == 0
+        if row[6] is not None:
+            starts.append(row[6])
+        end = row[7] if row[7] is not None else row[6]
+        if end is not None:
+            ends.append(end)
+        for i in range(4):
+            sums[i] += row[8 + i] or 0
+        if row[12] is not None:
+            costs.append(Decimal(row[12]))
+    cost = sum(costs, Decimal(0)) if costs else None
+    return (
+        len(rows), errors, *sums, None if cost is None else str(cost), to_nusd(cost),
+        min(starts, default=None), max(ends, default=None), root_failed, len(rows), run_id,
+    )  # fmt: skip
+
+
 class Store:
     """A tracedesk database. Open with ``Store(path)``; use as a context manager."""
 
@@ -302,9 +328,7 @@ class Store:
             self._insert_steps(batch, result, import_id)
             if cancelled is not None and cancelled():
                 raise ImportCancelled(result.path)
-            for run_id in touched:
-                self._fix_tree(run_id, result)
-                self._update_totals(run_id)
+            self._finish_runs(touched, result)
             result.runs = len(touched)
             conn.execute(
                 "UPDATE imports SET runs=?, steps=?, skipped=?, bad_records=?, warning_count=?"
@@ -381,12 +405,59 @@ class Store:
                 else:
                     result.skipped += 1
 
-    def _fix_tree(self, run_id: str, result: ImportResult) -> None:
-        """Derive depths; attach steps with a missing parent, or in a cycle, to the root."""
-        rows = self.conn.execute(
-            "SELECT rowid, id, parent_id, depth FROM steps WHERE run_id=?", (run_id,)
+    def _finish_runs(self, run_ids: set[str], result: ImportResult) -> None:
+        """Derive depths and run totals for the runs an import touched, in one pass.
+
+        Steps whose parent is missing, or whose parent links form a cycle, are attached
+        to the run root with a warning.
+        """
+        conn = self.conn
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS touched(run_id TEXT PRIMARY KEY)")
+        conn.execute("DELETE FROM touched")
+        conn.executemany("INSERT INTO touched VALUES (?)", ((r,) for r in run_ids))
+        rows = conn.execute(
+            "SELECT steps.rowid, run_id, id, parent_id, depth, status, start_ns, end_ns,"
+            " input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, reported_cost"
+            " FROM steps WHERE run_id IN (SELECT run_id FROM touched) ORDER BY run_id"
+        )
+        depth_updates: list[tuple[int, int]] = []
+        totals: list[tuple] = []
+        for run_id, group in groupby(rows, key=lambda r: r[1]):
+            steps = list(group)
+            depths = self._tree(run_id, steps, result)
+            depth_updates.extend((depths[r[2]], r[0]) for r in steps if depths[r[2]] != r[4])
+            totals.append(_run_totals(run_id, steps, depths))
+        conn.executemany("UPDATE steps SET depth=? WHERE rowid=?", depth_updates)
+        conn.executemany(
+            """
+            UPDATE runs SET step_count=?, error_count=?, input_tokens=?, output_tokens=?,
+                cached_input_tokens=?, reasoning_tokens=?, reported_cost=?, cost_nusd=?,
+                start_ns = coalesce(?, start_ns), end_ns = coalesce(?, end_ns),
+                status = CASE WHEN status != 'unset' THEN status WHEN ? THEN 'error'
+                              WHEN ? > 0 THEN 'ok' ELSE status END
+            WHERE id=?
+            """,
+            totals,
+        )
+        # Runs without a name take their first root step's; without a request, the
+        # user's words from their earliest step inputs.
+        conn.execute(
+            """
+            UPDATE runs SET name = coalesce((
+                SELECT name FROM steps WHERE run_id = runs.id AND parent_id IS NULL
+                ORDER BY start_ns LIMIT 1), '')
+            WHERE name = '' AND id IN (SELECT run_id FROM touched)
+            """
+        )
+        missing = conn.execute(
+            "SELECT id FROM runs WHERE request IS NULL AND id IN (SELECT run_id FROM touched)"
         ).fetchall()
-        parent_of = {r[1]: r[2] for r in rows}
+        for (run_id,) in missing:
+            self._fill_request(run_id)
+
+    def _tree(self, run_id: str, rows: list[tuple], result: ImportResult) -> dict[str, int]:
+        """Depth of every step of a run; repairs missing parents and cycles in the table."""
+        parent_of = {r[2]: r[3] for r in rows}
         depth: dict[str, int] = {}
         detached: dict[str, tuple[str, str]] = {}  # step id -> (reason, lost parent id)
         for step_id in parent_of:
@@ -414,8 +485,6 @@ class Store:
             for node in reversed(chain):
                 base += 1
                 depth[node] = base
-        updates = [(depth[r[1]], r[0]) for r in rows if depth[r[1]] != r[3]]
-        self.conn.executemany("UPDATE steps SET depth=? WHERE rowid=?", updates)
         for step_id, (reason, lost_parent) in detached.items():
             result.warn(
                 f"run {run_id}: step {step_id!r} {reason} ({lost_parent!r});"
@@ -427,52 +496,10 @@ class Store:
                 " WHERE run_id=? AND id=?",
                 (lost_parent, run_id, step_id),
             )
-
-    def _update_totals(self, run_id: str) -> None:
-        conn = self.conn
-        agg = conn.execute(
-            """
-            SELECT count(*), coalesce(sum(status = 'error'), 0),
-                   coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),
-                   coalesce(sum(cached_input_tokens), 0), coalesce(sum(reasoning_tokens), 0),
-                   min(start_ns), max(coalesce(end_ns, start_ns)),
-                   coalesce(max(parent_id IS NULL AND status = 'error'), 0)
-            FROM steps WHERE run_id = ?
-            """,
-            (run_id,),
-        ).fetchone()
-        costs = [
-            Decimal(r[0])
-            for r in conn.execute(
-                "SELECT reported_cost FROM steps WHERE run_id=? AND reported_cost IS NOT NULL",
-                (run_id,),
-            )
-        ]
-        cost = sum(costs, Decimal(0)) if costs else None
-        root_failed = bool(agg[8])
-        conn.execute(
-            """
-            UPDATE runs SET step_count=?, error_count=?, input_tokens=?, output_tokens=?,
-                cached_input_tokens=?, reasoning_tokens=?, reported_cost=?, cost_nusd=?,
-                start_ns = coalesce(?, start_ns), end_ns = coalesce(?, end_ns),
-                status = CASE WHEN status != 'unset' THEN status WHEN ? THEN 'error'
-                              WHEN ? > 0 THEN 'ok' ELSE status END,
-                name = CASE WHEN name != '' THEN name ELSE coalesce((
-                    SELECT name FROM steps WHERE run_id = runs.id AND parent_id IS NULL
-                    ORDER BY start_ns LIMIT 1), '') END
-            WHERE id=?
-            """,
-            (*agg[:6], None if cost is None else str(cost), to_nusd(cost), agg[6], agg[7],
-             root_failed, agg[0], run_id),
-        )  # fmt: skip
-        self._fill_request(run_id)
+        return depth
 
     def _fill_request(self, run_id: str) -> None:
-        """A run without a request takes the user's words from its earliest step inputs."""
-        conn = self.conn
-        if conn.execute("SELECT request FROM runs WHERE id=?", (run_id,)).fetchone()[0]:
-            return
-        inputs = conn.execute(
+        inputs = self.conn.execute(
             "SELECT input FROM steps WHERE run_id=? AND input IS NOT NULL"
             " ORDER BY start_ns, rowid LIMIT 20",
             (run_id,),
@@ -480,7 +507,7 @@ class Store:
         for (payload,) in inputs:
             text = request_text(orjson.loads(payload))
             if text:
-                conn.execute("UPDATE runs SET request=? WHERE id=?", (text, run_id))
+                self.conn.execute("UPDATE runs SET request=? WHERE id=?", (text, run_id))
                 return
 
     # -- queries ----------------------------------------------------------------

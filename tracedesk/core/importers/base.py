@@ -116,6 +116,8 @@ def parse_time(value: Any) -> int | None:
     """
     if value is None or value == "":
         return None
+    if type(value) is str and len(value) == 19 and value.isdigit():
+        return int(value)  # OTLP's ns as a decimal string: the common case, taken first
     if isinstance(value, bool):
         raise ValueError(f"not a time: {value!r}")
     if isinstance(value, str):
@@ -246,33 +248,34 @@ def checked(record: RecordT) -> RecordT:
 
     Numbers given where text is expected (numeric ids) become text.
     """
-    is_step = isinstance(record, Step)
+    is_step = type(record) is Step
     for name in _STEP_TEXT if is_step else _RUN_TEXT:
         value = getattr(record, name)
-        if value is None or isinstance(value, str):
-            continue
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            setattr(record, name, str(value))
-        else:
-            raise ValueError(f"field {name!r} must be text, not {type(value).__name__}")
-    for name in _STEP_INTS if is_step else ("start_ns", "end_ns"):
+        if value is not None and type(value) is not str:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                setattr(record, name, str(value))
+            else:
+                raise ValueError(f"field {name!r} must be text, not {type(value).__name__}")
+    for index, name in enumerate(_STEP_INTS if is_step else _STEP_INTS[:2]):
         value = getattr(record, name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or not -_INT64 <= value < _INT64):  # fmt: skip
+        if value is None:
+            continue
+        if type(value) is not int or not -_INT64 <= value < _INT64:
             raise ValueError(f"field {name!r} is not a 64-bit integer: {value!r}")
+        if index >= 2 and not 0 <= value < MAX_TOKENS:
+            raise ValueError(f"field {name!r} is not a plausible token count: {value}")
+    if type(record.attributes) is not dict:
+        raise ValueError("attributes must be an object")
+    if not record.id:
+        raise ValueError("empty id")
     if is_step:
-        for name in _STEP_INTS[2:]:
-            value = getattr(record, name)
-            if value is not None and not 0 <= value < MAX_TOKENS:
-                raise ValueError(f"field {name!r} is not a plausible token count: {value}")
         cost = record.reported_cost
         if cost is not None and not (cost.is_finite() and abs(cost) < MAX_COST):
             raise ValueError(f"reported cost is not a plausible amount: {cost}")
-    if not isinstance(record.attributes, dict):
-        raise ValueError("attributes must be an object")
-    if is_step and not (isinstance(record.kind, str) and record.kind in _KINDS
-                        and isinstance(record.status, str) and record.status in _STATUSES):  # fmt: skip
-        raise ValueError(f"bad kind {record.kind!r} or status {record.status!r}")
-    if not record.id or (is_step and not record.run_id):
-        raise ValueError("empty id")
+        kind, status = record.kind, record.status
+        if not (isinstance(kind, str) and kind in _KINDS and isinstance(status, str)
+                and status in _STATUSES):  # fmt: skip
+            raise ValueError(f"bad kind {kind!r} or status {status!r}")
+        if not record.run_id:
+            raise ValueError("empty run id")
     return record

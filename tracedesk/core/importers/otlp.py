@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -39,7 +40,7 @@ SPAN_KINDS = {
 }
 STATUS_CODES = {0: Status.UNSET, 1: Status.OK, 2: Status.ERROR}
 STATUS_NAMES = {"UNSET": Status.UNSET, "OK": Status.OK, "ERROR": Status.ERROR}
-HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+HEX = re.compile(r"[0-9a-fA-F]+")
 
 
 def sniff(head: bytes) -> float:
@@ -73,7 +74,7 @@ def normalize_id(value: Any, hex_length: int) -> str | None:
     if not isinstance(value, str):
         raise ValueError(f"span or trace id must be a string, not {value!r}")
     text = value[2:] if value.startswith("0x") else value
-    if len(text) == hex_length and set(text) <= HEX_DIGITS:
+    if len(text) == hex_length and HEX.fullmatch(text):
         result = text.lower()
     else:
         try:

@@ -57,6 +57,27 @@ INPUT_KEYS = ("gen_ai.input.messages", "input.value", "gen_ai.prompt")
 OUTPUT_KEYS = ("gen_ai.output.messages", "output.value", "gen_ai.completion")
 SESSION_KEYS = ("gen_ai.conversation.id", "session.id")
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens")
+SYNONYMS = {
+    "model": MODEL_KEYS, "provider": PROVIDER_KEYS, "input_tokens": INPUT_TOKEN_KEYS,
+    "output_tokens": OUTPUT_TOKEN_KEYS, "cached_input_tokens": CACHED_TOKEN_KEYS,
+    "reasoning_tokens": REASONING_TOKEN_KEYS, "reported_cost": COST_KEYS,
+    "tool_name": TOOL_NAME_KEYS, "tool_args": TOOL_ARGS_KEYS, "input": INPUT_KEYS,
+    "output": OUTPUT_KEYS, "tool_result": TOOL_RESULT_KEYS,
+}  # fmt: skip
+FIELD_OF_KEY = {key: (field, rank) for field, keys in SYNONYMS.items()
+                for rank, key in enumerate(keys)}  # fmt: skip
+
+
+def _text(value: Any) -> Any:
+    return value if isinstance(value, str) else None
+
+
+CONVERT = {
+    "model": _text, "provider": _text, "tool_name": _text,
+    "input_tokens": as_int, "output_tokens": as_int, "cached_input_tokens": as_int,
+    "reasoning_tokens": as_int, "reported_cost": as_cost,
+    "tool_args": maybe_json, "input": maybe_json, "output": maybe_json, "tool_result": maybe_json,
+}  # fmt: skip
 # Containers whose usage, when a source reports it, is the sum of their children's.
 ROLLUP_KINDS = frozenset({StepKind.AGENT, StepKind.CHAIN})
 
@@ -65,6 +86,8 @@ def otel_value(value: Any) -> Any:
     """Decode an OTLP/JSON AnyValue."""
     if not isinstance(value, dict):
         return value
+    if "stringValue" in value:  # by far the most common: take it first
+        return value["stringValue"]
     for key, item in value.items():
         if key == "arrayValue":
             return [otel_value(v) for v in (item or {}).get("values", [])]
@@ -87,20 +110,12 @@ def otel_attributes(pairs: Any) -> dict[str, Any]:
     }
 
 
-def _first(attrs: dict[str, Any], keys: tuple[str, ...]) -> tuple[str | None, Any]:
+def _first(attrs: dict[str, Any], keys: tuple[str, ...]) -> Any:
     for key in keys:
         value = attrs.get(key)
         if value is not None and value != "":
-            return key, value
-    return None, None
-
-
-def _take(attrs: dict[str, Any], keys: tuple[str, ...]) -> Any:
-    """The first present value among synonyms; all synonyms are then removed."""
-    _, value = _first(attrs, keys)
-    for key in keys:
-        attrs.pop(key, None)
-    return value
+            return value
+    return None
 
 
 def kind_from_attributes(attrs: dict[str, Any]) -> StepKind | None:
@@ -114,7 +129,7 @@ def kind_from_attributes(attrs: dict[str, Any]) -> StepKind | None:
         return StepKind.TOOL
     if attrs.get("gen_ai.agent.name") or attrs.get("agent.name"):
         return StepKind.AGENT
-    if _first(attrs, MODEL_KEYS)[1] is not None:
+    if _first(attrs, MODEL_KEYS) is not None:
         return StepKind.LLM
     return None
 
@@ -122,42 +137,39 @@ def kind_from_attributes(attrs: dict[str, Any]) -> StepKind | None:
 def apply_attributes(step: Step, attrs: dict[str, Any]) -> str | None:
     """Fill the step from GenAI / OpenInference attributes; keep the rest on the step.
 
-    Fields already set on the step (by the container format) win. Returns the session id
-    if the attributes name one.
+    Fields already set on the step (by the container format) win. Of several synonyms the
+    first in precedence order is used; the others stay in the attributes. Returns the
+    session id if the attributes name one.
     """
-    attrs = dict(attrs)
     kind = kind_from_attributes(attrs)
     if kind is not None and step.kind == StepKind.OTHER:
         step.kind = kind
-    token_source, _ = _first(attrs, INPUT_TOKEN_KEYS)
-    values = {
-        "model": _take(attrs, MODEL_KEYS),
-        "provider": _take(attrs, PROVIDER_KEYS),
-        "input_tokens": as_int(_take(attrs, INPUT_TOKEN_KEYS)),
-        "output_tokens": as_int(_take(attrs, OUTPUT_TOKEN_KEYS)),
-        "cached_input_tokens": as_int(_take(attrs, CACHED_TOKEN_KEYS)),
-        "reasoning_tokens": as_int(_take(attrs, REASONING_TOKEN_KEYS)),
-        "reported_cost": as_cost(_take(attrs, COST_KEYS)),
-        "tool_name": _take(attrs, TOOL_NAME_KEYS),
-        "tool_args": maybe_json(_take(attrs, TOOL_ARGS_KEYS)),
-        "input": maybe_json(_take(attrs, INPUT_KEYS)),
-        "output": maybe_json(_take(attrs, OUTPUT_KEYS)),
-    }
-    tool_result = maybe_json(_take(attrs, TOOL_RESULT_KEYS))
-    if values["output"] is None:
-        values["output"] = tool_result
-    for name, value in values.items():
-        if value is not None and getattr(step, name) is None:
-            setattr(step, name, value)
-    if token_source:
-        attrs["tracedesk.token_source"] = token_source
+    chosen: dict[str, tuple[int, str, Any]] = {}  # field -> (precedence, key, value)
+    for key, value in attrs.items():
+        spec = FIELD_OF_KEY.get(key)
+        if spec is None or value is None or value == "":
+            continue
+        field, rank = spec
+        if field not in chosen or rank < chosen[field][0]:
+            chosen[field] = (rank, key, value)
+    rest = dict(attrs)
+    # A tool result fills the output only when no output attribute did: it goes last.
+    for field in sorted(chosen, key=lambda f: f == "tool_result"):
+        _, key, value = chosen[field]
+        del rest[key]
+        value = CONVERT[field](value)
+        target = "output" if field == "tool_result" else field
+        if value is not None and getattr(step, target) is None:
+            setattr(step, target, value)
+    if "input_tokens" in chosen:
+        rest["tracedesk.token_source"] = chosen["input_tokens"][1]
     if step.kind == StepKind.TOOL:
         if step.tool_name is None:
             step.tool_name = step.name
         if step.tool_args is None:
             step.tool_args = step.input
-    step.attributes.update(attrs)
-    _, session = _first(attrs, SESSION_KEYS)
+    step.attributes.update(rest)
+    session = _first(attrs, SESSION_KEYS)
     return session if isinstance(session, str) else None
 
 

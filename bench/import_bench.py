@@ -1,0 +1,170 @@
+"""Import throughput and peak memory on a large OTLP JSON Lines file, beside the raw floor.
+
+    python bench/import_bench.py [--spans 1000000] [--keep]
+
+Generates a deterministic OTLP file (one collector-exporter line per trace of 20 spans with
+GenAI attributes), then, each in a fresh process:
+  - import: ``tracedesk.core.importers.import_file`` into a new database;
+  - floor:  orjson parse of every line + sqlite3 ``executemany`` of the same step rows into
+            the same schema, in one transaction (no mapping, no tree, no totals).
+Prints spans/s, peak RSS and the ratio import/floor. Targets: ratio >= 50 %, RSS < 1 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SPANS_PER_TRACE = 20
+MODELS = ("gpt-4o-2024-08-06", "gpt-4o-mini", "claude-3-5-sonnet-20241022", "gemini-2.0-flash")
+TOOLS = ("search_docs", "lookup_order", "run_sql", "get_weather")
+
+
+def _kv(key: str, value: object) -> dict:
+    if isinstance(value, int):
+        return {"key": key, "value": {"intValue": str(value)}}
+    return {"key": key, "value": {"stringValue": str(value)}}
+
+
+def generate(path: Path, spans: int, seed: int = 1) -> None:
+    rng = random.Random(seed)
+    t0 = 1_760_000_000_000_000_000
+    with path.open("w") as out:
+        for trace in range(spans // SPANS_PER_TRACE):
+            trace_id = f"{rng.getrandbits(128):032x}"
+            root = f"{rng.getrandbits(64):016x}"
+            start = t0 + trace * 60_000_000_000
+            items = [{
+                "traceId": trace_id, "spanId": root, "name": "invoke_agent Support", "kind": 1,
+                "startTimeUnixNano": str(start), "endTimeUnixNano": str(start + 30_000_000_000),
+                "attributes": [_kv("gen_ai.operation.name", "invoke_agent"),
+                               _kv("gen_ai.agent.name", "Support"),
+                               _kv("gen_ai.conversation.id", f"conv-{trace % 977}")],
+                "status": {"code": 1},
+            }]  # fmt: skip
+            for n in range(1, SPANS_PER_TRACE):
+                begin = start + n * 1_000_000_000
+                span = {
+                    "traceId": trace_id, "spanId": f"{rng.getrandbits(64):016x}",
+                    "parentSpanId": root, "kind": 3, "startTimeUnixNano": str(begin),
+                    "endTimeUnixNano": str(begin + rng.randint(50, 900) * 1_000_000),
+                    "status": {"code": 1},
+                }  # fmt: skip
+                if n % 2:
+                    model = rng.choice(MODELS)
+                    span["name"] = f"chat {model}"
+                    span["attributes"] = [
+                        _kv("gen_ai.operation.name", "chat"), _kv("gen_ai.request.model", model),
+                        _kv("gen_ai.provider.name", "openai"),
+                        _kv("gen_ai.usage.input_tokens", rng.randint(200, 4000)),
+                        _kv("gen_ai.usage.output_tokens", rng.randint(10, 600)),
+                        _kv("gen_ai.input.messages", json.dumps(
+                            [{"role": "user", "parts": [{"type": "text", "content": f"Question {trace}"}]}])),
+                    ]  # fmt: skip
+                else:
+                    tool = rng.choice(TOOLS)
+                    span["name"] = f"execute_tool {tool}"
+                    span["attributes"] = [
+                        _kv("gen_ai.operation.name", "execute_tool"), _kv("gen_ai.tool.name", tool),
+                        _kv("gen_ai.tool.call.id", f"call_{n}"),
+                        _kv("gen_ai.tool.call.arguments", json.dumps({"q": f"item {rng.randint(1, 99)}"})),
+                    ]  # fmt: skip
+                items.append(span)
+            rng.shuffle(items)  # the file exporter guarantees no order
+            request = {"resourceSpans": [{"resource": {"attributes": [_kv("service.name", "bench")]},
+                                          "scopeSpans": [{"scope": {"name": "bench"}, "spans": items}]}]}  # fmt: skip
+            out.write(json.dumps(request, separators=(",", ":")) + "\n")
+
+
+def run_import(trace_file: str, db: str) -> dict:
+    from tracedesk.core.importers import import_file
+    from tracedesk.core.store import Store
+
+    started = time.perf_counter()
+    with Store(db) as store:
+        result = import_file(store, trace_file)
+    return {"seconds": time.perf_counter() - started, "spans": result.steps}
+
+
+def run_floor(trace_file: str, db: str) -> dict:
+    import orjson
+
+    from tracedesk.core.store import INSERT_STEP_SQL, Store
+
+    started = time.perf_counter()
+    with Store(db) as store:
+        conn = store.conn
+        conn.execute("PRAGMA foreign_keys=OFF")  # the floor writes steps without runs
+        conn.execute("BEGIN")
+        count, batch = 0, []
+        with open(trace_file, "rb") as f:
+            for line in f:
+                for rs in orjson.loads(line)["resourceSpans"]:
+                    for ss in rs["scopeSpans"]:
+                        for s in ss["spans"]:
+                            batch.append((
+                                s["traceId"], s["spanId"], s.get("parentSpanId"), 0, "other",
+                                s["name"], int(s["startTimeUnixNano"]), int(s["endTimeUnixNano"]),
+                                "ok", None, None, None, None, None, None, None, None, None, None,
+                                None, None, orjson.dumps(s["attributes"]).decode(), None,
+                            ))  # fmt: skip
+                if len(batch) >= 5000:
+                    conn.executemany(INSERT_STEP_SQL, batch)
+                    count += len(batch)
+                    batch.clear()
+        conn.executemany(INSERT_STEP_SQL, batch)
+        count += len(batch)
+        conn.execute("COMMIT")
+    return {"seconds": time.perf_counter() - started, "spans": count}
+
+
+def measure(mode: str, trace_file: Path, folder: Path) -> dict:
+    """Run one mode in a fresh interpreter so that its peak RSS is its own."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", mode, str(trace_file), str(folder / f"{mode}.db")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return json.loads(done.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--spans", type=int, default=1_000_000)
+    parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        mode, trace_file, db = args.child
+        figures = (run_import if mode == "import" else run_floor)(trace_file, db)
+        figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(figures))
+        return
+    folder = Path(tempfile.mkdtemp(prefix="tracedesk-bench-"))
+    trace_file = folder / "spans.otlp.jsonl"
+    started = time.perf_counter()
+    generate(trace_file, args.spans)
+    size_mb = trace_file.stat().st_size / 1e6
+    print(f"generated {args.spans:,} spans, {size_mb:,.0f} MB in {time.perf_counter() - started:.1f} s")
+    floor = measure("floor", trace_file, folder)
+    imported = measure("import", trace_file, folder)
+    for name, fig in (("raw floor", floor), ("tracedesk import", imported)):
+        rate = fig["spans"] / fig["seconds"]
+        print(f"{name:>17}: {fig['spans']:,} spans in {fig['seconds']:.1f} s = {rate:,.0f} spans/s,"
+              f" peak RSS {fig['peak_rss_mb']:,.0f} MB")  # fmt: skip
+    ratio = (imported["spans"] / imported["seconds"]) / (floor["spans"] / floor["seconds"])
+    print(f"ratio import/floor: {ratio:.0%} (target >= 50%); peak RSS target < 1024 MB")
+    if not args.keep:
+        for file in folder.iterdir():
+            file.unlink()
+        folder.rmdir()
+
+
+if __name__ == "__main__":
+    main()
