@@ -9,12 +9,22 @@ import argparse
 import os
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
 from importlib.resources import as_file
 from pathlib import Path
 
 from tracedesk import __version__
-from tracedesk.core.export import native_lines, write_native
+from tracedesk.core.analysis.cost import GROUPINGS, refresh_costs, summarize
+from tracedesk.core.analysis.pricing import Pricing, PricingError, user_pricing_path
+from tracedesk.core.export import (
+    COST_FORMATS,
+    COST_WRITERS,
+    cost_text,
+    native_lines,
+    write_native,
+    write_text_atomically,
+)
 from tracedesk.core.importers import FORMATS, import_file
 from tracedesk.core.importers.base import TraceFormatError
 from tracedesk.core.model import Status
@@ -58,6 +68,15 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write runs as tracedesk JSONL")
     p.add_argument("run_ids", nargs="+", metavar="RUN_ID")
     p.add_argument("-o", "--output", type=Path, required=True)
+
+    p = sub.add_parser("costs", help="cost summary of runs (all runs by default)")
+    p.add_argument("run_ids", nargs="*", metavar="RUN_ID")
+    p.add_argument("--by", choices=GROUPINGS, default="run")
+    p.add_argument("--format", choices=("table", *COST_FORMATS), default="table")
+    p.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
+
+    p = sub.add_parser("pricing", help="known model prices and the models without one")
+    p.add_argument("--all", action="store_true", help="list every known model")
 
     p = sub.add_parser("demo", help="fill the database with the built-in sample runs")
     p.add_argument("--runs", type=int, default=None, help="generate N runs instead")
@@ -134,18 +153,18 @@ def cmd_import(store: Store, args: argparse.Namespace) -> int:
 
 def cmd_runs(store: Store, args: argparse.Namespace) -> int:
     descending = args.sort in ("start_ns", "cost_nusd", "step_count")
+    refresh_costs(store, _pricing())
     runs = store.runs(f"{args.sort} {'DESC' if descending else 'ASC'}", limit=args.limit)
     rows = [
         [
             run.id[:12], shorten(run.name, 28), shorten(run.request, 40), str(run.step_count),
-            format_count(run.input_tokens + run.output_tokens), format_duration(run.duration_ns),
-            run.status,
+            format_count(run.input_tokens + run.output_tokens), cost_text(run.cost, run.unpriced_steps),
+            format_duration(run.duration_ns), run.status,
         ]
         for run in runs
     ]  # fmt: skip
-    print(
-        table(["ID", "NAME", "REQUEST", "STEPS", "TOKENS", "DURATION", "STATUS"], rows, {3, 4, 5})
-    )
+    headers = ["ID", "NAME", "REQUEST", "STEPS", "TOKENS", "COST", "DURATION", "STATUS"]
+    print(table(headers, rows, {3, 4, 5, 6}))
     print(f"{len(runs)} runs")
     return 0
 
@@ -168,6 +187,59 @@ def cmd_show(store: Store, args: argparse.Namespace) -> int:
             f"{'  ' * depth}{step.kind:<9} {step.name}  {format_duration(step.duration_ns)}"
             f"{tokens}{error}"
         )
+    return 0
+
+
+def _pricing() -> Pricing:
+    try:
+        return Pricing.load()
+    except PricingError as exc:
+        raise UserError(str(exc)) from None
+
+
+def cmd_costs(store: Store, args: argparse.Namespace) -> int:
+    pricing = _pricing()
+    refresh_costs(store, pricing)
+    summary = summarize(store, pricing, args.run_ids or None, by=args.by)
+    if args.format == "table":
+        rows = [
+            [shorten(r.label or r.key, 48), str(r.steps), format_count(r.input_tokens),
+             format_count(r.output_tokens), cost_text(r.cost, r.unpriced_steps),
+             str(r.unpriced_steps) if r.unpriced_steps else ""]
+            for r in [*summary.rows, summary.total]
+        ]  # fmt: skip
+        headers = [args.by.upper(), "STEPS", "IN TOK", "OUT TOK", "COST", "UNPRICED"]
+        text = table(headers, rows, {1, 2, 3, 4, 5}) + "\n"
+    else:
+        text = COST_WRITERS[args.format](summary)
+    if args.output:
+        write_text_atomically(args.output, text)
+        print(f"{args.output}: cost summary of {len(summary.runs)} runs by {args.by}")
+    else:
+        sys.stdout.write(text)
+    for model, count in sorted(summary.unknown_models.items()):
+        print(f"warning: no price for model {model!r} ({count} steps not costed)", file=sys.stderr)
+    return 0
+
+
+def cmd_pricing(store: Store, args: argparse.Namespace) -> int:
+    pricing = _pricing()
+    used = Counter(
+        row[0] for row in store.conn.execute("SELECT model FROM steps WHERE model IS NOT NULL")
+    )
+    known = [m for m in used if pricing.resolve(m)]
+    missing = [m for m in used if not pricing.resolve(m)]
+    names = sorted(pricing.models) if args.all else sorted({pricing.resolve(m).name for m in known})
+    rows = []
+    for name in names:
+        price = pricing.resolve(name)
+        rows.append([name, str(price.input), str(price.output),
+                     "-" if price.cached_input is None else str(price.cached_input),
+                     price.as_of or "", price.source or ""])  # fmt: skip
+    print("USD per 1M tokens; user overrides:", user_pricing_path())
+    print(table(["MODEL", "INPUT", "OUTPUT", "CACHED", "AS OF", "SOURCE"], rows, {1, 2, 3}))
+    for model in sorted(missing):
+        print(f"missing: {model} ({used[model]} steps) has no price", file=sys.stderr)
     return 0
 
 
@@ -203,6 +275,8 @@ def cmd_demo(store: Store, args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
+    "costs": cmd_costs,
+    "pricing": cmd_pricing,
     "import": cmd_import,
     "runs": cmd_runs,
     "show": cmd_show,

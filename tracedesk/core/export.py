@@ -1,20 +1,27 @@
-"""Writing data out of the store: runs as tracedesk JSON Lines (lossless)."""
+"""Writing data out of the store: runs as tracedesk JSON Lines (lossless), and cost
+summaries as CSV, JSON and Markdown."""
 
 from __future__ import annotations
 
+import csv
+import io
+import os
+import tempfile
 from collections.abc import Iterable, Iterator
+from decimal import Decimal
+from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
+from tracedesk.core.analysis.cost import CostRow, CostSummary
 from tracedesk.core.importers.native import FORMAT_VERSION, NAME
-from tracedesk.core.model import Run, Step
+from tracedesk.core.model import RUN_DERIVED_FIELDS, Run, Step
 from tracedesk.core.store import Store
 
 # Derived by the store on import, so not written out.
-_RUN_SKIP = frozenset({"step_count", "error_count", "input_tokens", "output_tokens",
-                       "cached_input_tokens", "reasoning_tokens", "reported_cost"})  # fmt: skip
-_STEP_SKIP = frozenset({"depth"})
+_RUN_SKIP = frozenset(RUN_DERIVED_FIELDS)
+_STEP_SKIP = frozenset({"depth", "cost", "cost_source"})
 
 
 def _record(kind: str, obj: Run | Step, skip: frozenset[str]) -> dict[str, Any]:
@@ -41,3 +48,129 @@ def write_native(store: Store, run_ids: Iterable[str], out: IO[bytes]) -> int:
     runs = [store.find_run(run_id) for run_id in run_ids]
     out.writelines(native_lines((run, store.iter_steps(run.id)) for run in runs))
     return len(runs)
+
+
+# -- cost summaries ------------------------------------------------------------------
+
+COST_FORMATS = ("csv", "json", "md")
+_COST_COLUMNS = (
+    "key",
+    "label",
+    "steps",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "unpriced_steps",
+)
+# A spreadsheet runs a cell that starts with one of these as a formula.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def format_usd(amount: Decimal | None) -> str:
+    """Money for people: cents above a dollar, more digits for the small sums of one step."""
+    if amount is None:
+        return "-"
+    if amount >= 1:
+        return f"${amount:,.2f}"
+    if amount >= Decimal("0.01"):
+        return f"${amount:.4f}"
+    return f"${amount:.6f}"
+
+
+def cost_text(amount: Decimal | None, unpriced_steps: int = 0) -> str:
+    """``format_usd`` that says when steps without a price are left out of the sum."""
+    if unpriced_steps and not amount:
+        return "no price"
+    return format_usd(amount) + ("+?" if unpriced_steps else "")
+
+
+def _cells(row: CostRow) -> list[Any]:
+    return [
+        row.key,
+        row.label,
+        row.steps,
+        row.input_tokens,
+        row.output_tokens,
+        row.cached_input_tokens,
+        row.reasoning_tokens,
+        row.cost,
+        row.unpriced_steps,
+    ]
+
+
+def csv_safe(value: Any) -> Any:
+    """Text that a spreadsheet would run as a formula is quoted with a leading apostrophe."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def cost_summary_csv(summary: CostSummary) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(_COST_COLUMNS)
+    for row in [*summary.rows, summary.total]:
+        writer.writerow([csv_safe(c) if isinstance(c, str) else c for c in _cells(row)])
+    return out.getvalue()
+
+
+def cost_summary_json(summary: CostSummary) -> str:
+    def record(row: CostRow) -> dict[str, Any]:
+        values = dict(zip(_COST_COLUMNS, _cells(row), strict=True))
+        values["cost_usd"] = str(row.cost)  # exact: a string, never a float
+        return values
+
+    document = {
+        "group_by": summary.by,
+        "runs": [run.id for run in summary.runs],
+        "rows": [record(row) for row in summary.rows],
+        "total": record(summary.total),
+        "unknown_models": summary.unknown_models,
+    }
+    return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n"
+
+
+def _md_cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def cost_summary_markdown(summary: CostSummary) -> str:
+    lines = [
+        f"# Cost summary by {summary.by}",
+        "",
+        f"{len(summary.runs)} runs, {summary.total.steps} steps, "
+        f"total {format_usd(summary.total.cost)}.",
+        "",
+        f"| {summary.by} | steps | input tokens | output tokens | cached | reasoning"
+        " | cost (USD) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in [*summary.rows, summary.total]:
+        bold = "**" if row is summary.total else ""
+        lines.append(
+            f"| {bold}{_md_cell(row.label or row.key)}{bold} | {row.steps} | {row.input_tokens} |"
+            f" {row.output_tokens} | {row.cached_input_tokens} | {row.reasoning_tokens} |"
+            f" {bold}{row.cost}{bold} |"
+        )
+    if summary.unknown_models:
+        lines += ["", "Steps not priced (model missing from the pricing table):", ""]
+        lines += [f"- `{model}`: {n} steps" for model, n in sorted(summary.unknown_models.items())]
+    return "\n".join(lines) + "\n"
+
+
+COST_WRITERS = {"csv": cost_summary_csv, "json": cost_summary_json, "md": cost_summary_markdown}
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write next to the target and rename, so a failure never leaves half a file."""
+    with tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=path.parent, delete=False, newline=""
+    ) as tmp:
+        try:
+            tmp.write(text)
+        except BaseException:
+            os.unlink(tmp.name)
+            raise
+    os.replace(tmp.name, path)

@@ -60,6 +60,9 @@ class Step:
     output: Any = None
     attributes: dict[str, Any] = field(default_factory=dict)
     depth: int = 0  # derived by the store at import time
+    # Derived by the cost engine: the step's own cost and where it came from.
+    cost: Decimal | None = None
+    cost_source: str | None = None
 
     @property
     def duration_ns(self) -> int | None:
@@ -89,6 +92,8 @@ class Run:
     cached_input_tokens: int = 0
     reasoning_tokens: int = 0
     reported_cost: Decimal | None = None
+    cost: Decimal | None = None  # reported or computed, summed over the steps
+    unpriced_steps: int = 0  # steps with tokens whose model has no price
 
     @property
     def duration_ns(self) -> int | None:
@@ -107,6 +112,8 @@ RUN_DERIVED_FIELDS = (
     "cached_input_tokens",
     "reasoning_tokens",
     "reported_cost",
+    "cost",
+    "unpriced_steps",
 )
 
 

@@ -7,8 +7,10 @@ reasoning a subset of output); ``reported_cost`` is the source's USD figure as e
 decimal text; ``tool_args``/``input``/``output``/``attributes`` are JSON text, stored
 whole. ``import_id`` says which import brought the row.
 
-Runs carry totals derived from their steps (``step_count`` … ``reported_cost``);
-``cost_nusd`` is the run total in integer nano-USD so that SQL can sort by it.
+Runs carry totals derived from their steps (``step_count`` … ``reported_cost``).
+``cost`` (steps and runs) is written by the cost engine: reported where the source has
+it, else computed from the pricing table; ``cost_nusd`` is the run's ``cost`` in integer
+nano-USD so that SQL can sort by it.
 
 An import is one transaction: rows are written as the file streams and the whole
 thing is rolled back on any error or cancel, so the database is left as it was.
@@ -21,6 +23,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import groupby
@@ -33,7 +36,7 @@ import sqlite_utils
 
 from tracedesk.core.model import Run, Step, request_text, to_decimal
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BATCH_SIZE = 5000
 MAX_LISTED_WARNINGS = 200  # per import; the count of all warnings is always kept
 
@@ -125,8 +128,21 @@ def _v1(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v2(db: sqlite_utils.Database) -> None:
+    """Costs: each step's own cost and its source; run totals of reported + computed cost."""
+    db.executescript(
+        """
+        ALTER TABLE steps ADD COLUMN cost TEXT;          -- USD, exact decimal text
+        ALTER TABLE steps ADD COLUMN cost_source TEXT;   -- see analysis.cost.CostSource
+        ALTER TABLE runs ADD COLUMN cost TEXT;           -- USD, sum of the steps' costs
+        ALTER TABLE runs ADD COLUMN unpriced_steps INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        """
+    )
+
+
 # Forward migrations: MIGRATIONS[n] takes a database from version n to n + 1.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -194,6 +210,7 @@ def _row_to_step(row: sqlite3.Row) -> Step:
     if values.get("attributes") is None:
         values["attributes"] = {}
     values["reported_cost"] = to_decimal(values.get("reported_cost"))
+    values["cost"] = to_decimal(values.get("cost"))
     return Step(**values)
 
 
@@ -201,6 +218,7 @@ def _row_to_run(row: sqlite3.Row) -> Run:
     values = {k: row[k] for k in row.keys() if k in Run.__dataclass_fields__}  # noqa: SIM118
     values["attributes"] = orjson.loads(values["attributes"] or "{}")
     values["reported_cost"] = to_decimal(values["reported_cost"])
+    values["cost"] = to_decimal(values["cost"])
     return Run(**values)
 
 
@@ -228,7 +246,7 @@ def _run_totals(run_id: str, rows: list[tuple], depths: dict[str, int]) -> tuple
             costs.append(Decimal(row[12]))
     cost = sum(costs, Decimal(0)) if costs else None
     return (
-        len(rows), errors, *sums, None if cost is None else str(cost), to_nusd(cost),
+        len(rows), errors, *sums, None if cost is None else str(cost),
         min(starts, default=None), max(ends, default=None), root_failed, len(rows), run_id,
     )  # fmt: skip
 
@@ -294,12 +312,14 @@ class Store:
         result: ImportResult,
         sha256: str,
         cancelled: Callable[[], bool] | None = None,
+        finish: Callable[[set[str]], None] | None = None,
     ) -> ImportResult:
         """Write the runs and steps of one file in one transaction.
 
         Steps already in the database (same run and step id) are skipped, so importing
         the same runs again changes nothing. On any exception the transaction is rolled
-        back and the exception propagates.
+        back and the exception propagates. ``finish(run_ids)`` runs inside the same
+        transaction once the runs are complete (the importer prices them there).
         """
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
@@ -329,6 +349,8 @@ class Store:
             if cancelled is not None and cancelled():
                 raise ImportCancelled(result.path)
             self._finish_runs(touched, result)
+            if finish is not None:
+                finish(touched)
             result.runs = len(touched)
             conn.execute(
                 "UPDATE imports SET runs=?, steps=?, skipped=?, bad_records=?, warning_count=?"
@@ -431,7 +453,7 @@ class Store:
         conn.executemany(
             """
             UPDATE runs SET step_count=?, error_count=?, input_tokens=?, output_tokens=?,
-                cached_input_tokens=?, reasoning_tokens=?, reported_cost=?, cost_nusd=?,
+                cached_input_tokens=?, reasoning_tokens=?, reported_cost=?,
                 start_ns = coalesce(?, start_ns), end_ns = coalesce(?, end_ns),
                 status = CASE WHEN status != 'unset' THEN status WHEN ? THEN 'error'
                               WHEN ? > 0 THEN 'ok' ELSE status END
@@ -510,6 +532,41 @@ class Store:
                 self.conn.execute("UPDATE runs SET request=? WHERE id=?", (text, run_id))
                 return
 
+    # -- costs and metadata -------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def write_costs(self, steps: Iterable[tuple], runs: Iterable[tuple]) -> None:
+        """Steps: (cost text, source, run id, step id); runs: (cost text, unpriced, run id)."""
+        self.conn.executemany(
+            "UPDATE steps SET cost=?, cost_source=? WHERE run_id=? AND id=?", steps
+        )
+        self.conn.executemany(
+            "UPDATE runs SET cost=?, cost_nusd=?, unpriced_steps=? WHERE id=?",
+            (
+                (cost, to_nusd(to_decimal(cost)), unpriced, run_id)
+                for cost, unpriced, run_id in runs
+            ),
+        )
+
+    def run_ids(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT id FROM runs ORDER BY start_ns, id")]
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
     # -- queries ----------------------------------------------------------------
 
     def runs(self, order_by: str = "start_ns DESC", limit: int | None = None) -> list[Run]:
@@ -546,7 +603,7 @@ class Store:
         return list(self.iter_steps(run_id, payloads))
 
     def iter_steps(self, run_id: str, payloads: bool = True) -> Iterator[Step]:
-        columns = [c for c in STEP_COLUMNS if c != "import_id"]
+        columns = [c for c in STEP_COLUMNS if c != "import_id"] + ["cost", "cost_source"]
         if not payloads:
             columns = [c for c in columns if c not in PAYLOAD_COLUMNS]
         sql = (

@@ -9,9 +9,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import IO
 
+from tracedesk.core.analysis.cost import PRICING_META_KEY, apply_costs
+from tracedesk.core.analysis.pricing import Pricing
 from tracedesk.core.importers.base import ReadContext, TraceFormatError
 from tracedesk.core.importers.detect import FORMATS, detect
 from tracedesk.core.model import Run, Step
@@ -49,8 +52,9 @@ def import_file(
     skip_bad: bool = False,
     progress: Progress | None = None,
     cancelled: Callable[[], bool] | None = None,
+    pricing: Pricing | None = None,
 ) -> ImportResult:
-    """Import one trace file (optionally gzip-compressed) into the store.
+    """Import one trace file (optionally gzip-compressed) into the store, priced.
 
     Raises TraceFormatError for bad input (the store is left unchanged), ImportCancelled
     when ``cancelled()`` turns true, and OSError when the file cannot be read.
@@ -83,10 +87,19 @@ def import_file(
         stream = _decompressed(raw)
         records = _watch(FORMATS[format].read(stream, ctx), raw, total, progress, ctx)
         try:
-            store.ingest(records, result, sha256, cancelled)
+            store.ingest(records, result, sha256, cancelled, finish=partial(_price, store, pricing))
         except (OSError, EOFError) as exc:  # a corrupt gzip stream surfaces while reading
             raise TraceFormatError(name, "file", f"cannot read: {exc}") from None
     return result
+
+
+def _price(store: Store, pricing: Pricing | None, run_ids: set[str]) -> None:
+    """Price the imported runs, or every run when the prices changed since the last time."""
+    pricing = pricing or Pricing.load()
+    if store.get_meta(PRICING_META_KEY) == pricing.fingerprint:
+        apply_costs(store, pricing, run_ids)
+    else:
+        apply_costs(store, pricing)
 
 
 def _watch(

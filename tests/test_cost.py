@@ -1,0 +1,236 @@
+from __future__ import annotations
+
+import csv
+import io
+from decimal import Decimal
+
+import orjson
+import pytest
+
+from tracedesk.cli import main
+from tracedesk.core.analysis.cost import (
+    GROUPINGS,
+    CostSource,
+    cumulative_cost,
+    price_step,
+    refresh_costs,
+    summarize,
+)
+from tracedesk.core.analysis.pricing import Pricing, PricingError
+from tracedesk.core.export import COST_WRITERS, csv_safe
+from tracedesk.core.importers import import_file
+from tracedesk.core.model import Step, StepKind
+
+from .conftest import HEADER, write_jsonl
+
+
+@pytest.fixture
+def pricing():
+    return Pricing.load(use_user_file=False)
+
+
+def step(**fields) -> Step:
+    return Step(
+        id=fields.pop("id", "s"), run_id="r", kind=fields.pop("kind", StepKind.LLM), **fields
+    )
+
+
+def test_computed_cost_by_hand(pricing):
+    # gpt-4o: $2.50 in, $1.25 cached in, $10 out per 1M: 800 x 2.5 + 200 x 1.25 + 500 x 10.
+    cost, source = price_step(
+        step(
+            model="gpt-4o-2024-08-06", input_tokens=1000, cached_input_tokens=200, output_tokens=500
+        ),
+        pricing,
+    )
+    assert (cost, source) == (Decimal("0.00725"), CostSource.COMPUTED)
+    # o3-mini bills reasoning tokens as output: 1000 x 1.1 + 2000 x 4.4.
+    cost, _ = price_step(
+        step(model="o3-mini", input_tokens=1000, output_tokens=2000, reasoning_tokens=1500), pricing
+    )
+    assert cost == Decimal("0.0099")
+
+
+def test_reported_cost_wins(pricing):
+    reported = step(
+        model="gpt-4o", input_tokens=1000, output_tokens=10, reported_cost=Decimal("0.5")
+    )
+    assert price_step(reported, pricing) == (Decimal("0.5"), CostSource.REPORTED)
+
+
+def test_unknown_model_is_flagged_not_zero(pricing):
+    assert price_step(step(model="mystery-9000", input_tokens=5), pricing) == (
+        None,
+        CostSource.UNKNOWN_MODEL,
+    )
+    assert price_step(step(input_tokens=5), pricing)[1] == CostSource.UNKNOWN_MODEL
+    assert price_step(step(kind=StepKind.AGENT), pricing) == (None, CostSource.NONE)
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [("openai/gpt-4o-2024-08-06", "gpt-4o"), ("GPT-4O", "gpt-4o"),
+     ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"), ("gpt-4o-2024-05-13", "gpt-4o-2024-05-13"),
+     ("gpt-4.1-2025-04-14", "gpt-4.1"), ("o1-mini-2024-09-12", "o1-mini"), ("o1-2024-12-17", "o1"),
+     ("claude-3-5-sonnet-20241022", "claude-3-5-sonnet"),
+     ("us.anthropic.claude-3-5-sonnet-20241022-v2:0", "claude-3-5-sonnet"),
+     ("models/gemini-2.0-flash-001", "gemini-2.0-flash"),
+     ("meta-llama/Llama-3.3-70B-Instruct-Turbo", "llama-3.3-70b"),
+     ("deepseek/deepseek-chat", "deepseek-chat"), ("mistral-large-latest", "mistral-large")],
+)  # fmt: skip
+def test_model_names_resolve_to_the_longest_known_name(pricing, name, key):
+    assert pricing.resolve(name).name == key
+
+
+def test_unknown_names_do_not_resolve(pricing):
+    assert pricing.resolve("gpt-4ozzz") is None and pricing.resolve("mystery") is None
+    assert pricing.resolve(None) is None
+
+
+def test_every_sample_model_is_priced(pricing):
+    from tracedesk.core.samples import MODELS
+
+    assert all(pricing.resolve(m) for m in MODELS)
+
+
+def test_user_file_overrides_and_extends(tmp_path):
+    user = tmp_path / "pricing.json"
+    user.write_text(
+        '{"models": {"o3-mini": {"input": 1.1, "output": 4.4, "reasoning": 10},'
+        ' "house-model": {"input": 1, "output": 2}},'
+        ' "tools": {"geocode": {"per_call": "0.005"}}}'
+    )
+    pricing = Pricing.load(user_file=user)
+    # 1000 x 1.1 + 500 x 4.4 + 1500 x 10 (reasoning now billed apart)
+    cost, _ = price_step(
+        step(model="o3-mini", input_tokens=1000, output_tokens=2000, reasoning_tokens=1500), pricing
+    )
+    assert cost == Decimal("0.0183")
+    assert price_step(step(model="house-model-v2", output_tokens=1_000_000), pricing)[0] == 2
+    tool = step(kind=StepKind.TOOL, tool_name="geocode")
+    assert price_step(tool, pricing) == (Decimal("0.005"), CostSource.TOOL)
+    assert pricing.fingerprint != Pricing.load(use_user_file=False).fingerprint
+
+
+def test_bad_user_file_names_the_entry(tmp_path):
+    user = tmp_path / "pricing.json"
+    user.write_text('{"models": {"x": {"input": "cheap", "output": 1}}}')
+    with pytest.raises(PricingError, match=r"pricing.json: models.x.input: 'cheap'"):
+        Pricing.load(user_file=user)
+
+
+def cost_trace(tmp_path, tool_name="search"):
+    records = [
+        HEADER,
+        {"type": "run", "id": "r1", "name": "costed"},
+        {"type": "step", "run_id": "r1", "id": "a", "kind": "agent", "name": "Planner",
+         "start_ns": 0, "end_ns": 100},
+        {"type": "step", "run_id": "r1", "id": "b", "parent_id": "a", "kind": "llm", "name": "chat",
+         "model": "gpt-4o", "input_tokens": 1000, "cached_input_tokens": 200, "output_tokens": 500,
+         "start_ns": 1, "end_ns": 10},
+        {"type": "step", "run_id": "r1", "id": "c", "parent_id": "a", "kind": "tool",
+         "name": tool_name, "tool_name": tool_name, "start_ns": 11, "end_ns": 20},
+        {"type": "step", "run_id": "r1", "id": "d", "parent_id": "a", "kind": "llm", "name": "chat",
+         "model": "gpt-4o-mini", "input_tokens": 2000, "output_tokens": 100,
+         "reported_cost": "0.001", "start_ns": 21, "end_ns": 30},
+        {"type": "step", "run_id": "r1", "id": "e", "parent_id": "a", "kind": "llm", "name": "chat",
+         "model": "mystery-9000", "input_tokens": 10, "output_tokens": 1, "start_ns": 31,
+         "end_ns": 40},
+    ]  # fmt: skip
+    return write_jsonl(tmp_path / "cost.jsonl", records)
+
+
+def test_import_stores_costs(store, tmp_path, pricing):
+    import_file(store, cost_trace(tmp_path), pricing=pricing)
+    run = store.get_run("r1")
+    assert run.cost == Decimal("0.00725") + Decimal("0.001") and run.unpriced_steps == 1
+    steps = {s.id: s for s in store.steps("r1")}
+    assert (steps["b"].cost, steps["b"].cost_source) == (Decimal("0.00725"), "computed")
+    assert (steps["d"].cost_source, steps["e"].cost_source) == ("reported", "unknown_model")
+    assert store.runs("cost_nusd DESC")[0].id == "r1"
+
+
+def test_aggregates_add_up_exactly(store, pricing):
+    from importlib.resources import as_file
+
+    from tracedesk.resources import demo_traces
+
+    with as_file(demo_traces()) as path:
+        import_file(store, path, pricing=pricing)
+    expected = sum((r.cost for r in store.runs()), Decimal(0))
+    for by in GROUPINGS:
+        summary = summarize(store, pricing, by=by)
+        assert sum((r.cost for r in summary.rows), Decimal(0)) == summary.total.cost == expected
+        assert sum(r.steps for r in summary.rows) == 401
+
+
+def test_groupings(store, tmp_path, pricing):
+    import_file(store, cost_trace(tmp_path), pricing=pricing)
+    by_agent = summarize(store, pricing, by="agent")
+    assert [(r.key, r.steps) for r in by_agent.rows] == [("Planner", 5)]
+    by_model = {r.key: r for r in summarize(store, pricing, by="model").rows}
+    assert by_model["gpt-4o"].cost == Decimal("0.00725")
+    assert by_model["mystery-9000"].unpriced_steps == 1
+    assert summarize(store, pricing, by="tool").rows[0].key == "(llm)"
+    assert summarize(store, pricing, by="model").unknown_models == {"mystery-9000": 1}
+    with pytest.raises(ValueError, match="cannot group"):
+        summarize(store, pricing, by="colour")
+
+
+def test_cumulative_cost(store, tmp_path, pricing):
+    import_file(store, cost_trace(tmp_path), pricing=pricing)
+    points = cumulative_cost(store.steps("r1"), pricing)
+    assert points == [(10, Decimal("0.00725")), (30, Decimal("0.00825"))]
+
+
+def test_exports_parse_back(store, tmp_path, pricing):
+    import_file(store, cost_trace(tmp_path, tool_name='=HYPERLINK("http://x")'), pricing=pricing)
+    summary = summarize(store, pricing, by="tool")
+    rows = list(csv.DictReader(io.StringIO(COST_WRITERS["csv"](summary))))
+    assert rows[-1]["key"] == "total" and Decimal(rows[-1]["cost_usd"]) == summary.total.cost
+    assert any(r["key"].startswith("'=HYPERLINK") for r in rows)  # not a live formula
+    document = orjson.loads(COST_WRITERS["json"](summary))
+    assert Decimal(document["total"]["cost_usd"]) == Decimal("0.00825")
+    assert document["unknown_models"] == {"mystery-9000": 1}
+    markdown = COST_WRITERS["md"](summary)
+    assert "| **Total** | 5 |" in markdown and "`mystery-9000`" in markdown
+
+
+@pytest.mark.parametrize("text", ["=1+1", "+1", "-2", "@SUM(A1)", "\tx"])
+def test_csv_injection_is_escaped(text):
+    assert csv_safe(text) == "'" + text
+    assert csv_safe("plain") == "plain" and csv_safe(-1) == -1
+
+
+def test_costs_follow_a_pricing_change(store, tmp_path, pricing):
+    import_file(store, cost_trace(tmp_path), pricing=pricing)
+    assert not refresh_costs(store, pricing)
+    user = tmp_path / "pricing.json"
+    user.write_text('{"models": {"mystery-9000": {"input": 1000000, "output": 0}}}')
+    assert refresh_costs(store, Pricing.load(user_file=user))
+    assert (
+        store.get_run("r1").cost == Decimal("0.00825") + 10
+        and store.get_run("r1").unpriced_steps == 0
+    )
+
+
+def test_costs_cli(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TRACEDESK_DB", str(tmp_path / "cli.db"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    assert main(["import", str(cost_trace(tmp_path))]) == 0
+    capsys.readouterr()
+    assert main(["costs", "--by", "model"]) == 0
+    captured = capsys.readouterr()
+    assert "gpt-4o" in captured.out and "$0.008250+?" in captured.out
+    assert "no price" in captured.out  # the mystery model's row, never $0
+    assert "no price for model 'mystery-9000'" in captured.err
+    out = tmp_path / "summary.csv"
+    assert main(["costs", "r1", "--by", "kind", "--format", "csv", "-o", str(out)]) == 0
+    assert out.read_text().startswith("key,label,steps")
+    assert main(["pricing"]) == 0
+    captured = capsys.readouterr()
+    assert "gpt-4o-mini" in captured.out and "missing: mystery-9000 (1 steps)" in captured.err
+    (tmp_path / "config" / "tracedesk").mkdir(parents=True)
+    (tmp_path / "config" / "tracedesk" / "pricing.json").write_text("{bad")
+    assert main(["costs"]) == 1
+    assert "malformed JSON" in capsys.readouterr().err

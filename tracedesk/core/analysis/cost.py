@@ -1,0 +1,209 @@
+"""Cost per action: the cost of each step, and sums by run, kind, tool, model or agent.
+
+A step's cost is the source's reported cost when it has one; otherwise it is computed
+from its tokens and the pricing table (cached input and reasoning at their own prices
+where the table has them), or from a per-call tool price. A step with tokens whose model
+has no price is *unpriced*: reported by name, never costed at zero. Money is Decimal
+throughout, so aggregates add up to the run total exactly.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+
+from tracedesk.core.analysis.pricing import MILLION, ModelPrice, Pricing
+from tracedesk.core.model import Run, Step, StepKind
+from tracedesk.core.store import Store
+
+PRICING_META_KEY = "pricing_fingerprint"
+GROUPINGS = ("run", "kind", "tool", "model", "agent", "step")
+ZERO = Decimal(0)
+
+
+class CostSource(StrEnum):
+    REPORTED = "reported"  # the trace said what the step cost
+    COMPUTED = "computed"  # tokens x the pricing table
+    TOOL = "tool"  # a per-call tool price
+    UNKNOWN_MODEL = "unknown_model"  # tokens, but no price for the model: flagged
+    NONE = "none"  # nothing that costs money
+
+
+def token_cost(step: Step, price: ModelPrice) -> Decimal:
+    """USD for a step's tokens; cached ⊂ input and reasoning ⊂ output."""
+    input_tokens = step.input_tokens or 0
+    output_tokens = step.output_tokens or 0
+    cached = min(step.cached_input_tokens or 0, input_tokens)
+    reasoning = min(step.reasoning_tokens or 0, output_tokens)
+    cached_price = price.input if price.cached_input is None else price.cached_input
+    reasoning_price = price.output if price.reasoning is None else price.reasoning
+    micro = (
+        (input_tokens - cached) * price.input
+        + cached * cached_price
+        + (output_tokens - reasoning) * price.output
+        + reasoning * reasoning_price
+    )
+    return micro / MILLION
+
+
+def price_step(step: Step, pricing: Pricing) -> tuple[Decimal | None, CostSource]:
+    """The step's own cost and where it comes from."""
+    if step.reported_cost is not None:
+        return step.reported_cost, CostSource.REPORTED
+    if step.input_tokens or step.output_tokens:
+        price = pricing.resolve(step.model)
+        if price is None:
+            return None, CostSource.UNKNOWN_MODEL
+        return token_cost(step, price), CostSource.COMPUTED
+    if step.kind == StepKind.TOOL:
+        tool = pricing.tool(step.tool_name)
+        if tool is not None:
+            return tool.per_call, CostSource.TOOL
+    return None, CostSource.NONE
+
+
+def apply_costs(store: Store, pricing: Pricing, run_ids: Iterable[str] | None = None) -> None:
+    """Price the steps of these runs (all when None) and store step and run costs.
+
+    Call inside a transaction (the importer does); see ``refresh_costs`` otherwise.
+    """
+    step_rows: list[tuple] = []
+    run_rows: list[tuple] = []
+    for run_id in store.run_ids() if run_ids is None else run_ids:
+        total, priced, unpriced = ZERO, False, 0
+        for step in store.iter_steps(run_id, payloads=False):
+            cost, source = price_step(step, pricing)
+            step_rows.append((None if cost is None else str(cost), source, run_id, step.id))
+            if cost is not None:
+                total += cost
+                priced = True
+            unpriced += source == CostSource.UNKNOWN_MODEL
+        run_rows.append((str(total) if priced else None, unpriced, run_id))
+    store.write_costs(step_rows, run_rows)
+    if run_ids is None:
+        store.set_meta(PRICING_META_KEY, pricing.fingerprint)
+
+
+def refresh_costs(store: Store, pricing: Pricing) -> bool:
+    """Re-price every run if the pricing changed since it was last applied."""
+    if store.get_meta(PRICING_META_KEY) == pricing.fingerprint:
+        return False
+    with store.transaction():
+        apply_costs(store, pricing)
+    return True
+
+
+@dataclass
+class CostRow:
+    """One group of a cost summary."""
+
+    key: str
+    label: str = ""
+    steps: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost: Decimal = ZERO
+    unpriced_steps: int = 0
+
+    def add(self, step: Step, cost: Decimal | None, source: CostSource) -> None:
+        self.steps += 1
+        self.input_tokens += step.input_tokens or 0
+        self.output_tokens += step.output_tokens or 0
+        self.cached_input_tokens += step.cached_input_tokens or 0
+        self.reasoning_tokens += step.reasoning_tokens or 0
+        if cost is not None:
+            self.cost += cost
+        self.unpriced_steps += source == CostSource.UNKNOWN_MODEL
+
+
+@dataclass
+class CostSummary:
+    by: str
+    rows: list[CostRow]
+    total: CostRow
+    runs: list[Run]
+    unknown_models: dict[str, int] = field(default_factory=dict)  # model -> unpriced steps
+
+
+def _agent_of(steps: Sequence[Step]) -> dict[str, str]:
+    """Each step's nearest agent (itself included), by step id."""
+    by_id = {s.id: s for s in steps}
+    found: dict[str, str] = {}
+    for step in steps:
+        chain, current = [], step
+        while current is not None and current.id not in found:
+            if current.kind == StepKind.AGENT:
+                found[current.id] = current.name
+                break
+            chain.append(current.id)
+            current = by_id.get(current.parent_id) if current.parent_id else None
+        agent = found.get(current.id, "(no agent)") if current is not None else "(no agent)"
+        for step_id in chain:
+            found[step_id] = agent
+    return found
+
+
+def _group(
+    by: str, run: Run, step: Step, agents: dict[str, str], pricing: Pricing
+) -> tuple[str, str]:
+    """(key, label) of the group a step falls in."""
+    if by == "run":
+        return run.id, run.name
+    if by == "kind":
+        return str(step.kind), str(step.kind)
+    if by == "tool":
+        key = step.tool_name if step.kind == StepKind.TOOL and step.tool_name else f"({step.kind})"
+        return key, key
+    if by == "model":
+        price = pricing.resolve(step.model)
+        key = price.name if price else (step.model or "(no model)")
+        return key, key
+    if by == "agent":
+        return agents[step.id], agents[step.id]
+    return f"{run.id}/{step.id}", f"{run.name} › {step.name}"
+
+
+def summarize(
+    store: Store, pricing: Pricing, run_ids: Iterable[str] | None = None, by: str = "run"
+) -> CostSummary:
+    """Cost and tokens of the given runs (all when None), grouped ``by`` one of GROUPINGS."""
+    if by not in GROUPINGS:
+        raise ValueError(f"cannot group costs by {by!r}; choose one of {', '.join(GROUPINGS)}")
+    runs = [store.find_run(r) for r in run_ids] if run_ids is not None else store.runs()
+    groups: dict[str, CostRow] = {}
+    total = CostRow(key="total", label="Total")
+    unknown: dict[str, int] = defaultdict(int)
+    for run in runs:
+        steps = store.steps(run.id, payloads=False)
+        agents = _agent_of(steps) if by == "agent" else {}
+        for step in steps:
+            cost, source = price_step(step, pricing)
+            key, label = _group(by, run, step, agents, pricing)
+            row = groups.get(key)
+            if row is None:
+                row = groups[key] = CostRow(key=key, label=label)
+            row.add(step, cost, source)
+            total.add(step, cost, source)
+            if source == CostSource.UNKNOWN_MODEL:
+                unknown[step.model or "(no model)"] += 1
+    rows = sorted(groups.values(), key=lambda r: (-r.cost, -r.steps, r.key))
+    return CostSummary(by=by, rows=rows, total=total, runs=runs, unknown_models=dict(unknown))
+
+
+def cumulative_cost(steps: Sequence[Step], pricing: Pricing) -> list[tuple[int, Decimal]]:
+    """(time ns, cost so far) at the end of each priced step, in time order."""
+    points: list[tuple[int, Decimal]] = []
+    running = ZERO
+    timed = sorted((s for s in steps if s.end_ns is not None or s.start_ns is not None),
+                   key=lambda s: s.end_ns if s.end_ns is not None else s.start_ns)  # fmt: skip
+    for step in timed:
+        cost, _ = price_step(step, pricing)
+        if cost:
+            running += cost
+            points.append((step.end_ns if step.end_ns is not None else step.start_ns, running))
+    return points
