@@ -151,7 +151,9 @@ def main() -> None:
     started = time.perf_counter()
     generate(trace_file, args.spans)
     size_mb = trace_file.stat().st_size / 1e6
-    print(f"generated {args.spans:,} spans, {size_mb:,.0f} MB in {time.perf_counter() - started:.1f} s")
+    print(
+        f"generated {args.spans:,} spans, {size_mb:,.0f} MB in {time.perf_counter() - started:.1f} s"
+    )
     floor = measure("floor", trace_file, folder)
     imported = measure("import", trace_file, folder)
     for name, fig in (("raw floor", floor), ("tracedesk import", imported)):
