@@ -66,3 +66,8 @@ def native_run(run_id: str = "r1", steps: int = 3, **run_fields) -> list[dict]:
             }
         )
     return records
+
+
+DEMO_FILE = Path(__file__).parents[1] / "resources" / "samples" / "demo.tracedesk.jsonl"
+# Counted from the shipped file itself, so that regenerating the samples needs no edits here.
+DEMO_STEPS = sum(b'"type":"step"' in line for line in DEMO_FILE.read_bytes().splitlines())

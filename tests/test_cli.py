@@ -8,7 +8,7 @@ import pytest
 
 from tracedesk.cli import main
 
-from .conftest import native_run, write_jsonl
+from .conftest import DEMO_STEPS, native_run, write_jsonl
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def db(tmp_path, monkeypatch):
 
 def test_demo_runs_show_export(db, tmp_path, capsys):
     assert main(["demo"]) == 0
-    assert "30 runs, 401 steps imported" in capsys.readouterr().out
+    assert f"30 runs, {DEMO_STEPS} steps imported" in capsys.readouterr().out
     assert main(["runs", "--sort", "step_count"]) == 0
     out = capsys.readouterr().out
     assert out.strip().endswith("30 runs") and "Triage agent workflow" in out

@@ -21,7 +21,7 @@ from tracedesk.core.export import COST_WRITERS, csv_safe
 from tracedesk.core.importers import import_file
 from tracedesk.core.model import Step, StepKind
 
-from .conftest import HEADER, write_jsonl
+from .conftest import DEMO_STEPS, HEADER, write_jsonl
 
 
 @pytest.fixture
@@ -161,7 +161,7 @@ def test_aggregates_add_up_exactly(store, pricing):
     for by in GROUPINGS:
         summary = summarize(store, pricing, by=by)
         assert sum((r.cost for r in summary.rows), Decimal(0)) == summary.total.cost == expected
-        assert sum(r.steps for r in summary.rows) == 401
+        assert sum(r.steps for r in summary.rows) == DEMO_STEPS
 
 
 def test_groupings(store, tmp_path, pricing):

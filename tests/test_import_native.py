@@ -14,7 +14,7 @@ from tracedesk.core.importers.base import TraceFormatError, parse_time
 from tracedesk.core.store import ImportCancelled, Store
 from tracedesk.resources import demo_traces
 
-from .conftest import HEADER, native_run, snapshot, write_jsonl
+from .conftest import DEMO_STEPS, HEADER, native_run, snapshot, write_jsonl
 
 
 @pytest.fixture
@@ -55,10 +55,10 @@ def test_demo_file_imports(store, demo_path):
     assert (result.format, result.runs, result.steps, result.warning_count) == (
         "tracedesk",
         30,
-        401,
+        DEMO_STEPS,
         0,
     )
-    assert store.counts() == {"runs": 30, "steps": 401, "imports": 1}
+    assert store.counts() == {"runs": 30, "steps": DEMO_STEPS, "imports": 1}
     scenarios = {r.attributes["scenario"] for r in store.runs()}
     assert scenarios == {"healthy", "retry_storm", "oscillation", "runaway", "error"}
 
@@ -94,7 +94,7 @@ def test_round_trip_is_lossless(tmp_path, demo_path):
 def test_gzip_file_imports(store, tmp_path, demo_path):
     packed = tmp_path / "demo.jsonl.gz"
     packed.write_bytes(gzip.compress(demo_path.read_bytes()))
-    assert import_file(store, packed).steps == 401
+    assert import_file(store, packed).steps == DEMO_STEPS
 
 
 def test_progress_is_reported(store, demo_path):

@@ -16,8 +16,17 @@ from pathlib import Path
 
 from tracedesk import __version__
 from tracedesk.core.analysis.cost import GROUPINGS, refresh_costs, summarize
+from tracedesk.core.analysis.loops import (
+    SEVERITIES,
+    Rules,
+    RulesError,
+    detect,
+    refresh_findings,
+    severity_rank,
+)
 from tracedesk.core.analysis.pricing import Pricing, PricingError, user_pricing_path
 from tracedesk.core.export import (
+    CHECK_REPORTS,
     COST_FORMATS,
     COST_WRITERS,
     cost_text,
@@ -78,6 +87,17 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pricing", help="known model prices and the models without one")
     p.add_argument("--all", action="store_true", help="list every known model")
 
+    p = sub.add_parser("check", help="find retry loops and runaway runs; exit 1 if any")
+    p.add_argument("targets", nargs="+", metavar="FILE_OR_RUN",
+                   help="trace files (checked in a scratch database) or run ids")  # fmt: skip
+    p.add_argument("--max-steps", type=int, help="runaway limit on model and tool calls")
+    p.add_argument("--max-cost", type=float, metavar="USD", help="runaway limit on cost")
+    p.add_argument("--rules", type=Path, help="a loop_rules.toml to use")
+    p.add_argument("--severity", choices=SEVERITIES, default="warning",
+                   help="fail on findings at or above this (default: warning)")  # fmt: skip
+    p.add_argument("--format", choices=("text", "json", "junit"), default="text")
+    p.add_argument("-o", "--output", type=Path, help="write the report to this file")
+
     p = sub.add_parser("demo", help="fill the database with the built-in sample runs")
     p.add_argument("--runs", type=int, default=None, help="generate N runs instead")
     p.add_argument("--seed", type=int, default=7)
@@ -91,9 +111,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in (None, "gui"):
         return gui_main(args.db)
     try:
+        if args.command == "check":  # may need no database at all
+            return cmd_check(args)
         with Store(args.db) as store:
             return COMMANDS[args.command](store, args)
-    except (UserError, TraceFormatError, StoreError, KeyError) as exc:
+    except (UserError, TraceFormatError, StoreError, KeyError, RulesError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
         print(f"tracedesk: {message}", file=sys.stderr)
         return 1
@@ -154,16 +176,18 @@ def cmd_import(store: Store, args: argparse.Namespace) -> int:
 def cmd_runs(store: Store, args: argparse.Namespace) -> int:
     descending = args.sort in ("start_ns", "cost_nusd", "step_count")
     refresh_costs(store, _pricing())
+    refresh_findings(store, _rules())
     runs = store.runs(f"{args.sort} {'DESC' if descending else 'ASC'}", limit=args.limit)
     rows = [
         [
             run.id[:12], shorten(run.name, 28), shorten(run.request, 40), str(run.step_count),
             format_count(run.input_tokens + run.output_tokens), cost_text(run.cost, run.unpriced_steps),
             format_duration(run.duration_ns), run.status,
+            f"{run.finding_count} {run.worst_severity}" if run.finding_count else "",
         ]
         for run in runs
     ]  # fmt: skip
-    headers = ["ID", "NAME", "REQUEST", "STEPS", "TOKENS", "COST", "DURATION", "STATUS"]
+    headers = ["ID", "NAME", "REQUEST", "STEPS", "TOKENS", "COST", "DURATION", "STATUS", "FINDINGS"]
     print(table(headers, rows, {3, 4, 5, 6}))
     print(f"{len(runs)} runs")
     return 0
@@ -188,6 +212,10 @@ def cmd_show(store: Store, args: argparse.Namespace) -> int:
             f"{tokens}{error}"
         )
     return 0
+
+
+def _rules() -> Rules:
+    return Rules.load()
 
 
 def _pricing() -> Pricing:
@@ -220,6 +248,48 @@ def cmd_costs(store: Store, args: argparse.Namespace) -> int:
     for model, count in sorted(summary.unknown_models.items()):
         print(f"warning: no price for model {model!r} ({count} steps not costed)", file=sys.stderr)
     return 0
+
+
+def _check_runs(args: argparse.Namespace, rules: Rules, pricing: Pricing, scratch: Path):
+    """(run, findings) for every target: files go through a scratch database."""
+    files = [Path(t) for t in args.targets if Path(t).is_file()]
+    run_ids = [t for t in args.targets if not Path(t).is_file()]
+    if files:
+        with Store(scratch / "check.db") as store:
+            for path in files:
+                import_file(store, path, pricing=pricing, rules=rules)
+            for run in store.runs("start_ns ASC"):
+                yield run, detect(run, store.steps(run.id), rules)
+    if run_ids:
+        with Store(args.db) as store:
+            refresh_costs(store, pricing)
+            for run_id in run_ids:
+                run = store.find_run(run_id)
+                yield run, detect(run, store.steps(run.id), rules)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    overrides = {}
+    if args.max_steps is not None:
+        overrides["runaway__max_steps"] = args.max_steps
+    if args.max_cost is not None:
+        overrides["runaway__max_cost_usd"] = args.max_cost
+    rules = Rules.load(user_file=args.rules, **overrides)
+    with tempfile.TemporaryDirectory() as scratch:
+        results = list(_check_runs(args, rules, _pricing(), Path(scratch)))
+    threshold = severity_rank(args.severity)
+    failing = [f for _, fs in results for f in fs if severity_rank(f.severity) >= threshold]
+    report = CHECK_REPORTS[args.format](results)
+    if args.output:
+        write_text_atomically(args.output, report)
+    else:
+        sys.stdout.write(report)
+    print(
+        f"{len(results)} runs checked, {sum(len(fs) for _, fs in results)} findings,"
+        f" {len(failing)} at or above {args.severity}",
+        file=sys.stderr,
+    )
+    return 1 if failing else 0
 
 
 def cmd_pricing(store: Store, args: argparse.Namespace) -> int:

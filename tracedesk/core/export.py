@@ -7,14 +7,16 @@ import csv
 import io
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
+from xml.etree import ElementTree
 
 import orjson
 
 from tracedesk.core.analysis.cost import CostRow, CostSummary
+from tracedesk.core.analysis.loops import Finding
 from tracedesk.core.importers.native import FORMAT_VERSION, NAME
 from tracedesk.core.model import RUN_DERIVED_FIELDS, Run, Step
 from tracedesk.core.store import Store
@@ -174,3 +176,55 @@ def write_text_atomically(path: Path, text: str) -> None:
             os.unlink(tmp.name)
             raise
     os.replace(tmp.name, path)
+
+
+# -- loop check reports ---------------------------------------------------------------
+
+
+def check_text(results: Sequence[tuple[Run, Sequence[Finding]]]) -> str:
+    lines = []
+    for run, findings in results:
+        mark = "FAIL" if findings else "ok"
+        lines.append(f"{mark:4}  {run.name or run.id}  [{run.id}]  {run.step_count} steps")
+        for f in findings:
+            waste = f", wasted {f.wasted_tokens} tokens / {format_usd(f.wasted_cost)}"
+            lines.append(f"      {f.severity:7} {f.kind}: {f.message}"
+                         f" (steps {f.first_step}..{f.last_step}{waste})")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _finding_record(f: Finding) -> dict[str, Any]:
+    return {
+        "kind": f.kind, "severity": f.severity, "run_id": f.run_id, "message": f.message,
+        "first_step": f.first_step, "last_step": f.last_step, "step_ids": f.step_ids,
+        "wasted_tokens": f.wasted_tokens, "wasted_cost_usd": str(f.wasted_cost),
+    }  # fmt: skip
+
+
+def check_json(results: Sequence[tuple[Run, Sequence[Finding]]]) -> str:
+    document = [
+        {"run_id": run.id, "name": run.name, "steps": run.step_count,
+         "findings": [_finding_record(f) for f in findings]}
+        for run, findings in results
+    ]  # fmt: skip
+    return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n"
+
+
+def check_junit(results: Sequence[tuple[Run, Sequence[Finding]]]) -> str:
+    """JUnit XML: one test case per run, one failure per finding, for CI dashboards."""
+    suite = ElementTree.Element("testsuite", name="tracedesk check", tests=str(len(results)),
+                                failures=str(sum(bool(fs) for _, fs in results)))  # fmt: skip
+    for run, findings in results:
+        case = ElementTree.SubElement(suite, "testcase", classname="tracedesk.runs",
+                                      name=f"{run.name or 'run'} [{run.id}]")  # fmt: skip
+        for f in findings:
+            failure = ElementTree.SubElement(case, "failure", type=f"{f.severity}:{f.kind}",
+                                             message=f.message)  # fmt: skip
+            failure.text = (f"steps {f.first_step}..{f.last_step}; wasted {f.wasted_tokens}"
+                            f" tokens, {f.wasted_cost} USD")  # fmt: skip
+    root = ElementTree.Element("testsuites")
+    root.append(suite)
+    return ElementTree.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+CHECK_REPORTS = {"text": check_text, "json": check_json, "junit": check_junit}

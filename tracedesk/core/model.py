@@ -94,6 +94,8 @@ class Run:
     reported_cost: Decimal | None = None
     cost: Decimal | None = None  # reported or computed, summed over the steps
     unpriced_steps: int = 0  # steps with tokens whose model has no price
+    finding_count: int = 0  # loop / retry findings
+    worst_severity: str | None = None
 
     @property
     def duration_ns(self) -> int | None:
@@ -114,6 +116,8 @@ RUN_DERIVED_FIELDS = (
     "reported_cost",
     "cost",
     "unpriced_steps",
+    "finding_count",
+    "worst_severity",
 )
 
 

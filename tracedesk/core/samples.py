@@ -72,6 +72,8 @@ class _RunBuilder:
     clock: int
     steps: list[Step] = field(default_factory=list)
     counter: int = 0
+    # The conversation so far: each model call sees everything before it, as in a real agent.
+    history: list[dict[str, Any]] = field(default_factory=list)
 
     def step(self, parent: Step | None, kind: StepKind, name: str, ms: int, **values: Any) -> Step:
         self.counter += 1
@@ -93,7 +95,9 @@ class _RunBuilder:
             self.clock += self.rng.randint(1, 5) * MS
         return step
 
-    def llm(self, parent: Step, model: str, prompt: Any, reply: Any) -> Step:
+    def llm(self, parent: Step, model: str, reply: Any) -> Step:
+        prompt = list(self.history)
+        self.history.append({"role": "assistant", "content": reply})
         provider, typical_in, typical_out, reasons = MODELS[model]
         rng = self.rng
         input_tokens = int(typical_in * rng.uniform(0.6, 1.6)) + len(self.steps) * 40
@@ -115,6 +119,7 @@ class _RunBuilder:
         )  # fmt: skip
         if error:
             step.status, step.error, step.output = Status.ERROR, error, None
+        self.history.append({"role": "tool", "name": tool, "content": error or result})
         return step
 
     def close(self, step: Step) -> None:
@@ -146,12 +151,12 @@ def generate_run(
     b = _RunBuilder(rng, run_id, clock)
     model = rng.choice(list(MODELS))
     fast_model = rng.choice(["gpt-4o-mini", "gemini-2.0-flash"])
-    user = [{"role": "user", "content": request.text}]
+    b.history.append({"role": "user", "content": request.text})
 
     root = b.step(None, StepKind.AGENT, request.triage, 0, model=None, input=request.text)
     b.step(root, StepKind.GUARDRAIL, "pii_guardrail", rng.randint(20, 120),
            output={"triggered": False})  # fmt: skip
-    b.llm(root, fast_model, user, {"tool_calls": [{"name": f"transfer_to_{request.specialist}"}]})
+    b.llm(root, fast_model, {"tool_calls": [{"name": f"transfer_to_{request.specialist}"}]})
     b.step(root, StepKind.HANDOFF, f"{request.triage} -> {request.specialist}", 1,
            attributes={"from_agent": request.triage, "to_agent": request.specialist})  # fmt: skip
     agent = b.step(root, StepKind.AGENT, request.specialist, 0, input=request.text)
@@ -160,33 +165,35 @@ def generate_run(
 
     if scenario == "retry_storm":
         failing = next((t for t in tools if t in TOOL_ERRORS), tools[0])
-        b.llm(agent, model, user, {"tool_calls": [{"name": failing}]})
-        for _ in range(rng.randint(4, 7)):
+        for _ in range(rng.randint(4, 6)):
+            b.llm(agent, model, {"tool_calls": [{"name": failing}]})
             b.tool(agent, failing, _args(rng, failing), error=TOOL_ERRORS.get(failing, "Timeout"))
-        b.llm(agent, model, user, "The service keeps failing; I could not complete the request.")
+        b.llm(agent, model, "The service keeps failing; I could not complete the request.")
         final = None
     elif scenario == "oscillation":
         first, second = tools[0], tools[1]
-        for _ in range(rng.randint(3, 4)):
-            b.tool(agent, first, _args(rng, first), result={"status": "pending"})
-            b.tool(agent, second, _args(rng, second), result={"status": "pending"})
-        b.llm(agent, model, user, request.answer)
+        for _ in range(3):
+            for tool in (first, second):
+                b.llm(agent, model, {"tool_calls": [{"name": tool}]})
+                b.tool(agent, tool, _args(rng, tool), result={"status": "pending"})
+        b.llm(agent, model, request.answer)
     elif scenario == "runaway":
         for page in range(1, rng.randint(8, 11)):
-            b.llm(agent, model, user, {"tool_calls": [{"name": tools[2]}]})
-            b.tool(agent, tools[2], _args(rng, tools[2], page), result={"items": [], "page": page})
+            args = _args(rng, tools[2], page)
+            b.llm(agent, model, {"tool_calls": [{"name": tools[2], "arguments": args}]})
+            b.tool(agent, tools[2], args, result={"items": [], "page": page})
         final = None
     else:
         for tool in tools[: rng.randint(2, 3)]:
-            b.llm(agent, model, user, {"tool_calls": [{"name": tool}]})
+            b.llm(agent, model, {"tool_calls": [{"name": tool}]})
             b.tool(agent, tool, _args(rng, tool), result={"ok": True, "tool": tool})
         if scenario == "error":
-            b.llm(agent, model, user, None)
+            b.llm(agent, model, None)
             failed = b.steps[-1]
             failed.status, failed.error = Status.ERROR, "APIError: 500 Internal Server Error"
             failed.output_tokens, final = 0, None
         else:
-            b.llm(agent, model, user, request.answer)
+            b.llm(agent, model, request.answer)
 
     b.close(agent)
     b.close(root)

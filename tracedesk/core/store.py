@@ -36,7 +36,7 @@ import sqlite_utils
 
 from tracedesk.core.model import Run, Step, request_text, to_decimal
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BATCH_SIZE = 5000
 MAX_LISTED_WARNINGS = 200  # per import; the count of all warnings is always kept
 
@@ -141,8 +141,32 @@ def _v2(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v3(db: sqlite_utils.Database) -> None:
+    """Findings of the loop detectors, recomputed on import and when the rules change."""
+    db.executescript(
+        """
+        CREATE TABLE findings (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,             -- retry_storm, repeated_error, oscillation, ...
+            severity TEXT NOT NULL,         -- info, warning, error
+            first_step TEXT,
+            last_step TEXT,
+            step_ids TEXT NOT NULL,         -- JSON list: the steps involved
+            wasted_step_ids TEXT NOT NULL,  -- JSON list: the steps whose spend was wasted
+            message TEXT NOT NULL,
+            wasted_tokens INTEGER NOT NULL DEFAULT 0,
+            wasted_cost TEXT NOT NULL DEFAULT '0'
+        );
+        CREATE INDEX findings_run ON findings(run_id);
+        ALTER TABLE runs ADD COLUMN finding_count INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE runs ADD COLUMN worst_severity TEXT;
+        """
+    )
+
+
 # Forward migrations: MIGRATIONS[n] takes a database from version n to n + 1.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -556,6 +580,41 @@ class Store:
                 for cost, unpriced, run_id in runs
             ),
         )
+
+    def replace_findings(self, run_ids: Iterable[str], findings: Iterable[Any]) -> None:
+        """Store the findings of these runs in place of their old ones (inside a transaction)."""
+        conn = self.conn
+        ids = list(run_ids)
+        conn.executemany("DELETE FROM findings WHERE run_id=?", ((r,) for r in ids))
+        conn.executemany(
+            "INSERT INTO findings(run_id, kind, severity, first_step, last_step, step_ids,"
+            " wasted_step_ids, message, wasted_tokens, wasted_cost) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                (f.run_id, f.kind, f.severity, f.first_step, f.last_step,
+                 orjson.dumps(f.step_ids).decode(), orjson.dumps(f.wasted_step_ids).decode(),
+                 f.message, f.wasted_tokens, str(f.wasted_cost))
+                for f in findings
+            ),
+        )  # fmt: skip
+        conn.executemany(
+            """
+            UPDATE runs SET
+                finding_count = (SELECT count(*) FROM findings WHERE run_id = runs.id),
+                worst_severity = (SELECT severity FROM findings WHERE run_id = runs.id
+                    ORDER BY CASE severity WHEN 'error' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END
+                    LIMIT 1)
+            WHERE id = ?
+            """,
+            ((r,) for r in ids),
+        )
+
+    def findings(self, run_id: str | None = None) -> list[sqlite3.Row]:
+        """Stored findings of one run, or of all runs."""
+        if run_id is None:
+            return self.conn.execute("SELECT * FROM findings ORDER BY run_id, id").fetchall()
+        return self.conn.execute(
+            "SELECT * FROM findings WHERE run_id=? ORDER BY id", (run_id,)
+        ).fetchall()
 
     def run_ids(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT id FROM runs ORDER BY start_ns, id")]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO
 
 from tracedesk.core.analysis.cost import PRICING_META_KEY, apply_costs
+from tracedesk.core.analysis.loops import RULES_META_KEY, Rules, apply_findings
 from tracedesk.core.analysis.pricing import Pricing
 from tracedesk.core.importers.base import ReadContext, TraceFormatError
 from tracedesk.core.importers.detect import FORMATS, detect
@@ -53,6 +54,7 @@ def import_file(
     progress: Progress | None = None,
     cancelled: Callable[[], bool] | None = None,
     pricing: Pricing | None = None,
+    rules: Rules | None = None,
 ) -> ImportResult:
     """Import one trace file (optionally gzip-compressed) into the store, priced.
 
@@ -87,19 +89,23 @@ def import_file(
         stream = _decompressed(raw)
         records = _watch(FORMATS[format].read(stream, ctx), raw, total, progress, ctx)
         try:
-            store.ingest(records, result, sha256, cancelled, finish=partial(_price, store, pricing))
+            store.ingest(
+                records, result, sha256, cancelled, finish=partial(_analyse, store, pricing, rules)
+            )
         except (OSError, EOFError) as exc:  # a corrupt gzip stream surfaces while reading
             raise TraceFormatError(name, "file", f"cannot read: {exc}") from None
     return result
 
 
-def _price(store: Store, pricing: Pricing | None, run_ids: set[str]) -> None:
-    """Price the imported runs, or every run when the prices changed since the last time."""
+def _analyse(store: Store, pricing: Pricing | None, rules: Rules | None, run_ids: set[str]) -> None:
+    """Price the imported runs and find their loops, in the import's transaction; every run
+    when the prices or rules changed since they were last applied."""
     pricing = pricing or Pricing.load()
-    if store.get_meta(PRICING_META_KEY) == pricing.fingerprint:
-        apply_costs(store, pricing, run_ids)
-    else:
-        apply_costs(store, pricing)
+    same_prices = store.get_meta(PRICING_META_KEY) == pricing.fingerprint
+    apply_costs(store, pricing, run_ids if same_prices else None)
+    rules = rules or Rules.load()
+    same_rules = same_prices and store.get_meta(RULES_META_KEY) == rules.fingerprint
+    apply_findings(store, rules, run_ids if same_rules else None)
 
 
 def _watch(
