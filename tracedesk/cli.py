@@ -102,14 +102,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=None, help="generate N runs instead")
     p.add_argument("--seed", type=int, default=7)
 
-    sub.add_parser("gui", help="open the desktop application (the default)")
+    p = sub.add_parser("gui", help="open the desktop application (the default)")
+    p.add_argument("files", nargs="*", type=Path, metavar="FILE", help="trace files to import")
+    p.add_argument("--demo", action="store_true", default=argparse.SUPPRESS,
+                   help="open the built-in demo database")  # fmt: skip
+    parser.add_argument(
+        "--demo", action="store_true", help="open the app on the built-in demo database"
+    )
+    parser.add_argument("--self-test", action="store_true",
+                        help="render the app once offscreen on demo data and exit")  # fmt: skip
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # "tracedesk FILE..." opens the app on those files.
+    first = next((a for a in argv if not a.startswith("-")), None)
+    if first is not None and first not in (*COMMANDS, "gui", "check") and Path(first).exists():
+        argv.insert(argv.index(first), "gui")
     args = _parser().parse_args(argv)
+    if args.self_test:
+        from tracedesk.ui.app import self_test
+
+        return self_test()
     if args.command in (None, "gui"):
-        return gui_main(args.db)
+        return gui_main(args.db, getattr(args, "files", []), args.demo)
     try:
         if args.command == "check":  # may need no database at all
             return cmd_check(args)
@@ -121,10 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def gui_main(db: Path | None = None) -> int:
+def gui_main(db: Path | None = None, files: Sequence[Path] = (), demo: bool = False) -> int:
     from tracedesk.ui.app import run_app  # Qt is imported only when the GUI opens
 
-    return run_app(db)
+    return run_app(db, files, demo)
 
 
 def _progress(path: Path):

@@ -51,6 +51,7 @@ INSERT_STEP_SQL = (
     f"INSERT INTO steps({', '.join(STEP_COLUMNS)}) VALUES ({', '.join('?' * len(STEP_COLUMNS))})"
 )
 PAYLOAD_COLUMNS = ("tool_args", "input", "output", "attributes")
+READ_STEP_COLUMNS = (*(c for c in STEP_COLUMNS if c != "import_id"), "cost", "cost_source")
 
 
 def _v1(db: sqlite_utils.Database) -> None:
@@ -662,7 +663,7 @@ class Store:
         return list(self.iter_steps(run_id, payloads))
 
     def iter_steps(self, run_id: str, payloads: bool = True) -> Iterator[Step]:
-        columns = [c for c in STEP_COLUMNS if c != "import_id"] + ["cost", "cost_source"]
+        columns = list(READ_STEP_COLUMNS)
         if not payloads:
             columns = [c for c in columns if c not in PAYLOAD_COLUMNS]
         sql = (
@@ -671,6 +672,38 @@ class Store:
         )
         for row in self.conn.execute(sql, (run_id,)):
             yield _row_to_step(row)
+
+    def step_index(self, run_id: str) -> list[tuple]:
+        """Light rows for views of big runs, in start order: (id, parent_id, depth, kind,
+        name, start_ns, end_ns, status, input_tokens, output_tokens, cost, model, tool_name).
+        No payloads; ``step`` loads one step whole."""
+        return self.conn.execute(
+            "SELECT id, parent_id, depth, kind, name, start_ns, end_ns, status,"
+            " coalesce(input_tokens, 0), coalesce(output_tokens, 0), cost, model, tool_name"
+            " FROM steps WHERE run_id=? ORDER BY start_ns IS NULL, start_ns, rowid",
+            (run_id,),
+        ).fetchall()
+
+    def step(self, run_id: str, step_id: str) -> Step | None:
+        """One step with its payloads."""
+        row = self.conn.execute(
+            f"SELECT {', '.join(READ_STEP_COLUMNS)} FROM steps WHERE run_id=? AND id=?",
+            (run_id, step_id),
+        ).fetchone()
+        return None if row is None else _row_to_step(row)
+
+    def library(self) -> list[sqlite3.Row]:
+        """Every run with the models and tools it used, for the runs library."""
+        return self.conn.execute(
+            """
+            SELECT runs.*,
+                (SELECT group_concat(DISTINCT model) FROM steps
+                 WHERE run_id = runs.id AND model IS NOT NULL) AS models,
+                (SELECT group_concat(DISTINCT tool_name) FROM steps
+                 WHERE run_id = runs.id AND tool_name IS NOT NULL) AS tools
+            FROM runs ORDER BY start_ns DESC, id
+            """
+        ).fetchall()
 
     def imports(self) -> list[sqlite3.Row]:
         return self.conn.execute("SELECT * FROM imports ORDER BY id").fetchall()

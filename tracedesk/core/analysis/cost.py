@@ -172,27 +172,44 @@ def summarize(
     store: Store, pricing: Pricing, run_ids: Iterable[str] | None = None, by: str = "run"
 ) -> CostSummary:
     """Cost and tokens of the given runs (all when None), grouped ``by`` one of GROUPINGS."""
-    if by not in GROUPINGS:
-        raise ValueError(f"cannot group costs by {by!r}; choose one of {', '.join(GROUPINGS)}")
+    return summarize_many(store, pricing, run_ids, (by,))[by]
+
+
+def summarize_many(
+    store: Store, pricing: Pricing, run_ids: Iterable[str] | None, groupings: Sequence[str]
+) -> dict[str, CostSummary]:
+    """``summarize`` for several groupings, reading each run's steps once."""
+    for by in groupings:
+        if by not in GROUPINGS:
+            raise ValueError(f"cannot group costs by {by!r}; choose one of {', '.join(GROUPINGS)}")
     runs = [store.find_run(r) for r in run_ids] if run_ids is not None else store.runs()
-    groups: dict[str, CostRow] = {}
+    groups: dict[str, dict[str, CostRow]] = {by: {} for by in groupings}
     total = CostRow(key="total", label="Total")
     unknown: dict[str, int] = defaultdict(int)
     for run in runs:
         steps = store.steps(run.id, payloads=False)
-        agents = _agent_of(steps) if by == "agent" else {}
+        agents = _agent_of(steps) if "agent" in groupings else {}
         for step in steps:
             cost, source = price_step(step, pricing)
-            key, label = _group(by, run, step, agents, pricing)
-            row = groups.get(key)
-            if row is None:
-                row = groups[key] = CostRow(key=key, label=label)
-            row.add(step, cost, source)
+            for by in groupings:
+                key, label = _group(by, run, step, agents, pricing)
+                row = groups[by].get(key)
+                if row is None:
+                    row = groups[by][key] = CostRow(key=key, label=label)
+                row.add(step, cost, source)
             total.add(step, cost, source)
             if source == CostSource.UNKNOWN_MODEL:
                 unknown[step.model or "(no model)"] += 1
-    rows = sorted(groups.values(), key=lambda r: (-r.cost, -r.steps, r.key))
-    return CostSummary(by=by, rows=rows, total=total, runs=runs, unknown_models=dict(unknown))
+    return {
+        by: CostSummary(
+            by=by,
+            rows=sorted(rows.values(), key=lambda r: (-r.cost, -r.steps, r.key)),
+            total=total,
+            runs=runs,
+            unknown_models=dict(unknown),
+        )
+        for by, rows in groups.items()
+    }
 
 
 def cumulative_cost(steps: Sequence[Step], pricing: Pricing) -> list[tuple[int, Decimal]]:

@@ -1,0 +1,243 @@
+"""The desktop application, driven through real widgets offscreen (pytest-qt)."""
+
+from __future__ import annotations
+
+import csv
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QThreadPool, QUrl
+from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import QMessageBox
+
+from tracedesk.core.export import native_lines
+from tracedesk.core.samples import generate
+from tracedesk.core.store import Store
+from tracedesk.ui.app import fill_with_demo, self_test
+from tracedesk.ui.main_window import ExportDialog, MainWindow
+from tracedesk.ui.models import JsonModel, RunsTableModel, StepTreeModel, step_rows
+
+from .conftest import DEMO_STEPS, FIXTURES, snapshot
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    db = tmp_path / "gui.db"
+    fill_with_demo(db)
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(db, settings)
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    QThreadPool.globalInstance().waitForDone(10_000)
+
+
+def open_run(window, qtbot, predicate=lambda row: True) -> str:
+    run_id = next(r["id"] for r in window.runs.model.rows if predicate(r))
+    assert window.runs.select_run(run_id)
+    qtbot.waitUntil(lambda: window.current_run == run_id)
+    return run_id
+
+
+def test_models_pass_the_model_tester(window, qtbot, qtmodeltester):
+    qtmodeltester.check(window.runs.model)
+    qtmodeltester.check(window.runs.proxy)
+    open_run(window, qtbot, lambda r: r["finding_count"])
+    qtmodeltester.check(window.tree_model)
+    qtmodeltester.check(window.findings_model)
+    qtmodeltester.check(JsonModel({"a": [1, {"b": None}], "c": "text"}))
+
+
+def test_library_lists_runs_with_costs_and_findings(window):
+    model: RunsTableModel = window.runs.model
+    assert model.rowCount() == 30
+    assert sum(r["step_count"] for r in model.rows) == DEMO_STEPS
+    flagged = [r for r in model.rows if r["finding_count"]]
+    assert flagged and all(model.data(model.index(model.rows.index(r), 8)) for r in flagged)
+    assert all(model.data(model.index(i, 5)).startswith("$") for i in range(model.rowCount()))
+
+
+def test_search_and_filters(window, qtbot):
+    proxy = window.runs.proxy
+    qtbot.keyClicks(window.runs.search, "oslo umbrella")
+    assert 0 < proxy.rowCount() < 30
+    assert all("Oslo" in proxy.index(r, 1).data() for r in range(proxy.rowCount()))
+    window.runs.search.clear()
+    qtbot.keyClicks(window.runs.search, "claude")  # matches the models column
+    assert 0 < proxy.rowCount() < 30
+    window.runs.search.clear()
+    window.runs.findings_only.setChecked(True)
+    assert all(proxy.index(r, 8).data() for r in range(proxy.rowCount()))
+    window.runs.findings_only.setChecked(False)
+    window.runs.status.setCurrentText("error")
+    assert proxy.rowCount() == sum(r["status"] == "error" for r in window.runs.model.rows)
+
+
+def test_selecting_a_run_fills_tree_timeline_and_findings(window, qtbot):
+    run_id = open_run(window, qtbot, lambda r: r["worst_severity"] == "error")
+    with Store(window.db_path) as store:
+        assert len(window.tree_model.steps) == store.get_run(run_id).step_count
+        assert window.findings_model.rowCount() == len(store.findings(run_id))
+    assert len(window.timeline.steps) == len(window.tree_model.steps)
+    assert window.tree_model.rowCount() == 1  # one root agent
+
+
+def test_clicking_a_bar_selects_the_step_in_the_tree(window, qtbot):
+    open_run(window, qtbot, lambda r: r["finding_count"])
+    timeline = window.timeline
+    row = next(i for i, s in enumerate(timeline.steps) if s.kind == "tool")
+    step = timeline.steps[row]
+    x = (timeline.starts[row] + timeline.ends[row]) / 2
+    scene = timeline.getViewBox().mapViewToScene(QPointF(x, step.depth))
+    point = timeline.mapFromScene(scene)
+    qtbot.mouseClick(
+        timeline.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(point.x(), point.y())
+    )
+    qtbot.waitUntil(lambda: window.tree.currentIndex().isValid())
+    current = window.tree.currentIndex()
+    assert window.tree_model.steps[window.tree_model._node(current)].id == step.id
+    assert window.detail.step.id == step.id
+    assert "selection" in timeline._overlay_items
+
+
+def test_tree_selection_shows_details_as_plain_text(window, qtbot, tmp_path):
+    records = [
+        {"type": "header", "format": "tracedesk", "version": 1},
+        {"type": "run", "id": "html-run", "name": "html"},
+        {"type": "step", "run_id": "html-run", "id": "s1", "kind": "llm", "name": "chat",
+         "output": "<b>not bold</b><script>alert(1)</script>", "start_ns": 1, "end_ns": 2},
+    ]  # fmt: skip
+    path = tmp_path / "html.jsonl"
+    path.write_bytes(b"".join(__import__("orjson").dumps(r) + b"\n" for r in records))
+    task = window.import_files([path])
+    qtbot.waitSignal(task.signals.done, timeout=10_000)
+    qtbot.waitUntil(lambda: window.import_task is None)
+    open_run(window, qtbot, lambda r: r["id"] == "html-run")
+    window.select_step("s1")
+    view = window.detail.views["Output"]
+    assert view.text.toPlainText() == "<b>not bold</b><script>alert(1)</script>"
+
+
+def test_finding_highlights_its_steps(window, qtbot):
+    open_run(window, qtbot, lambda r: r["worst_severity"] == "error")
+    window.findings.selectRow(0)
+    finding_steps = set(__import__("orjson").loads(window.findings_model.rows[0]["step_ids"]))
+    assert window.tree_model.highlighted == finding_steps
+    assert "loop" in window.timeline._overlay_items
+    current = window.tree_model.steps[window.tree_model._node(window.tree.currentIndex())]
+    assert current.id in finding_steps
+
+
+def test_import_through_the_worker_with_progress(window, qtbot, tmp_path):
+    path = tmp_path / "more.jsonl"
+    with path.open("wb") as out:
+        out.writelines(native_lines(generate(200, seed=11)))
+    seen = []
+    task = window.import_files([path])
+    task.signals.progress.connect(lambda done, total: seen.append(done))
+    with qtbot.waitSignal(task.signals.done, timeout=60_000):
+        pass
+    qtbot.waitUntil(lambda: window.import_task is None)
+    assert window.runs.model.rowCount() == 230
+    assert window.last_import[-1].runs == 200
+    assert window.recent_files()[0] == str(path)
+
+
+def test_cancel_leaves_the_database_unchanged(window, qtbot, tmp_path):
+    path = tmp_path / "big.jsonl"
+    with path.open("wb") as out:
+        out.writelines(native_lines(generate(300, seed=5)))
+    before = snapshot(window.store)
+    task = window.import_files([path])
+    window.cancel_import()  # before the worker reads a record
+    with qtbot.waitSignal(task.signals.failed, timeout=60_000):
+        pass
+    qtbot.waitUntil(lambda: window.import_task is None)
+    assert snapshot(window.store) == before
+    assert "cancelled" in window.statusBar().currentMessage()
+
+
+def test_bad_file_shows_an_error_naming_file_and_line(window, qtbot, tmp_path, monkeypatch):
+    shown = []
+    monkeypatch.setattr(QMessageBox, "critical", lambda parent, title, text: shown.append(text))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"type":"header","format":"tracedesk","version":1}\n{"type": "step", "id": \n')
+    task = window.import_files([bad])
+    with qtbot.waitSignal(task.signals.failed, timeout=10_000):
+        pass
+    qtbot.waitUntil(lambda: bool(shown))
+    assert f"{bad}: line 2: malformed JSON" in shown[0] and "unchanged" in shown[0]
+
+
+def test_drop_files_onto_the_window(window, qtbot):
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(FIXTURES / "formats" / "langsmith_runs.jsonl"))])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime,
+                       Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)  # fmt: skip
+    window.dropEvent(event)
+    qtbot.waitUntil(
+        lambda: window.import_task is None and window.runs.model.rowCount() == 31, timeout=10_000
+    )
+
+
+def test_export_cost_summary(window, qtbot, tmp_path):
+    run_id = open_run(window, qtbot)
+    dialog = ExportDialog(True, 1)
+    qtbot.addWidget(dialog)
+    dialog.by.setCurrentText("model")
+    dialog.format.setCurrentText("CSV")
+    scope, by, fmt = dialog.choice()
+    assert (scope, by, fmt) == ("current", "model", "csv")
+    target = tmp_path / "costs.csv"
+    window.export_cost_summary(target, scope, by, fmt)
+    rows = list(csv.DictReader(target.open()))
+    with Store(window.db_path) as store:
+        assert Decimal(rows[-1]["cost_usd"]) == store.get_run(run_id).cost
+    window.export_cost_summary(tmp_path / "all.md", "all", "kind", "md")
+    assert (tmp_path / "all.md").read_text().startswith("# Cost summary by kind")
+
+
+def test_lazy_tree_fetches_rows_on_demand(qtmodeltester):
+    rows = [("root", None, 0, "agent", "root", 0, 10, "ok", 0, 0, None, None, None)] + [
+        (f"s{i}", "root", 1, "tool", f"t{i}", i, i + 1, "ok", 0, 0, None, None, "t")
+        for i in range(1500)
+    ]
+    model = StepTreeModel()
+    model.load(step_rows(rows))
+    root = model.index(0, 0)
+    assert model.rowCount(root) == StepTreeModel.CHUNK and model.canFetchMore(root)
+    index = model.index_of("s1400")
+    assert index.isValid() and model.data(index) == "t1400"
+    qtmodeltester.check(model)
+
+
+def test_layout_and_recent_files_are_remembered(window, qtbot, tmp_path):
+    window.detail_dock.hide()
+    window.close()
+    again = MainWindow(window.db_path, window.settings)
+    qtbot.addWidget(again)
+    assert again.detail_dock.isHidden()
+    assert again.recent_files() == window.recent_files()
+
+
+def test_self_test_renders_the_window(qapp):
+    assert self_test() == 0
+
+
+def test_screenshots_script(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "screenshots", Path(__file__).parents[1] / "tools" / "screenshots.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    shots = module.take(tmp_path)
+    assert [p.name for p in shots] == [
+        "main-window.png",
+        "loop-highlighted.png",
+        "cost-charts.png",
+        "findings.png",
+    ]
+    assert all(p.stat().st_size > 10_000 for p in shots)

@@ -1,0 +1,76 @@
+"""Render the main window on the demo data to PNG files (for looking at, and the README).
+
+    python tools/screenshots.py [OUT_DIR]      # default: screenshots/
+
+Shots: the runs library with a run open, a run with a retry loop highlighted, the cost
+charts. Runs offscreen, so it works in CI and without a display.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6.QtCore import QSettings, QThreadPool
+from PySide6.QtWidgets import QApplication
+
+from tracedesk.ui.app import application, fill_with_demo
+from tracedesk.ui.main_window import MainWindow
+
+
+def settle(app: QApplication) -> None:
+    """Let workers finish and the views repaint."""
+    for _ in range(5):
+        QThreadPool.globalInstance().waitForDone(10_000)
+        app.processEvents()
+
+
+def take(out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    app = application()
+    shots = []
+    with tempfile.TemporaryDirectory() as folder:
+        db = Path(folder) / "demo.db"
+        fill_with_demo(db)
+        settings = QSettings(str(Path(folder) / "settings.ini"), QSettings.Format.IniFormat)
+        window = MainWindow(db, settings)
+        window.resize(1500, 920)
+        window.show()
+        # A run whose retry storm is worth looking at.
+        model = window.runs.model
+        storm = next(r["id"] for r in model.rows if r["worst_severity"] == "error")
+        window.runs.select_run(storm)
+        settle(app)
+        window.select_step(window.tree_model.steps[2].id)
+        settle(app)
+        shots.append(out / "main-window.png")
+        window.grab().save(str(shots[-1]))
+
+        window.findings.selectRow(0)
+        window.findings_dock.raise_()
+        settle(app)
+        window.timeline_dock.raise_()
+        settle(app)
+        shots.append(out / "loop-highlighted.png")
+        window.grab().save(str(shots[-1]))
+
+        window.charts_dock.raise_()
+        settle(app)
+        shots.append(out / "cost-charts.png")
+        window.grab().save(str(shots[-1]))
+
+        window.findings_dock.raise_()
+        settle(app)
+        shots.append(out / "findings.png")
+        window.grab().save(str(shots[-1]))
+        window.close()
+    return shots
+
+
+if __name__ == "__main__":
+    for path in take(Path(sys.argv[1] if len(sys.argv) > 1 else "screenshots")):
+        print(path)

@@ -1,0 +1,561 @@
+"""The main window: runs library, step tree, timeline, details, findings and cost charts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+from PySide6.QtCore import (
+    QByteArray,
+    QItemSelectionModel,
+    QModelIndex,
+    QSettings,
+    Qt,
+    QThreadPool,
+    QTimer,
+)
+from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDockWidget,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QTableView,
+    QTreeView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from tracedesk import __version__
+from tracedesk.core.analysis.cost import GROUPINGS, refresh_costs, summarize
+from tracedesk.core.analysis.loops import Rules, refresh_findings
+from tracedesk.core.analysis.pricing import Pricing
+from tracedesk.core.export import COST_WRITERS, write_native, write_text_atomically
+from tracedesk.core.importers import import_file
+from tracedesk.core.importers.base import TraceFormatError
+from tracedesk.core.store import ImportCancelled, ImportResult, Store
+from tracedesk.ui.charts import ChartData, CostChartsView, chart_data
+from tracedesk.ui.detail import DetailPane
+from tracedesk.ui.models import (
+    RUN_ID_ROLE,
+    FindingsModel,
+    RunsFilterProxy,
+    RunsTableModel,
+    StepTreeModel,
+    step_rows,
+)
+from tracedesk.ui.timeline import TimelineView
+from tracedesk.ui.workers import Task, run_task
+
+MAX_RECENT = 10
+SINCE_CHOICES = (("Any time", 0), ("Last 24 hours", 1), ("Last 7 days", 7), ("Last 30 days", 30))
+EXPORT_FORMATS = {"CSV": "csv", "JSON": "json", "Markdown": "md"}
+
+
+class RunsPanel(QWidget):
+    """Search box, filters and the runs table."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.search = QLineEdit(
+            placeholderText="Search name, request, model, tool  (Ctrl+F)", clearButtonEnabled=True
+        )
+        self.status = QComboBox()
+        self.status.addItems(["Any status", "ok", "error", "unset"])
+        self.findings_only = QCheckBox("With findings")
+        self.since = QComboBox()
+        self.since.addItems([label for label, _ in SINCE_CHOICES])
+        self.group = QCheckBox("Group by request", toolTip="Keep runs of the same request together")
+        self.model = RunsTableModel(self)
+        self.proxy = RunsFilterProxy(self)
+        self.proxy.setSourceModel(self.model)
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(9, Qt.SortOrder.DescendingOrder)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(True)
+        for column, width in enumerate((170, 260, 150, 50, 60, 80, 70, 50, 90, 140)):
+            self.table.setColumnWidth(column, width)
+        filters = QHBoxLayout()
+        for widget in (self.status, self.since, self.findings_only, self.group):
+            filters.addWidget(widget)
+        filters.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.search)
+        layout.addLayout(filters)
+        layout.addWidget(self.table)
+        self.search.textChanged.connect(lambda text: self.proxy.set_filters(text=text))
+        self.status.currentIndexChanged.connect(
+            lambda i: self.proxy.set_filters(status="" if i == 0 else self.status.currentText()))  # fmt: skip
+        self.findings_only.toggled.connect(lambda on: self.proxy.set_filters(findings_only=on))
+        self.since.currentIndexChanged.connect(self._since_changed)
+        self.group.toggled.connect(self._group_changed)
+
+    def _since_changed(self, index: int) -> None:
+        days = SINCE_CHOICES[index][1]
+        self.proxy.set_filters(since_ns=int((time.time() - days * 86400) * 1e9) if days else 0)
+
+    def _group_changed(self, on: bool) -> None:
+        # Request first, then start time: runs of one request sit together, oldest first.
+        self.table.sortByColumn(9, Qt.SortOrder.AscendingOrder)
+        if on:
+            self.table.sortByColumn(1, Qt.SortOrder.AscendingOrder)
+        else:
+            self.table.sortByColumn(9, Qt.SortOrder.DescendingOrder)
+
+    def selected_run_ids(self) -> list[str]:
+        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
+        return [index.data(RUN_ID_ROLE) for index in rows]
+
+    def select_run(self, run_id: str) -> bool:
+        for row in range(self.proxy.rowCount()):
+            index = self.proxy.index(row, 0)
+            if index.data(RUN_ID_ROLE) == run_id:
+                flags = (
+                    QItemSelectionModel.SelectionFlag.ClearAndSelect
+                    | QItemSelectionModel.SelectionFlag.Rows
+                )
+                self.table.selectionModel().setCurrentIndex(index, flags)
+                self.table.scrollTo(index)
+                return True
+        return False
+
+
+class ExportDialog(QDialog):
+    """Scope, grouping and format of a cost summary export."""
+
+    def __init__(self, has_run: bool, selected: int, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Export cost summary")
+        self.scope = QComboBox()
+        if has_run:
+            self.scope.addItem("Current run", "current")
+        if selected > 1:
+            self.scope.addItem(f"Selected runs ({selected})", "selected")
+        self.scope.addItem("All runs", "all")
+        self.by = QComboBox()
+        self.by.addItems(GROUPINGS)
+        self.format = QComboBox()
+        self.format.addItems(list(EXPORT_FORMATS))
+        form = QFormLayout(self)
+        form.addRow("Runs", self.scope)
+        form.addRow("Group by", self.by)
+        form.addRow("Format", self.format)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def choice(self) -> tuple[str, str, str]:
+        return (
+            self.scope.currentData(),
+            self.by.currentText(),
+            EXPORT_FORMATS[self.format.currentText()],
+        )
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, db_path: Path, settings: QSettings | None = None):
+        super().__init__()
+        self.db_path = Path(db_path)
+        self.store = Store(self.db_path)
+        self.settings = settings or QSettings("tracedesk", "tracedesk")
+        self.pricing = Pricing.load()
+        self.rules = Rules.load()
+        self.current_run: str | None = None
+        self.import_task: Task | None = None
+        self.chart_task: Task | None = None
+        self.pending_files: list[Path] = []
+        self.last_import: list[ImportResult] = []
+        self.setWindowTitle(f"tracedesk — {self.db_path.name}")
+        self.setAcceptDrops(True)
+        self.resize(1400, 860)
+        self._build_views()
+        self._build_menus()
+        self._build_status_bar()
+        self._restore_layout()
+        self.reload()
+
+    # -- construction -----------------------------------------------------------------
+
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(title.replace(" ", "_").lower())
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _build_views(self) -> None:
+        self.runs = RunsPanel()
+        self.tree_model = StepTreeModel(self)
+        self.tree = QTreeView()
+        self.tree.setModel(self.tree_model)
+        self.tree.setUniformRowHeights(True)
+        self.tree.setAlternatingRowColors(True)
+        self.tree.header().setStretchLastSection(False)
+        self.tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for column, width in ((1, 70), (2, 70), (3, 60), (4, 80), (5, 90)):
+            self.tree.setColumnWidth(column, width)
+        self.timeline = TimelineView()
+        self.detail = DetailPane()
+        self.findings_model = FindingsModel(self)
+        self.findings = QTableView()
+        self.findings.setModel(self.findings_model)
+        self.findings.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.findings.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.findings.verticalHeader().setVisible(False)
+        self.findings.horizontalHeader().setStretchLastSection(True)
+        for column, width in enumerate((60, 100, 420, 160, 90)):
+            self.findings.setColumnWidth(column, width)
+        self.charts = CostChartsView()
+
+        self.setCentralWidget(self.tree)
+        self.runs_dock = self._dock("Runs", self.runs, Qt.DockWidgetArea.TopDockWidgetArea)
+        self.detail_dock = self._dock("Details", self.detail, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.timeline_dock = self._dock(
+            "Timeline", self.timeline, Qt.DockWidgetArea.BottomDockWidgetArea
+        )
+        self.charts_dock = self._dock(
+            "Cost charts", self.charts, Qt.DockWidgetArea.BottomDockWidgetArea
+        )
+        self.findings_dock = self._dock(
+            "Findings", self.findings, Qt.DockWidgetArea.BottomDockWidgetArea
+        )
+        self.tabifyDockWidget(self.timeline_dock, self.charts_dock)
+        self.tabifyDockWidget(self.charts_dock, self.findings_dock)
+        self.timeline_dock.raise_()
+        self.resizeDocks([self.runs_dock], [260], Qt.Orientation.Vertical)
+        self.resizeDocks([self.timeline_dock], [280], Qt.Orientation.Vertical)
+        self.resizeDocks([self.detail_dock], [460], Qt.Orientation.Horizontal)
+        self.default_state = self.saveState()
+
+        self.runs.table.selectionModel().currentRowChanged.connect(self._current_run_changed)
+        self.runs.table.selectionModel().selectionChanged.connect(self._runs_selection_changed)
+        self.tree.selectionModel().currentChanged.connect(self._tree_current_changed)
+        self.timeline.step_clicked.connect(self.select_step)
+        self.findings.selectionModel().currentRowChanged.connect(self._finding_chosen)
+
+    def _action(self, text: str, slot, shortcut=None, menu=None) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(slot)
+        if menu is not None:
+            menu.addAction(action)
+        self.addAction(action)
+        return action
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self._action(
+            "&Open traces…", self.open_files_dialog, QKeySequence.StandardKey.Open, file_menu
+        )
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        file_menu.addSeparator()
+        self.export_action = self._action(
+            "&Export cost summary…", self.export_dialog, "Ctrl+E", file_menu
+        )
+        self._action("Export run as &JSONL…", self.export_run_dialog, None, file_menu)
+        self._action("Save charts as &PNG…", self.save_charts_png, None, file_menu)
+        file_menu.addSeparator()
+        self._action("&Quit", self.close, QKeySequence.StandardKey.Quit, file_menu)
+        view = bar.addMenu("&View")
+        self._action("&Find runs", self.focus_search, QKeySequence.StandardKey.Find, view)
+        self._action("&Refresh", self.reload, QKeySequence.StandardKey.Refresh, view)
+        self._action("Fit &timeline", self.timeline.fit, "Ctrl+0", view)
+        view.addSeparator()
+        for dock in (
+            self.runs_dock,
+            self.detail_dock,
+            self.timeline_dock,
+            self.charts_dock,
+            self.findings_dock,
+        ):
+            view.addAction(dock.toggleViewAction())
+        self._action("Reset &layout", lambda: self.restoreState(self.default_state), None, view)
+        help_menu = bar.addMenu("&Help")
+        self._action("&About tracedesk", self.about, None, help_menu)
+        self._update_recent_menu()
+
+    def _build_status_bar(self) -> None:
+        self.status_label = QLabel()
+        self.progress = QProgressBar(maximumWidth=220, visible=False)
+        self.progress.setRange(0, 1000)
+        self.cancel_button = QPushButton("Cancel import", visible=False)
+        self.cancel_button.clicked.connect(self.cancel_import)
+        self.statusBar().addWidget(self.status_label, 1)
+        self.statusBar().addPermanentWidget(self.progress)
+        self.statusBar().addPermanentWidget(self.cancel_button)
+
+    def _restore_layout(self) -> None:
+        geometry = self.settings.value("geometry")
+        state = self.settings.value("state")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        if isinstance(state, QByteArray):
+            self.restoreState(state)
+
+    def closeEvent(self, event) -> None:
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("state", self.saveState())
+        self.cancel_import()
+        QThreadPool.globalInstance().waitForDone(5000)
+        self.store.close()
+        super().closeEvent(event)
+
+    # -- runs -------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Re-read the runs library (after an import, or when prices or rules changed)."""
+        refresh_costs(self.store, self.pricing)
+        refresh_findings(self.store, self.rules)
+        selected = self.runs.selected_run_ids()
+        self.runs.model.load(self.store.library())
+        count = len(self.runs.model.rows)
+        self.status_label.setText(f"{count} runs · {self.db_path}")
+        for run_id in selected[:1]:
+            self.runs.select_run(run_id)
+
+    def _current_run_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        run_id = current.data(RUN_ID_ROLE) if current.isValid() else None
+        if run_id is not None and run_id != self.current_run:
+            self.show_run(run_id)
+
+    def _runs_selection_changed(self, *_: object) -> None:
+        selected = self.runs.selected_run_ids()
+        if selected:
+            self.load_charts(selected)
+
+    def show_run(self, run_id: str) -> None:
+        self.current_run = run_id
+        run = self.store.get_run(run_id)
+        rows = step_rows(self.store.step_index(run_id))
+        findings = self.store.findings(run_id)
+        flagged: dict[str, str] = {}
+        rank = {"info": 0, "warning": 1, "error": 2}
+        for finding in findings:
+            for step_id in orjson.loads(finding["step_ids"]):
+                if rank[finding["severity"]] >= rank.get(flagged.get(step_id, "info"), 0):
+                    flagged[step_id] = finding["severity"]
+        self.tree_model.load(rows, flagged)
+        self.timeline.load(rows)
+        self.findings_model.load(findings)
+        self.detail.show_step(None)
+        self.tree.expandToDepth(1)
+        title = run.name if run else run_id
+        self.setWindowTitle(f"{title} — tracedesk")
+        if findings:
+            self.findings_dock.setWindowTitle(f"Findings ({len(findings)})")
+        else:
+            self.findings_dock.setWindowTitle("Findings")
+
+    def select_step(self, step_id: str) -> None:
+        """Select a step in the tree (which updates the timeline and the details)."""
+        index = self.tree_model.index_of(step_id)
+        if index.isValid():
+            self.tree.setCurrentIndex(index)
+            self.tree.scrollTo(index)
+
+    def _tree_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if not current.isValid() or self.current_run is None:
+            return
+        row = self.tree_model._node(current)
+        self.timeline.select(row)
+        self.detail.show_step(self.store.step(self.current_run, self.tree_model.steps[row].id))
+
+    def _finding_chosen(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if not current.isValid():
+            return
+        finding = self.findings_model.rows[current.row()]
+        step_ids = orjson.loads(finding["step_ids"])
+        self.tree_model.set_highlighted(set(step_ids))
+        self.timeline.highlight(
+            [self.tree_model.by_id[s] for s in step_ids if s in self.tree_model.by_id]
+        )
+        if step_ids:
+            self.select_step(step_ids[0])
+
+    def load_charts(self, run_ids: list[str]) -> None:
+        db, pricing = str(self.db_path), self.pricing
+        task = Task(lambda report, cancelled: chart_data(db, run_ids, pricing))
+        self.chart_task = run_task(
+            task, self._charts_ready, lambda exc: self.charts.show_data(None)
+        )
+
+    def _charts_ready(self, data: ChartData) -> None:
+        self.charts.show_data(data)
+
+    def focus_search(self) -> None:
+        self.runs_dock.show()
+        self.runs.search.setFocus()
+        self.runs.search.selectAll()
+
+    # -- import -----------------------------------------------------------------------
+
+    def open_files_dialog(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(
+            self, "Open traces", str(Path.home()),
+            "Trace files (*.json *.jsonl *.ndjson *.gz);;All files (*)")  # fmt: skip
+        if paths:
+            self.import_files([Path(p) for p in paths])
+
+    def import_files(self, paths: Sequence[Path]) -> Task | None:
+        """Import in a worker thread with progress; queued if an import is running."""
+        self.pending_files.extend(Path(p) for p in paths)
+        for path in paths:
+            self._remember_recent(Path(path))
+        if self.import_task is None:
+            return self._start_next_import()
+        return None
+
+    def _start_next_import(self) -> Task | None:
+        if not self.pending_files:
+            return None
+        path = self.pending_files.pop(0)
+        db, pricing, rules = self.db_path, self.pricing, self.rules
+
+        def work(report, cancelled):
+            with Store(db) as store:  # the worker's own connection: one writer at a time
+                return import_file(store, path, progress=report, cancelled=cancelled,
+                                   pricing=pricing, rules=rules)  # fmt: skip
+
+        task = Task(work)
+        task.signals.progress.connect(self._import_progress)
+        self.import_task = task
+        self.progress.setValue(0)
+        self.progress.setVisible(True)
+        self.cancel_button.setVisible(True)
+        self.status_label.setText(f"Importing {path.name}…")
+        return run_task(task, self._import_done, self._import_failed)
+
+    def _import_progress(self, done: int, total: int) -> None:
+        self.progress.setValue(int(1000 * done / max(total, 1)))
+
+    def cancel_import(self) -> None:
+        self.pending_files.clear()
+        if self.import_task is not None:
+            self.import_task.cancel()
+
+    def _import_finished(self) -> None:
+        self.import_task = None
+        self.progress.setVisible(False)
+        self.cancel_button.setVisible(False)
+        self.reload()
+        QTimer.singleShot(0, self._start_next_import)
+
+    def _import_done(self, result: ImportResult) -> None:
+        self.last_import.append(result)
+        self._import_finished()
+        if result.already_imported:
+            message = f"{Path(result.path).name}: already imported"
+        else:
+            message = (f"{Path(result.path).name}: {result.runs} runs, {result.steps} steps imported"
+                       + (f", {result.warning_count} warnings" if result.warning_count else ""))  # fmt: skip
+        self.statusBar().showMessage(message, 10000)
+        if self.current_run is None and self.runs.model.rows:
+            self.runs.table.selectRow(0)
+
+    def _import_failed(self, exc: Exception) -> None:
+        self._import_finished()
+        if isinstance(exc, ImportCancelled):
+            self.statusBar().showMessage("Import cancelled; the database is unchanged.", 10000)
+            return
+        if isinstance(exc, (TraceFormatError, OSError)):
+            text = str(exc)
+        else:
+            text = f"Unexpected error: {exc}\n\n{getattr(exc, '__traceback_text__', '')}"
+        self.last_error = text
+        QMessageBox.critical(self, "Import failed", f"{text}\n\nThe database is unchanged.")
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = [Path(url.toLocalFile()) for url in event.mimeData().urls() if url.isLocalFile()]
+        if paths:
+            self.import_files(paths)
+            event.acceptProposedAction()
+
+    def _remember_recent(self, path: Path) -> None:
+        recent = [p for p in self.recent_files() if p != str(path)]
+        self.settings.setValue("recent_files", [str(path), *recent][:MAX_RECENT])
+        self._update_recent_menu()
+
+    def recent_files(self) -> list[str]:
+        value = self.settings.value("recent_files") or []
+        return [value] if isinstance(value, str) else list(value)
+
+    def _update_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for path in self.recent_files():
+            action = self.recent_menu.addAction(path)
+            action.triggered.connect(lambda _=False, p=path: self.import_files([Path(p)]))
+        self.recent_menu.setEnabled(bool(self.recent_files()))
+
+    # -- export -----------------------------------------------------------------------
+
+    def export_dialog(self) -> None:
+        dialog = ExportDialog(self.current_run is not None, len(self.runs.selected_run_ids()), self)
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return
+        scope, by, fmt = dialog.choice()
+        path, _ = QFileDialog.getSaveFileName(self, "Export cost summary", f"costs-by-{by}.{fmt}")
+        if path:
+            self.export_cost_summary(Path(path), scope, by, fmt)
+
+    def export_cost_summary(self, path: Path, scope: str, by: str, fmt: str) -> None:
+        run_ids = {
+            "current": [self.current_run],
+            "selected": self.runs.selected_run_ids(),
+            "all": None,
+        }[scope]
+        summary = summarize(self.store, self.pricing, run_ids, by=by)
+        write_text_atomically(path, COST_WRITERS[fmt](summary))
+        self.statusBar().showMessage(f"Cost summary written to {path}", 10000)
+
+    def export_run_dialog(self) -> None:
+        run_ids = self.runs.selected_run_ids() or ([self.current_run] if self.current_run else [])
+        if not run_ids:
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export runs", "runs.tracedesk.jsonl")
+        if path:
+            with open(path, "wb") as out:
+                write_native(self.store, run_ids, out)
+
+    def save_charts_png(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save charts", "cost-charts.png", "PNG (*.png)")
+        if path:
+            self.charts.grab().save(path)
+
+    def about(self) -> None:
+        QMessageBox.about(
+            self, "About tracedesk",
+            f"tracedesk {__version__}\n\nSee what LLM agents actually did: traces, cost per "
+            "action, retry loops.\n\nDatabase: " + str(self.db_path),
+        )  # fmt: skip

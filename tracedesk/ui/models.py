@@ -1,0 +1,488 @@
+"""Qt item models: thin adapters over store queries, for the runs library, the step tree,
+the findings list and collapsible JSON payloads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractItemModel,
+    QAbstractTableModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QSortFilterProxyModel,
+    Qt,
+)
+from PySide6.QtGui import QColor, QFont
+
+from tracedesk.core.export import cost_text, format_usd
+from tracedesk.core.model import Status, to_decimal
+from tracedesk.core.text import format_count, format_duration
+from tracedesk.ui.theme import ERROR_COLOR, LOOP_HIGHLIGHT, SEVERITY_COLORS, kind_icon
+
+Index = QModelIndex | QPersistentModelIndex
+DISPLAY = Qt.ItemDataRole.DisplayRole
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1  # a sortable value (numbers stay numbers)
+RUN_ID_ROLE = Qt.ItemDataRole.UserRole + 2
+STEP_ID_ROLE = Qt.ItemDataRole.UserRole + 3
+SEARCH_ROLE = Qt.ItemDataRole.UserRole + 4  # text the search box matches
+ROOT = QModelIndex()  # the invisible root, as a default argument
+SEVERITY_RANK = {"error": 3, "warning": 2, "info": 1}
+
+
+class RunsTableModel(QAbstractTableModel):
+    """Adapts ``Store.library()``: one row per run."""
+
+    COLUMNS = ("Name", "Request", "Models", "Steps", "Tokens", "Cost", "Duration", "Status",
+               "Findings", "Started")  # fmt: skip
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.rows: list[Any] = []
+        self._cost: list[Decimal | None] = []
+
+    def load(self, rows: list[Any]) -> None:
+        self.beginResetModel()
+        self.rows = rows
+        self._cost = [to_decimal(r["cost"]) for r in rows]
+        self.endResetModel()
+
+    def rowCount(self, parent: Index = ROOT) -> int:
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent: Index = ROOT) -> int:
+        return 0 if parent.isValid() else len(self.COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = DISPLAY) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == DISPLAY:
+            return self.COLUMNS[section]
+        return None
+
+    def run_id(self, row: int) -> str:
+        return self.rows[row]["id"]
+
+    def data(self, index: Index, role: int = DISPLAY) -> Any:
+        if not index.isValid():
+            return None
+        run, column = self.rows[index.row()], index.column()
+        if role == RUN_ID_ROLE:
+            return run["id"]
+        if role == SEARCH_ROLE:
+            return " ".join(
+                str(run[k] or "") for k in ("name", "request", "models", "tools", "id")
+            ).lower()
+        tokens = run["input_tokens"] + run["output_tokens"]
+        duration = (
+            None
+            if run["start_ns"] is None or run["end_ns"] is None
+            else run["end_ns"] - run["start_ns"]
+        )
+        if role == DISPLAY or role == Qt.ItemDataRole.ToolTipRole:
+            values = (
+                run["name"] or run["id"], (run["request"] or "").replace("\n", " "),
+                (run["models"] or "").replace(",", ", "), str(run["step_count"]),
+                format_count(tokens), cost_text(self._cost[index.row()], run["unpriced_steps"]),
+                format_duration(duration), run["status"],
+                f"{run['finding_count']} {run['worst_severity']}" if run["finding_count"] else "",
+                _time_text(run["start_ns"]),
+            )  # fmt: skip
+            if role == Qt.ItemDataRole.ToolTipRole and column != 1:
+                return f"{run['name']}\n{run['id']}" if column == 0 else None
+            return values[column]
+        if role == SORT_ROLE:
+            return (
+                (run["name"] or "").lower(), (run["request"] or "").lower(), run["models"] or "",
+                run["step_count"], tokens, float(self._cost[index.row()] or 0), duration or 0,
+                run["status"], SEVERITY_RANK.get(run["worst_severity"], 0) * 1000 + run["finding_count"],
+                run["start_ns"] or 0,
+            )[column]  # fmt: skip
+        if role == Qt.ItemDataRole.ForegroundRole:
+            if column == 7 and run["status"] == Status.ERROR:
+                return QColor(ERROR_COLOR)
+            if column == 8 and run["worst_severity"]:
+                return QColor(SEVERITY_COLORS[run["worst_severity"]])
+        if role == Qt.ItemDataRole.TextAlignmentRole and column in (3, 4, 5, 6):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+
+def _time_text(ns: int | None) -> str:
+    if ns is None:
+        return ""
+    import datetime
+
+    return datetime.datetime.fromtimestamp(ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
+
+
+class RunsFilterProxy(QSortFilterProxyModel):
+    """Search (name, request, model, tool), status, has-findings and since filters."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setSortRole(SORT_ROLE)
+        self.text = ""
+        self.status = ""
+        self.findings_only = False
+        self.since_ns = 0
+
+    def set_filters(self, text: str | None = None, status: str | None = None,
+                    findings_only: bool | None = None, since_ns: int | None = None) -> None:  # fmt: skip
+        changing = hasattr(self, "beginFilterChange")  # Qt >= 6.10; invalidateFilter before
+        if changing:
+            self.beginFilterChange()
+        if text is not None:
+            self.text = text.lower().strip()
+        if status is not None:
+            self.status = status
+        if findings_only is not None:
+            self.findings_only = findings_only
+        if since_ns is not None:
+            self.since_ns = since_ns
+        if changing:
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        else:
+            self.invalidateFilter()
+
+    def filterAcceptsRow(self, source_row: int, source_parent: Index) -> bool:
+        model: RunsTableModel = self.sourceModel()  # type: ignore[assignment]
+        run = model.rows[source_row]
+        if self.status and run["status"] != self.status:
+            return False
+        if self.findings_only and not run["finding_count"]:
+            return False
+        if self.since_ns and (run["start_ns"] or 0) < self.since_ns:
+            return False
+        if self.text:
+            haystack = model.data(model.index(source_row, 0), SEARCH_ROLE)
+            return all(word in haystack for word in self.text.split())
+        return True
+
+
+@dataclass(slots=True)
+class StepRow:
+    """One step as the tree and timeline see it (no payloads)."""
+
+    id: str
+    parent: int  # index of the parent row, -1 for a root
+    depth: int
+    kind: str
+    name: str
+    start_ns: int | None
+    end_ns: int | None
+    status: str
+    input_tokens: int
+    output_tokens: int
+    cost: Decimal | None
+    model: str | None
+    tool_name: str | None
+
+
+def step_rows(index_rows: list[tuple]) -> list[StepRow]:
+    """``Store.step_index`` rows as StepRows with parent links resolved to row numbers."""
+    position = {row[0]: i for i, row in enumerate(index_rows)}
+    return [
+        StepRow(
+            r[0],
+            position.get(r[1], -1) if r[1] is not None else -1,
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            r[6],
+            r[7],
+            r[8],
+            r[9],
+            to_decimal(r[10]),
+            r[11],
+            r[12],
+        )
+        for r in index_rows
+    ]
+
+
+class StepTreeModel(QAbstractItemModel):
+    """Adapts a run's ``step_index`` as a tree; children are fetched in chunks, so a run
+    with 100k steps under one parent opens at once."""
+
+    COLUMNS = ("Step", "Kind", "Duration", "Tokens", "Cost", "Loop")
+    CHUNK = 500
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.steps: list[StepRow] = []
+        self.children: dict[int, list[int]] = {}  # parent row (-1 = roots) -> child rows
+        self.row_in_parent: list[int] = []
+        self.loaded: dict[int, int] = {}
+        self.by_id: dict[str, int] = {}
+        self.flagged: dict[str, str] = {}  # step id -> worst finding severity
+        self.highlighted: set[str] = set()
+
+    def load(self, steps: list[StepRow], flagged: dict[str, str] | None = None) -> None:
+        self.beginResetModel()
+        self.steps = steps
+        self.children = {-1: []}
+        self.row_in_parent = [0] * len(steps)
+        for i, step in enumerate(steps):
+            siblings = self.children.setdefault(step.parent, [])
+            self.row_in_parent[i] = len(siblings)
+            siblings.append(i)
+        self.loaded = {}
+        self.by_id = {s.id: i for i, s in enumerate(steps)}
+        self.flagged = flagged or {}
+        self.highlighted = set()
+        self.endResetModel()
+
+    def _node(self, index: Index) -> int:
+        return index.internalId() - 1 if index.isValid() else -1
+
+    def _loaded(self, node: int) -> int:
+        return self.loaded.get(node, min(self.CHUNK, len(self.children.get(node, ()))))
+
+    def rowCount(self, parent: Index = ROOT) -> int:
+        if parent.isValid() and parent.column() != 0:
+            return 0
+        return self._loaded(self._node(parent))
+
+    def columnCount(self, parent: Index = ROOT) -> int:
+        return len(self.COLUMNS)
+
+    def hasChildren(self, parent: Index = ROOT) -> bool:
+        if parent.isValid() and parent.column() != 0:
+            return False
+        return bool(self.children.get(self._node(parent)))
+
+    def canFetchMore(self, parent: Index) -> bool:
+        node = self._node(parent)
+        return self._loaded(node) < len(self.children.get(node, ()))
+
+    def fetchMore(self, parent: Index) -> None:
+        node = self._node(parent)
+        have, total = self._loaded(node), len(self.children.get(node, ()))
+        more = min(total, have + self.CHUNK)
+        if more > have:
+            self.beginInsertRows(parent, have, more - 1)
+            self.loaded[node] = more
+            self.endInsertRows()
+
+    def index(self, row: int, column: int, parent: Index = ROOT) -> QModelIndex:
+        node = self._node(parent)
+        if row < 0 or column < 0 or column >= len(self.COLUMNS) or row >= self._loaded(node):
+            return QModelIndex()
+        return self.createIndex(row, column, self.children[node][row] + 1)
+
+    def parent(self, index: Index = ROOT) -> QModelIndex:  # type: ignore[override]
+        if not index.isValid():
+            return QModelIndex()
+        parent = self.steps[self._node(index)].parent
+        if parent < 0:
+            return QModelIndex()
+        return self.createIndex(self.row_in_parent[parent], 0, parent + 1)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = DISPLAY) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == DISPLAY:
+            return self.COLUMNS[section]
+        return None
+
+    def data(self, index: Index, role: int = DISPLAY) -> Any:
+        if not index.isValid():
+            return None
+        step, column = self.steps[self._node(index)], index.column()
+        if role == DISPLAY:
+            duration = (
+                None
+                if step.start_ns is None or step.end_ns is None
+                else step.end_ns - step.start_ns
+            )
+            tokens = step.input_tokens + step.output_tokens
+            return (
+                step.name or step.id, step.kind, format_duration(duration),
+                format_count(tokens) if tokens else "", format_usd(step.cost) if step.cost else "",
+                "⟳ " + self.flagged[step.id] if step.id in self.flagged else "",
+            )[column]  # fmt: skip
+        if role == STEP_ID_ROLE:
+            return step.id
+        if role == Qt.ItemDataRole.DecorationRole and column == 0:
+            return kind_icon(step.kind)
+        if role == Qt.ItemDataRole.ForegroundRole:
+            if step.status == Status.ERROR:
+                return QColor(ERROR_COLOR)
+            if column == 5 and step.id in self.flagged:
+                return QColor(SEVERITY_COLORS[self.flagged[step.id]])
+        if role == Qt.ItemDataRole.BackgroundRole and step.id in self.highlighted:
+            color = QColor(LOOP_HIGHLIGHT)
+            color.setAlpha(70)
+            return color
+        if role == Qt.ItemDataRole.FontRole and step.status == Status.ERROR and column == 0:
+            font = QFont()
+            font.setBold(True)
+            return font
+        if role == Qt.ItemDataRole.ToolTipRole:
+            detail = step.model or step.tool_name or ""
+            return f"{step.name}\n{step.kind} {detail}".strip()
+        if role == Qt.ItemDataRole.TextAlignmentRole and column in (2, 3, 4):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    def index_of(self, step_id: str) -> QModelIndex:
+        """The index of a step, fetching rows down to it first."""
+        if step_id not in self.by_id:
+            return QModelIndex()
+        chain, node = [], self.by_id[step_id]
+        while node >= 0:
+            chain.append(node)
+            node = self.steps[node].parent
+        parent = QModelIndex()
+        for node in reversed(chain):
+            row = self.row_in_parent[node]
+            while self._loaded(self.steps[node].parent) <= row:
+                self.fetchMore(parent)
+            parent = self.index(row, 0, parent)
+        return parent
+
+    def set_highlighted(self, step_ids: set[str]) -> None:
+        changed = self.highlighted ^ step_ids
+        self.highlighted = step_ids
+        for step_id in changed:
+            index = self._loaded_index(self.by_id.get(step_id, -1))
+            if index.isValid():
+                last = index.siblingAtColumn(len(self.COLUMNS) - 1)
+                self.dataChanged.emit(index, last, [Qt.ItemDataRole.BackgroundRole])
+
+    def _loaded_index(self, node: int) -> QModelIndex:
+        """The index of a step if its row and its ancestors' rows are loaded, else invalid."""
+        if node < 0:
+            return QModelIndex()
+        parent = self.steps[node].parent
+        if parent >= 0 and not self._loaded_index(parent).isValid():
+            return QModelIndex()
+        row = self.row_in_parent[node]
+        if row >= self._loaded(parent):
+            return QModelIndex()
+        return self.createIndex(row, 0, node + 1)
+
+
+class FindingsModel(QAbstractTableModel):
+    """Adapts ``Store.findings(run_id)``."""
+
+    COLUMNS = ("Severity", "Kind", "What happened", "Steps", "Wasted tokens", "Wasted cost")
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.rows: list[Any] = []
+
+    def load(self, rows: list[Any]) -> None:
+        self.beginResetModel()
+        self.rows = rows
+        self.endResetModel()
+
+    def rowCount(self, parent: Index = ROOT) -> int:
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent: Index = ROOT) -> int:
+        return 0 if parent.isValid() else len(self.COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = DISPLAY) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == DISPLAY:
+            return self.COLUMNS[section]
+        return None
+
+    def data(self, index: Index, role: int = DISPLAY) -> Any:
+        if not index.isValid():
+            return None
+        row = self.rows[index.row()]
+        if role in (DISPLAY, Qt.ItemDataRole.ToolTipRole):
+            return (row["severity"], row["kind"].replace("_", " "), row["message"],
+                    f"{row['first_step']} … {row['last_step']}", str(row["wasted_tokens"]),
+                    format_usd(to_decimal(row["wasted_cost"])))[index.column()]  # fmt: skip
+        if role == Qt.ItemDataRole.ForegroundRole and index.column() == 0:
+            return QColor(SEVERITY_COLORS.get(row["severity"], "#888888"))
+        return None
+
+
+class JsonModel(QAbstractItemModel):
+    """A JSON value as a collapsible tree; nodes are built when first asked for."""
+
+    COLUMNS = ("Key", "Value")
+
+    def __init__(self, value: Any = None, parent=None):
+        super().__init__(parent)
+        self.nodes: list[tuple[int, str, Any]] = []  # (parent node, key, value)
+        self.kids: dict[int, list[int]] = {}
+        self.set_value(value)
+
+    def set_value(self, value: Any) -> None:
+        self.beginResetModel()
+        self.nodes = [(-1, "", value)]
+        self.kids = {}
+        self.endResetModel()
+
+    def _children(self, node: int) -> list[int]:
+        if node not in self.kids:
+            value = self.nodes[node][2]
+            items = (
+                value.items()
+                if isinstance(value, dict)
+                else enumerate(value)
+                if isinstance(value, list)
+                else ()
+            )
+            ids = []
+            for key, child in items:
+                ids.append(len(self.nodes))
+                self.nodes.append((node, str(key), child))
+            self.kids[node] = ids
+        return self.kids[node]
+
+    def _node(self, index: Index) -> int:
+        return index.internalId() - 1 if index.isValid() else 0
+
+    def rowCount(self, parent: Index = ROOT) -> int:
+        if parent.isValid() and parent.column() != 0:
+            return 0
+        return len(self._children(self._node(parent)))
+
+    def columnCount(self, parent: Index = ROOT) -> int:
+        return 2
+
+    def index(self, row: int, column: int, parent: Index = ROOT) -> QModelIndex:
+        kids = self._children(self._node(parent))
+        if not (0 <= row < len(kids)) or not (0 <= column < 2):
+            return QModelIndex()
+        return self.createIndex(row, column, kids[row] + 1)
+
+    def parent(self, index: Index = ROOT) -> QModelIndex:  # type: ignore[override]
+        if not index.isValid():
+            return QModelIndex()
+        parent = self.nodes[self._node(index)][0]
+        if parent <= 0:
+            return QModelIndex()
+        grand = self.nodes[parent][0]
+        return self.createIndex(self._children(grand).index(parent), 0, parent + 1)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = DISPLAY) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == DISPLAY:
+            return self.COLUMNS[section]
+        return None
+
+    def data(self, index: Index, role: int = DISPLAY) -> Any:
+        if not index.isValid() or role not in (DISPLAY, Qt.ItemDataRole.ToolTipRole):
+            return None
+        _, key, value = self.nodes[self._node(index)]
+        if index.column() == 0:
+            return key
+        if isinstance(value, dict):
+            return f"{{{len(value)} keys}}"
+        if isinstance(value, list):
+            return f"[{len(value)} items]"
+        text = (
+            "null"
+            if value is None
+            else str(value).lower()
+            if isinstance(value, bool)
+            else str(value)
+        )
+        return (
+            text if len(text) <= 2000 or role == Qt.ItemDataRole.ToolTipRole else text[:2000] + "…"
+        )

@@ -1,0 +1,44 @@
+"""Colours and icons shared by the views: one colour per step kind, one per severity."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
+
+from tracedesk.core.model import StepKind
+
+KIND_COLORS = {
+    StepKind.AGENT: "#4C78A8",
+    StepKind.LLM: "#B279A2",
+    StepKind.TOOL: "#F58518",
+    StepKind.HANDOFF: "#54A24B",
+    StepKind.GUARDRAIL: "#EECA3B",
+    StepKind.RETRIEVER: "#72B7B2",
+    StepKind.EMBEDDING: "#9D755D",
+    StepKind.CHAIN: "#79706E",
+    StepKind.EVENT: "#BAB0AC",
+    StepKind.OTHER: "#A0A0A0",
+}
+ERROR_COLOR = "#E45756"
+SEVERITY_COLORS = {"error": "#E45756", "warning": "#F2A900", "info": "#4C78A8"}
+LOOP_HIGHLIGHT = "#F2A900"
+
+
+def kind_color(kind: str) -> QColor:
+    return QColor(KIND_COLORS.get(kind, KIND_COLORS[StepKind.OTHER]))
+
+
+@cache
+def kind_icon(kind: str) -> QIcon:
+    """A small filled circle in the kind's colour."""
+    pixmap = QPixmap(12, 12)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setBrush(kind_color(kind))
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.drawEllipse(1, 1, 10, 10)
+    painter.end()
+    return QIcon(pixmap)
