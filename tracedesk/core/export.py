@@ -74,6 +74,8 @@ def format_usd(amount: Decimal | None) -> str:
     """Money for people: cents above a dollar, more digits for the small sums of one step."""
     if amount is None:
         return "-"
+    if amount == 0:
+        return "$0"
     if amount >= 1:
         return f"${amount:,.2f}"
     if amount >= Decimal("0.01"):

@@ -676,11 +676,13 @@ class Store:
     def step_index(self, run_id: str) -> list[tuple]:
         """Light rows for views of big runs, in start order: (id, parent_id, depth, kind,
         name, start_ns, end_ns, status, input_tokens, output_tokens, cost, model, tool_name).
-        No payloads; ``step`` loads one step whole."""
-        return self.conn.execute(
+        No payloads; ``step`` loads one step whole. Plain tuples: this is the hot path."""
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        return cursor.execute(
             "SELECT id, parent_id, depth, kind, name, start_ns, end_ns, status,"
             " coalesce(input_tokens, 0), coalesce(output_tokens, 0), cost, model, tool_name"
-            " FROM steps WHERE run_id=? ORDER BY start_ns IS NULL, start_ns, rowid",
+            " FROM steps WHERE run_id=? ORDER BY start_ns, rowid",  # served by steps_run_start
             (run_id,),
         ).fetchall()
 

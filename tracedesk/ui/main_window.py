@@ -194,6 +194,8 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"tracedesk — {self.db_path.name}")
         self.setAcceptDrops(True)
         self.resize(1400, 860)
+        self.chart_timer = QTimer(self, singleShot=True, interval=150)
+        self.chart_timer.timeout.connect(self.load_charts)
         self._build_views()
         self._build_menus()
         self._build_status_bar()
@@ -347,9 +349,8 @@ class MainWindow(QMainWindow):
             self.show_run(run_id)
 
     def _runs_selection_changed(self, *_: object) -> None:
-        selected = self.runs.selected_run_ids()
-        if selected:
-            self.load_charts(selected)
+        # Charts come after the run is shown, and once the selection settles.
+        self.chart_timer.start()
 
     def show_run(self, run_id: str) -> None:
         self.current_run = run_id
@@ -366,7 +367,8 @@ class MainWindow(QMainWindow):
         self.timeline.load(rows)
         self.findings_model.load(findings)
         self.detail.show_step(None)
-        self.tree.expandToDepth(1)
+        for row in range(self.tree_model.rowCount()):  # the roots only: cheap for any size
+            self.tree.expand(self.tree_model.index(row, 0))
         title = run.name if run else run_id
         self.setWindowTitle(f"{title} — tracedesk")
         if findings:
@@ -400,7 +402,10 @@ class MainWindow(QMainWindow):
         if step_ids:
             self.select_step(step_ids[0])
 
-    def load_charts(self, run_ids: list[str]) -> None:
+    def load_charts(self, run_ids: list[str] | None = None) -> None:
+        run_ids = run_ids or self.runs.selected_run_ids()
+        if not run_ids:
+            return
         db, pricing = str(self.db_path), self.pricing
         task = Task(lambda report, cancelled: chart_data(db, run_ids, pricing))
         self.chart_task = run_task(

@@ -174,7 +174,7 @@ class StepRow:
     status: str
     input_tokens: int
     output_tokens: int
-    cost: Decimal | None
+    cost: str | None  # exact decimal text; made a Decimal only when shown
     model: str | None
     tool_name: str | None
 
@@ -183,22 +183,7 @@ def step_rows(index_rows: list[tuple]) -> list[StepRow]:
     """``Store.step_index`` rows as StepRows with parent links resolved to row numbers."""
     position = {row[0]: i for i, row in enumerate(index_rows)}
     return [
-        StepRow(
-            r[0],
-            position.get(r[1], -1) if r[1] is not None else -1,
-            r[2],
-            r[3],
-            r[4],
-            r[5],
-            r[6],
-            r[7],
-            r[8],
-            r[9],
-            to_decimal(r[10]),
-            r[11],
-            r[12],
-        )
-        for r in index_rows
+        StepRow(r[0], -1 if r[1] is None else position.get(r[1], -1), *r[2:]) for r in index_rows
     ]
 
 
@@ -298,7 +283,7 @@ class StepTreeModel(QAbstractItemModel):
             tokens = step.input_tokens + step.output_tokens
             return (
                 step.name or step.id, step.kind, format_duration(duration),
-                format_count(tokens) if tokens else "", format_usd(step.cost) if step.cost else "",
+                format_count(tokens) if tokens else "", format_usd(to_decimal(step.cost)) if step.cost else "",
                 "⟳ " + self.flagged[step.id] if step.id in self.flagged else "",
             )[column]  # fmt: skip
         if role == STEP_ID_ROLE:

@@ -10,7 +10,7 @@ from PySide6.QtGui import QCursor, QKeyEvent
 from PySide6.QtWidgets import QToolTip
 
 from tracedesk.core.export import format_usd
-from tracedesk.core.model import Status
+from tracedesk.core.model import Status, to_decimal
 from tracedesk.core.text import format_count, format_duration
 from tracedesk.ui.models import StepRow
 from tracedesk.ui.theme import ERROR_COLOR, KIND_COLORS, LOOP_HIGHLIGHT
@@ -174,7 +174,7 @@ class TimelineView(pg.PlotWidget):
         if tokens:
             lines.append(f"{format_count(tokens)} tokens")
         if step.cost:
-            lines.append(format_usd(step.cost))
+            lines.append(format_usd(to_decimal(step.cost)))
         QToolTip.showText(QCursor.pos(), "\n".join(lines), self)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:

@@ -1,0 +1,102 @@
+"""Opening a 100k-step run in the GUI, offscreen: select → tree and timeline drawn, and
+the cost of one zoom redraw of the timeline.
+
+    python bench/gui_bench.py [--steps 100000]
+
+Targets: under 1 s to open, under 100 ms per redraw. Figures go in bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import orjson
+from PySide6.QtCore import QSettings, QThreadPool
+
+from tracedesk.core.importers import import_file
+from tracedesk.core.store import Store
+from tracedesk.ui.app import application
+from tracedesk.ui.main_window import MainWindow
+
+MS = 1_000_000
+
+
+def big_run(path: Path, steps: int) -> None:
+    """One agent run: an agent with `steps` model and tool calls, some nested a level down."""
+    rng = random.Random(3)
+    t = 1_793_000_000 * 1_000_000_000
+    lines = [{"type": "header", "format": "tracedesk", "version": 1},
+             {"type": "run", "id": "big", "name": f"{steps:,}-step run"},
+             {"type": "step", "run_id": "big", "id": "root", "kind": "agent", "name": "Agent",
+              "start_ns": t, "end_ns": t + steps * 50 * MS}]  # fmt: skip
+    parent = "root"
+    for i in range(steps - 1):
+        kind = "llm" if i % 2 == 0 else "tool"
+        if i % 100 == 0:
+            parent = "root"
+        start = t + i * 50 * MS
+        step = {"type": "step", "run_id": "big", "id": f"s{i}", "parent_id": parent, "kind": kind,
+                "name": "chat gpt-4o" if kind == "llm" else "search", "start_ns": start,
+                "end_ns": start + rng.randint(5, 45) * MS, "status": "error" if i % 997 == 0 else "ok"}  # fmt: skip
+        if kind == "llm":
+            step.update(
+                model="gpt-4o",
+                input_tokens=rng.randint(100, 3000),
+                output_tokens=rng.randint(10, 300),
+            )
+        else:
+            step.update(tool_name="search", tool_args={"q": f"item {i}"})
+        if i % 100 == 1:
+            parent = f"s{i}"  # the next calls nest under this one, for a deeper tree
+        lines.append(step)
+    path.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=100_000)
+    args = parser.parse_args()
+    app = application()
+    with tempfile.TemporaryDirectory() as folder:
+        trace, db = Path(folder) / "big.jsonl", Path(folder) / "big.db"
+        big_run(trace, args.steps)
+        started = time.perf_counter()
+        with Store(db) as store:
+            import_file(store, trace)
+        print(f"import of {args.steps:,} steps: {time.perf_counter() - started:.1f} s")
+        window = MainWindow(db, QSettings(str(Path(folder) / "s.ini"), QSettings.Format.IniFormat))
+        window.resize(1400, 900)
+        window.show()
+        app.processEvents()
+
+        started = time.perf_counter()
+        window.runs.select_run("big")
+        app.processEvents()
+        window.tree.grab()
+        window.timeline.grab()  # forces a full paint of the bars
+        opened = time.perf_counter() - started
+        print(f"select → tree and timeline drawn: {opened * 1000:.0f} ms (target < 1000 ms)")
+
+        view = window.timeline.getViewBox()
+        timings = []
+        for factor in (0.5, 0.5, 0.5, 2, 2, 2, 0.7, 1 / 0.7, 0.3, 1 / 0.3):
+            started = time.perf_counter()
+            view.scaleBy((factor, 1))
+            window.timeline.grab()
+            timings.append(time.perf_counter() - started)
+        print(f"zoom redraw: median {statistics.median(timings) * 1000:.0f} ms,"
+              f" worst {max(timings) * 1000:.0f} ms (target < 100 ms)")  # fmt: skip
+        QThreadPool.globalInstance().waitForDone(60_000)
+        window.close()
+
+
+if __name__ == "__main__":
+    main()
