@@ -15,6 +15,7 @@ from importlib.resources import as_file
 from pathlib import Path
 
 from tracedesk import __version__
+from tracedesk.core.analysis.compare import compare_runs
 from tracedesk.core.analysis.cost import GROUPINGS, refresh_costs, summarize
 from tracedesk.core.analysis.loops import (
     SEVERITIES,
@@ -29,6 +30,7 @@ from tracedesk.core.export import (
     CHECK_REPORTS,
     COST_FORMATS,
     COST_WRITERS,
+    DIFF_WRITERS,
     cost_text,
     native_lines,
     write_native,
@@ -97,6 +99,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="fail on findings at or above this (default: warning)")  # fmt: skip
     p.add_argument("--format", choices=("text", "json", "junit"), default="text")
     p.add_argument("-o", "--output", type=Path, help="write the report to this file")
+
+    p = sub.add_parser("diff", help="compare two runs step by step")
+    p.add_argument("run_a", metavar="RUN_A")
+    p.add_argument("run_b", metavar="RUN_B")
+    p.add_argument("--format", choices=tuple(DIFF_WRITERS), default="text")
 
     p = sub.add_parser("demo", help="fill the database with the built-in sample runs")
     p.add_argument("--runs", type=int, default=None, help="generate N runs instead")
@@ -309,6 +316,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failing else 0
 
 
+def cmd_diff(store: Store, args: argparse.Namespace) -> int:
+    refresh_costs(store, _pricing())
+    refresh_findings(store, _rules())
+    sys.stdout.write(DIFF_WRITERS[args.format](compare_runs(store, args.run_a, args.run_b)))
+    return 0
+
+
 def cmd_pricing(store: Store, args: argparse.Namespace) -> int:
     pricing = _pricing()
     used = Counter(
@@ -369,4 +383,5 @@ COMMANDS = {
     "show": cmd_show,
     "export": cmd_export,
     "demo": cmd_demo,
+    "diff": cmd_diff,
 }

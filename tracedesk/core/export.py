@@ -15,11 +15,13 @@ from xml.etree import ElementTree
 
 import orjson
 
+from tracedesk.core.analysis.compare import Comparison
 from tracedesk.core.analysis.cost import CostRow, CostSummary
 from tracedesk.core.analysis.loops import Finding
 from tracedesk.core.importers.native import FORMAT_VERSION, NAME
 from tracedesk.core.model import RUN_DERIVED_FIELDS, Run, Step
 from tracedesk.core.store import Store
+from tracedesk.core.text import format_duration, table
 
 # Derived by the store on import, so not written out.
 _RUN_SKIP = frozenset(RUN_DERIVED_FIELDS)
@@ -230,3 +232,105 @@ def check_junit(results: Sequence[tuple[Run, Sequence[Finding]]]) -> str:
 
 
 CHECK_REPORTS = {"text": check_text, "json": check_json, "junit": check_junit}
+
+
+# -- run comparisons ------------------------------------------------------------------
+
+MATCH_MARKS = {"matched": "=", "changed": "~", "moved": "↕", "only_a": "-", "only_b": "+"}
+
+
+def step_label(step: Step | None) -> str:
+    if step is None:
+        return ""
+    name = step.tool_name or step.name
+    detail = step.model if step.kind == "llm" and step.model and step.model not in name else ""
+    if step.tool_args is not None:
+        detail = orjson.dumps(step.tool_args, option=orjson.OPT_SORT_KEYS, default=str).decode()
+    text = f"{step.kind} {name}" + (f" {detail}" if detail else "")
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def _delta_lines(c: Comparison) -> list[tuple[str, str, str, str]]:
+    a, b = c.totals_a, c.totals_b
+
+    def signed(value: Any, text: str) -> str:
+        return ("+" if value > 0 else "") + text
+
+    return [
+        ("steps", str(a.steps), str(b.steps), signed(b.steps - a.steps, str(b.steps - a.steps))),
+        ("tokens", str(a.tokens), str(b.tokens), signed(b.tokens - a.tokens, str(b.tokens - a.tokens))),
+        ("cost", format_usd(a.cost), format_usd(b.cost),
+         ("-" if b.cost < a.cost else "+") + format_usd(abs(b.cost - a.cost))),
+        ("duration", format_duration(a.duration_ns), format_duration(b.duration_ns),
+         ("-" if b.duration_ns < a.duration_ns else "+") + format_duration(abs(b.duration_ns - a.duration_ns))),
+        ("findings", str(a.findings), str(b.findings), signed(b.findings - a.findings, str(b.findings - a.findings))),
+    ]  # fmt: skip
+
+
+def _divergence_text(c: Comparison) -> str:
+    pair = c.first_divergence
+    if pair is None:
+        return "the runs took the same path"
+    return f"{pair.match.replace('_', ' ')} at depth {pair.depth}: A {step_label(pair.a) or '(nothing)'} | B {step_label(pair.b) or '(nothing)'}"
+
+
+def diff_text(c: Comparison) -> str:
+    lines = [f"A: {c.run_a.name} [{c.run_a.id}]", f"B: {c.run_b.name} [{c.run_b.id}]", ""]
+    for pair in c.rows():
+        marker = "◆" if pair is c.first_divergence else MATCH_MARKS[pair.match]
+        indent = "  " * pair.depth
+        lines.append(
+            f"{marker} {indent}{step_label(pair.a):<{62 - len(indent)}} | {indent}{step_label(pair.b)}"
+        )
+    lines += ["", f"first divergence: {_divergence_text(c)}", ""]
+    lines.append(table(["", "A", "B", "B - A"], _delta_lines(c), {1, 2, 3}))
+    return "\n".join(lines) + "\n"
+
+
+def diff_json(c: Comparison) -> str:
+    rows = c.rows()
+    document = {
+        "a": {"run_id": c.run_a.id, "name": c.run_a.name},
+        "b": {"run_id": c.run_b.id, "name": c.run_b.name},
+        "pairs": [
+            {
+                "a": p.a.id if p.a else None,
+                "b": p.b.id if p.b else None,
+                "match": str(p.match),
+                "depth": p.depth,
+            }
+            for p in rows
+        ],
+        "first_divergence": None if c.first_divergence is None else rows.index(c.first_divergence),
+        "counts": c.counts(),
+        "totals": {
+            side: {
+                "steps": t.steps,
+                "tokens": t.tokens,
+                "cost_usd": str(t.cost),
+                "duration_ns": t.duration_ns,
+                "findings": t.findings,
+            }
+            for side, t in (("a", c.totals_a), ("b", c.totals_b))
+        },
+    }
+    return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n"
+
+
+def diff_markdown(c: Comparison) -> str:
+    lines = [f"# {c.run_a.name} vs {c.run_b.name}", "",
+             f"- A: `{c.run_a.id}`", f"- B: `{c.run_b.id}`",
+             f"- first divergence: {_md_cell(_divergence_text(c))}", "",
+             "| | A | B | B − A |", "|---|---:|---:|---:|"]  # fmt: skip
+    lines += [f"| {name} | {a} | {b} | {d} |" for name, a, b, d in _delta_lines(c)]
+    lines += ["", "| | A | B |", "|---|---|---|"]
+    for pair in c.rows():
+        marker = "◆" if pair is c.first_divergence else MATCH_MARKS[pair.match]
+        pad = "&nbsp;&nbsp;" * pair.depth
+        lines.append(
+            f"| {marker} | {pad}{_md_cell(step_label(pair.a))} | {pad}{_md_cell(step_label(pair.b))} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+DIFF_WRITERS = {"text": diff_text, "json": diff_json, "md": diff_markdown}

@@ -50,7 +50,7 @@ STEP_JSON_COLUMNS = frozenset({"tool_args", "input", "output", "attributes"})
 INSERT_STEP_SQL = (
     f"INSERT INTO steps({', '.join(STEP_COLUMNS)}) VALUES ({', '.join('?' * len(STEP_COLUMNS))})"
 )
-PAYLOAD_COLUMNS = ("tool_args", "input", "output", "attributes")
+PAYLOAD_COLUMNS = ("input", "output", "attributes")  # tool_args are small and always read
 READ_STEP_COLUMNS = (*(c for c in STEP_COLUMNS if c != "import_id"), "cost", "cost_source")
 
 
@@ -659,7 +659,8 @@ class Store:
         raise KeyError(f"run id prefix {id_or_prefix!r} is ambiguous")
 
     def steps(self, run_id: str, payloads: bool = True) -> list[Step]:
-        """The steps of a run ordered by start time; without payloads for views."""
+        """The steps of a run ordered by start time; ``payloads=False`` leaves out input,
+        output and attributes (tool arguments stay)."""
         return list(self.iter_steps(run_id, payloads))
 
     def iter_steps(self, run_id: str, payloads: bool = True) -> Iterator[Step]:
