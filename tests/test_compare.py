@@ -134,7 +134,10 @@ def test_a_subtree_moved():
     c = run_compare(a, b)
     moved = [p for p in c.rows() if p.match == Match.MOVED]
     # The agent and its call moved together: two rows on each side.
-    assert [p.depth for p in moved] == [1, 2, 1, 2] and {p.a is None for p in moved} == {True, False}
+    assert [p.depth for p in moved] == [1, 2, 1, 2] and {p.a is None for p in moved} == {
+        True,
+        False,
+    }
     assert c.counts()["only_a"] == c.counts()["only_b"] == 0
 
 

@@ -16,7 +16,7 @@ from tracedesk.core.samples import generate
 from tracedesk.core.store import Store
 from tracedesk.ui.app import fill_with_demo, self_test
 from tracedesk.ui.main_window import ExportDialog, MainWindow
-from tracedesk.ui.models import JsonModel, RunsTableModel, StepTreeModel, step_rows
+from tracedesk.ui.models import RUN_ID_ROLE, JsonModel, RunsTableModel, StepTreeModel, step_rows
 
 from .conftest import DEMO_STEPS, FIXTURES, snapshot
 
@@ -235,9 +235,57 @@ def test_screenshots_script(tmp_path):
     spec.loader.exec_module(module)
     shots = module.take(tmp_path)
     assert [p.name for p in shots] == [
-        "main-window.png",
-        "loop-highlighted.png",
-        "cost-charts.png",
-        "findings.png",
-    ]
+        "main-window.png", "loop-highlighted.png", "cost-charts.png", "findings.png",
+        "compare.png", "request-group.png",
+    ]  # fmt: skip
     assert all(p.stat().st_size > 10_000 for p in shots)
+
+
+def test_compare_two_runs_keeps_both_sides_in_step(window, qtbot, qtmodeltester):
+    rows = window.runs.model.rows
+    storm = next(r["id"] for r in rows if r["worst_severity"] == "error")
+    same = window.request_group(storm)
+    assert len(same) >= 2 and storm in same
+    # Select two runs of one request in the library (click, then Ctrl+click), then compare.
+    window.runs.select_run(same[0])
+    proxy = window.runs.proxy
+    index = next(
+        proxy.index(r, 0)
+        for r in range(proxy.rowCount())
+        if proxy.index(r, 0).data(RUN_ID_ROLE) == storm
+    )
+    window.runs.table.scrollTo(index)
+    rect = window.runs.table.visualRect(index)
+    qtbot.mouseClick(window.runs.table.viewport(), Qt.MouseButton.LeftButton,
+                     Qt.KeyboardModifier.ControlModifier, rect.center())  # fmt: skip
+    assert sorted(window.runs.selected_run_ids()) == sorted({same[0], storm})
+    view = window.compare_selected()
+    qtbot.addWidget(view)
+    qtmodeltester.check(view.models["a"])
+    comparison = view.comparison
+    assert comparison.first_divergence is not None
+    # Click a step on side A: its partner is selected on side B.
+    pair = next(
+        p for p in comparison.rows() if p.a is not None and p.b is not None and p.depth == 2
+    )
+    tree_a = view.trees["a"]
+    index_a = view.models["a"].index_of_step(pair.a.id)
+    tree_a.scrollTo(index_a)
+    rect = tree_a.visualRect(index_a)
+    qtbot.mouseClick(tree_a.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    current_b = view.trees["b"].currentIndex()
+    assert view.models["b"].pair(current_b).b.id == pair.b.id
+    assert "selection" in view.timelines["b"]._overlay_items
+    assert view.diff.toPlainText().startswith(("--- A input", "input: the same"))
+    assert "cost" in view.summary.text() and "vs" in view.summary.text()
+
+
+def test_request_group_shows_spread_and_paths(window, qtbot, qtmodeltester):
+    run_id = open_run(window, qtbot, lambda r: r["worst_severity"] == "error")
+    view = window.show_request_group()
+    qtbot.addWidget(view)
+    qtmodeltester.check(view.model)
+    runs = window.request_group(run_id)
+    assert view.model.rowCount() == len(runs)
+    assert sum(len(g.run_ids) for g in view.groups) == len(runs)
+    assert len(view.groups) < len(runs)  # some runs took the same path

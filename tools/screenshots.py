@@ -67,6 +67,20 @@ def take(out: Path) -> list[Path]:
         settle(app)
         shots.append(out / "findings.png")
         window.grab().save(str(shots[-1]))
+
+        # Two runs of one request: a healthy one and the runaway one.
+        same = window.request_group(storm)
+        compare = window.compare_runs_by_id(same[0], same[-1])
+        compare.resize(1500, 950)
+        settle(app)
+        shots.append(out / "compare.png")
+        compare.grab().save(str(shots[-1]))
+
+        window.runs.select_run(storm)
+        group = window.show_request_group()
+        settle(app)
+        shots.append(out / "request-group.png")
+        group.grab().save(str(shots[-1]))
         window.close()
     return shots
 

@@ -41,6 +41,7 @@ from PySide6.QtWidgets import (
 )
 
 from tracedesk import __version__
+from tracedesk.core.analysis.compare import compare_runs, request_fingerprint
 from tracedesk.core.analysis.cost import GROUPINGS, refresh_costs, summarize
 from tracedesk.core.analysis.loops import Rules, refresh_findings
 from tracedesk.core.analysis.pricing import Pricing
@@ -49,6 +50,7 @@ from tracedesk.core.importers import import_file
 from tracedesk.core.importers.base import TraceFormatError
 from tracedesk.core.store import ImportCancelled, ImportResult, Store
 from tracedesk.ui.charts import ChartData, CostChartsView, chart_data
+from tracedesk.ui.compare import CompareView, RequestGroupView
 from tracedesk.ui.detail import DetailPane
 from tracedesk.ui.models import (
     RUN_ID_ROLE,
@@ -191,6 +193,7 @@ class MainWindow(QMainWindow):
         self.chart_task: Task | None = None
         self.pending_files: list[Path] = []
         self.last_import: list[ImportResult] = []
+        self.open_views: list[QWidget] = []  # compare and request windows kept alive
         self.setWindowTitle(f"tracedesk — {self.db_path.name}")
         self.setAcceptDrops(True)
         self.resize(1400, 860)
@@ -286,6 +289,11 @@ class MainWindow(QMainWindow):
         self._action("Save charts as &PNG…", self.save_charts_png, None, file_menu)
         file_menu.addSeparator()
         self._action("&Quit", self.close, QKeySequence.StandardKey.Quit, file_menu)
+        runs_menu = bar.addMenu("&Runs")
+        self.compare_action = self._action(
+            "&Compare selected runs", self.compare_selected, "Ctrl+D", runs_menu
+        )
+        self._action("Runs of this &request", self.show_request_group, "Ctrl+G", runs_menu)
         view = bar.addMenu("&View")
         self._action("&Find runs", self.focus_search, QKeySequence.StandardKey.Find, view)
         self._action("&Refresh", self.reload, QKeySequence.StandardKey.Refresh, view)
@@ -326,6 +334,8 @@ class MainWindow(QMainWindow):
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("state", self.saveState())
         self.cancel_import()
+        for view in self.open_views:
+            view.close()
         QThreadPool.globalInstance().waitForDone(5000)
         self.store.close()
         super().closeEvent(event)
@@ -414,6 +424,42 @@ class MainWindow(QMainWindow):
 
     def _charts_ready(self, data: ChartData) -> None:
         self.charts.show_data(data)
+
+    def compare_selected(self) -> CompareView | None:
+        """Compare the two selected runs (or the current one with the latest other run of
+        its request)."""
+        run_ids = self.runs.selected_run_ids()
+        if len(run_ids) == 1:
+            others = [r for r in self.request_group(run_ids[0]) if r != run_ids[0]]
+            run_ids += others[-1:]
+        if len(run_ids) != 2:
+            QMessageBox.information(
+                self, "Compare runs", "Select two runs to compare (Ctrl+click)."
+            )
+            return None
+        return self.compare_runs_by_id(*run_ids)
+
+    def compare_runs_by_id(self, run_a: str, run_b: str) -> CompareView:
+        view = CompareView(self.store, compare_runs(self.store, run_a, run_b))
+        self.open_views.append(view)
+        view.show()
+        return view
+
+    def request_group(self, run_id: str) -> list[str]:
+        """The runs of the same request as this one, oldest first."""
+        rows = self.runs.model.rows
+        row = next(r for r in rows if r["id"] == run_id)
+        key = request_fingerprint(row["request"], row["name"])
+        same = [r for r in rows if request_fingerprint(r["request"], r["name"]) == key]
+        return [r["id"] for r in sorted(same, key=lambda r: r["start_ns"] or 0)]
+
+    def show_request_group(self) -> RequestGroupView | None:
+        if self.current_run is None:
+            return None
+        view = RequestGroupView(self.store, self.request_group(self.current_run))
+        self.open_views.append(view)
+        view.show()
+        return view
 
     def focus_search(self) -> None:
         self.runs_dock.show()

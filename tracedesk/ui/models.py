@@ -3,6 +3,7 @@ the findings list and collapsible JSON payloads."""
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -86,7 +87,7 @@ class RunsTableModel(QAbstractTableModel):
                 format_count(tokens), cost_text(self._cost[index.row()], run["unpriced_steps"]),
                 format_duration(duration), run["status"],
                 f"{run['finding_count']} {run['worst_severity']}" if run["finding_count"] else "",
-                _time_text(run["start_ns"]),
+                time_text(run["start_ns"]),
             )  # fmt: skip
             if role == Qt.ItemDataRole.ToolTipRole and column != 1:
                 return f"{run['name']}\n{run['id']}" if column == 0 else None
@@ -108,11 +109,9 @@ class RunsTableModel(QAbstractTableModel):
         return None
 
 
-def _time_text(ns: int | None) -> str:
+def time_text(ns: int | None) -> str:
     if ns is None:
         return ""
-    import datetime
-
     return datetime.datetime.fromtimestamp(ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
 
 

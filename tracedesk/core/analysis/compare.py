@@ -331,10 +331,10 @@ class PathGroup:
 
 
 def path_key(steps: Sequence[Step]) -> tuple[str, list[str]]:
+    """A run's path: the order of its step kinds and tools (models and arguments aside)."""
     ordered = sorted(steps, key=lambda s: (s.start_ns is None, s.start_ns or 0))
     labels = [loose_signature(s) for s in ordered if s.kind != StepKind.EVENT]
-    digest = hashlib.sha1("\n".join(signature(s) for s in ordered).encode()).hexdigest()[:10]
-    return digest, labels
+    return hashlib.sha1("\n".join(labels).encode()).hexdigest()[:10], labels
 
 
 def group_paths(runs_steps: Iterable[tuple[Run, Sequence[Step]]]) -> list[PathGroup]:

@@ -1,0 +1,396 @@
+"""Compare two runs side by side, and look at all runs of one request."""
+
+from __future__ import annotations
+
+import difflib
+import statistics
+from decimal import Decimal
+from typing import Any
+
+import pyqtgraph as pg
+from PySide6.QtCore import QAbstractItemModel, QAbstractTableModel, QModelIndex, Qt
+from PySide6.QtGui import QColor, QFont, QFontDatabase
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QLabel,
+    QPlainTextEdit,
+    QSplitter,
+    QTableView,
+    QTreeView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from tracedesk.core.analysis.compare import Comparison, Match, Pair, PathGroup, group_paths
+from tracedesk.core.export import format_usd, step_label
+from tracedesk.core.model import Run, Status, Step
+from tracedesk.core.store import Store
+from tracedesk.core.text import format_count, format_duration
+from tracedesk.ui.detail import pretty
+from tracedesk.ui.models import ROOT, Index, step_rows, time_text
+from tracedesk.ui.theme import ERROR_COLOR, kind_icon
+from tracedesk.ui.timeline import TimelineView
+
+MATCH_COLORS = {
+    Match.CHANGED: "#F2C14E",
+    Match.MOVED: "#72B7B2",
+    Match.ONLY_A: "#E45756",
+    Match.ONLY_B: "#54A24B",
+}
+MATCH_TEXT = {Match.MATCHED: "", Match.CHANGED: "changed", Match.MOVED: "moved",
+              Match.ONLY_A: "only in A", Match.ONLY_B: "only in B"}  # fmt: skip
+
+
+class PairTreeModel(QAbstractItemModel):
+    """One side (A or B) of an alignment. Both sides share the pair tree, so an index on
+    one side has a twin with the same row and internal id on the other."""
+
+    COLUMNS = ("Step", "Duration", "Tokens", "Cost", "Match")
+
+    def __init__(self, comparison: Comparison, side: str, parent=None):
+        super().__init__(parent)
+        self.side = side
+        self.comparison = comparison
+        self.pairs: list[Pair] = comparison.rows()
+        self.number = {id(p): i for i, p in enumerate(self.pairs)}
+        self.parent_of: dict[int, int] = {}
+        for i, pair in enumerate(self.pairs):
+            for child in pair.children:
+                self.parent_of[self.number[id(child)]] = i
+
+    def _children(self, node: int) -> list[Pair]:
+        return self.comparison.pairs if node < 0 else self.pairs[node].children
+
+    def _node(self, index: Index) -> int:
+        return index.internalId() - 1 if index.isValid() else -1
+
+    def pair(self, index: Index) -> Pair:
+        return self.pairs[self._node(index)]
+
+    def rowCount(self, parent: Index = ROOT) -> int:
+        if parent.isValid() and parent.column() != 0:
+            return 0
+        return len(self._children(self._node(parent)))
+
+    def columnCount(self, parent: Index = ROOT) -> int:
+        return len(self.COLUMNS)
+
+    def index(self, row: int, column: int, parent: Index = ROOT) -> QModelIndex:
+        kids = self._children(self._node(parent))
+        if not (0 <= row < len(kids)) or not (0 <= column < len(self.COLUMNS)):
+            return QModelIndex()
+        return self.createIndex(row, column, self.number[id(kids[row])] + 1)
+
+    def parent(self, index: Index = ROOT) -> QModelIndex:  # type: ignore[override]
+        if not index.isValid():
+            return QModelIndex()
+        parent = self.parent_of.get(self._node(index))
+        if parent is None:
+            return QModelIndex()
+        grand = self.parent_of.get(parent, -1)
+        row = next(i for i, p in enumerate(self._children(grand)) if p is self.pairs[parent])
+        return self.createIndex(row, 0, parent + 1)
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return self.COLUMNS[section]
+        return None
+
+    def twin(self, index: QModelIndex, other: PairTreeModel) -> QModelIndex:
+        return (
+            other.createIndex(index.row(), index.column(), index.internalId())
+            if index.isValid()
+            else index
+        )
+
+    def index_of_step(self, step_id: str) -> QModelIndex:
+        for i, pair in enumerate(self.pairs):
+            step = pair.a if self.side == "a" else pair.b
+            if step is not None and step.id == step_id:
+                parent = self.parent_of.get(i, -1)
+                row = next(r for r, p in enumerate(self._children(parent)) if p is pair)
+                return self.createIndex(row, 0, i + 1)
+        return QModelIndex()
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        pair = self.pair(index)
+        step: Step | None = pair.a if self.side == "a" else pair.b
+        column = index.column()
+        first = pair is self.comparison.first_divergence
+        if role == Qt.ItemDataRole.DisplayRole:
+            if column == 4:
+                return ("◆ first divergence " if first else "") + MATCH_TEXT[pair.match]
+            if step is None:
+                return ""
+            tokens = (step.input_tokens or 0) + (step.output_tokens or 0)
+            return (step_label(step), format_duration(step.duration_ns),
+                    format_count(tokens) if tokens else "", format_usd(step.cost) if step.cost else "",
+                    "")[column]  # fmt: skip
+        if role == Qt.ItemDataRole.DecorationRole and column == 0 and step is not None:
+            return kind_icon(step.kind)
+        if role == Qt.ItemDataRole.BackgroundRole and pair.match in MATCH_COLORS:
+            color = QColor(MATCH_COLORS[pair.match])
+            color.setAlpha(70)
+            return color
+        if (
+            role == Qt.ItemDataRole.ForegroundRole
+            and step is not None
+            and step.status == Status.ERROR
+        ):
+            return QColor(ERROR_COLOR)
+        if role == Qt.ItemDataRole.FontRole and first:
+            font = QFont()
+            font.setBold(True)
+            return font
+        return None
+
+
+class CompareView(QWidget):
+    """Two trees and two timelines side by side, kept in step through the alignment."""
+
+    def __init__(self, store: Store, comparison: Comparison, parent=None):
+        super().__init__(parent)
+        self.store = store
+        self.comparison = comparison
+        c = comparison
+        self.setWindowTitle(f"Compare: {c.run_a.name} vs {c.run_b.name} — tracedesk")
+        self.summary = QLabel(summary_text(c), textFormat=Qt.TextFormat.PlainText, wordWrap=True)
+        self.models = {side: PairTreeModel(c, side, self) for side in ("a", "b")}
+        self.trees: dict[str, QTreeView] = {}
+        self.timelines: dict[str, TimelineView] = {}
+        self.rows: dict[str, dict[str, int]] = {}
+        trees, timelines = QSplitter(), QSplitter()
+        for side, run in (("a", c.run_a), ("b", c.run_b)):
+            tree = QTreeView()
+            tree.setModel(self.models[side])
+            tree.setUniformRowHeights(True)
+            tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+            tree.header().setStretchLastSection(False)
+            tree.setHeaderHidden(False)
+            box = QWidget()
+            layout = QVBoxLayout(box)
+            layout.setContentsMargins(0, 0, 0, 0)
+            layout.addWidget(
+                QLabel(
+                    f"{side.upper()}: {run.name}  [{run.id}]", textFormat=Qt.TextFormat.PlainText
+                )
+            )
+            layout.addWidget(tree)
+            trees.addWidget(box)
+            self.trees[side] = tree
+            timeline = TimelineView()
+            rows = step_rows(store.step_index(run.id))
+            timeline.load(rows)
+            self.rows[side] = {r.id: i for i, r in enumerate(rows)}
+            timeline.step_clicked.connect(lambda step_id, s=side: self.select_step(s, step_id))
+            timelines.addWidget(timeline)
+            self.timelines[side] = timeline
+        self.diff = QPlainTextEdit(readOnly=True)
+        self.diff.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        for widget in (trees, timelines, self.diff):
+            splitter.addWidget(widget)
+        splitter.setSizes([420, 200, 200])
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.summary)
+        layout.addWidget(splitter)
+        self._syncing = False
+        for side, other in (("a", "b"), ("b", "a")):
+            tree = self.trees[side]
+            tree.selectionModel().currentChanged.connect(
+                lambda current, _prev, s=side, o=other: self._current_changed(s, o, current))  # fmt: skip
+            tree.expanded.connect(lambda index, s=side, o=other: self._mirror(s, o, index, True))
+            tree.collapsed.connect(lambda index, s=side, o=other: self._mirror(s, o, index, False))
+            tree.verticalScrollBar().valueChanged.connect(
+                lambda value, o=other: self._scroll(o, value))  # fmt: skip
+        for tree in self.trees.values():
+            tree.expandAll()
+            tree.setColumnWidth(1, 70)
+            tree.setColumnWidth(2, 60)
+            tree.setColumnWidth(3, 80)
+            tree.setColumnWidth(4, 150)
+        self.diff.setPlainText(outputs_diff(store, c))
+        if c.first_divergence is not None:
+            index = self.models["a"].index_of_step(c.first_divergence.a.id) if c.first_divergence.a else (
+                self.models["b"].index_of_step(c.first_divergence.b.id))  # fmt: skip
+            side = "a" if c.first_divergence.a else "b"
+            self.trees[side].setCurrentIndex(index)
+        self.resize(1500, 950)
+
+    def select_step(self, side: str, step_id: str) -> None:
+        index = self.models[side].index_of_step(step_id)
+        if index.isValid():
+            self.trees[side].setCurrentIndex(index)
+
+    def _current_changed(self, side: str, other: str, current: QModelIndex) -> None:
+        if self._syncing or not current.isValid():
+            return
+        self._syncing = True
+        try:
+            twin = self.models[side].twin(current, self.models[other])
+            self.trees[other].setCurrentIndex(twin)
+            self.trees[other].scrollTo(twin)
+            pair = self.models[side].pair(current)
+            for s, step in (("a", pair.a), ("b", pair.b)):
+                self.timelines[s].select(self.rows[s].get(step.id) if step else None)
+            self.diff.setPlainText(pair_diff(self.store, self.comparison, pair))
+        finally:
+            self._syncing = False
+
+    def _mirror(self, side: str, other: str, index: QModelIndex, expand: bool) -> None:
+        twin = self.models[side].twin(index, self.models[other])
+        self.trees[other].setExpanded(twin, expand)
+
+    def _scroll(self, other: str, value: int) -> None:
+        if not self._syncing:
+            self._syncing = True
+            self.trees[other].verticalScrollBar().setValue(value)
+            self._syncing = False
+
+
+def summary_text(c: Comparison) -> str:
+    a, b = c.totals_a, c.totals_b
+    cost_delta = b.cost - a.cost
+    parts = [
+        f"cost {format_usd(a.cost)} vs {format_usd(b.cost)} ({'+' if cost_delta >= 0 else '-'}{format_usd(abs(cost_delta))})",
+        f"tokens {format_count(a.tokens)} vs {format_count(b.tokens)} ({b.tokens - a.tokens:+,})",
+        f"steps {a.steps} vs {b.steps} ({b.steps - a.steps:+})",
+        f"duration {format_duration(a.duration_ns)} vs {format_duration(b.duration_ns)}",
+        f"findings {a.findings} vs {b.findings}",
+    ]
+    counts = c.counts()
+    alignment = ", ".join(
+        f"{v} {MATCH_TEXT[Match(k)] or 'matched'}" for k, v in counts.items() if v
+    )
+    first = c.first_divergence
+    where = "the runs took the same path" if first is None else (
+        f"first divergence: {step_label(first.a) or '(nothing)'} | {step_label(first.b) or '(nothing)'}")  # fmt: skip
+    return "A vs B — " + " · ".join(parts) + f"\n{alignment}. {where}"
+
+
+def _text_diff(a_text: str, b_text: str, title: str) -> list[str]:
+    lines = list(
+        difflib.unified_diff(
+            a_text.splitlines(), b_text.splitlines(), f"A {title}", f"B {title}", lineterm=""
+        )
+    )
+    return lines or [f"{title}: the same"]
+
+
+def outputs_diff(store: Store, c: Comparison) -> str:
+    """The diff of the two runs' final outputs (their first root step's output)."""
+
+    def final(run: Run, side: str) -> str:
+        root = next((getattr(p, side) for p in c.pairs if getattr(p, side) is not None), None)
+        full = store.step(run.id, root.id) if root else None
+        return pretty(full.output) if full else ""
+
+    return "\n".join(_text_diff(final(c.run_a, "a"), final(c.run_b, "b"), "final output"))
+
+
+def pair_diff(store: Store, c: Comparison, pair: Pair) -> str:
+    a = store.step(c.run_a.id, pair.a.id) if pair.a else None
+    b = store.step(c.run_b.id, pair.b.id) if pair.b else None
+    lines: list[str] = []
+    for title, getter in (("input", lambda s: s.input), ("output", lambda s: s.output),
+                          ("tool arguments", lambda s: s.tool_args), ("error", lambda s: s.error)):  # fmt: skip
+        lines += _text_diff(pretty(getter(a)) if a else "", pretty(getter(b)) if b else "", title)
+        lines.append("")
+    return "\n".join(lines)
+
+
+class GroupRunsModel(QAbstractTableModel):
+    """The runs of one request with the path each took."""
+
+    COLUMNS = ("Run", "Started", "Path", "Steps", "Cost", "Duration", "Findings")
+
+    def __init__(self, runs: list[Run], path_of: dict[str, int], parent=None):
+        super().__init__(parent)
+        self.runs, self.path_of = runs, path_of
+
+    def rowCount(self, parent: Index = ROOT) -> int:
+        return 0 if parent.isValid() else len(self.runs)
+
+    def columnCount(self, parent: Index = ROOT) -> int:
+        return 0 if parent.isValid() else len(self.COLUMNS)
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return self.COLUMNS[section]
+        return None
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or role != Qt.ItemDataRole.DisplayRole:
+            return None
+        run = self.runs[index.row()]
+        return (run.name or run.id, time_text(run.start_ns), f"path {self.path_of[run.id] + 1}",
+                str(run.step_count), format_usd(run.cost), format_duration(run.duration_ns),
+                str(run.finding_count))[index.column()]  # fmt: skip
+
+
+class RequestGroupView(QWidget):
+    """All runs of one request: the spread of cost, steps and duration, and their paths."""
+
+    def __init__(self, store: Store, run_ids: list[str], parent=None):
+        super().__init__(parent)
+        runs = [store.find_run(r) for r in run_ids]
+        runs.sort(key=lambda r: r.start_ns or 0)
+        self.groups: list[PathGroup] = group_paths(
+            (r, store.steps(r.id, payloads=False)) for r in runs
+        )
+        path_of = {run_id: i for i, g in enumerate(self.groups) for run_id in g.run_ids}
+        request = runs[0].request if runs else ""
+        self.setWindowTitle("Runs of one request — tracedesk")
+        costs = [float(r.cost or 0) for r in runs]
+        header = QLabel(textFormat=Qt.TextFormat.PlainText, wordWrap=True)
+        header.setText(
+            f"{len(runs)} runs of: {request}\n" + spread_text(runs) +
+            f"\n{len(self.groups)} paths; the most common was taken by {len(self.groups[0].run_ids) if self.groups else 0} runs."
+        )  # fmt: skip
+        self.table = QTableView()
+        self.model = GroupRunsModel(runs, path_of, self)
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setColumnWidth(0, 200)
+        self.table.setColumnWidth(1, 150)
+        paths = QPlainTextEdit(readOnly=True)
+        paths.setPlainText("\n".join(
+            f"path {i + 1}: {len(g.run_ids)} runs — " + " → ".join(g.example)
+            for i, g in enumerate(self.groups)))  # fmt: skip
+        self.chart = pg.PlotWidget(title="Cost per run, coloured by path")
+        palette = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#B279A2", "#72B7B2", "#9D755D"]
+        self.chart.addItem(pg.BarGraphItem(
+            x=list(range(len(runs))), height=costs, width=0.7,
+            brushes=[palette[path_of[r.id] % len(palette)] for r in runs]))  # fmt: skip
+        self.chart.setLabel("left", "USD")
+        self.chart.setLabel("bottom", "run (oldest first)")
+        self.chart.getAxis("bottom").setTicks([[(i, str(i + 1)) for i in range(len(runs))]])
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        for widget in (self.table, self.chart, paths):
+            splitter.addWidget(widget)
+        layout = QVBoxLayout(self)
+        layout.addWidget(header)
+        layout.addWidget(splitter)
+        self.resize(1100, 800)
+
+
+def spread_text(runs: list[Run]) -> str:
+    if not runs:
+        return ""
+
+    def spread(values: list[float], fmt) -> str:
+        return f"min {fmt(min(values))}, median {fmt(statistics.median(values))}, max {fmt(max(values))}"
+
+    return "\n".join([
+        "cost: " + spread([float(r.cost or 0) for r in runs], lambda v: format_usd(Decimal(str(round(v, 8))))),
+        "steps: " + spread([r.step_count for r in runs], lambda v: f"{v:g}"),
+        "duration: " + spread([r.duration_ns or 0 for r in runs], lambda v: format_duration(int(v))),
+    ])  # fmt: skip
