@@ -145,6 +145,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def gui_entry() -> int:
+    """The ``tracedesk-gui`` launcher: always the app, with the same options as ``gui``."""
+    return main(["gui", *sys.argv[1:]])
+
+
 def gui_main(db: Path | None = None, files: Sequence[Path] = (), demo: bool = False) -> int:
     from tracedesk.ui.app import run_app  # Qt is imported only when the GUI opens
 
