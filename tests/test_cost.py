@@ -234,3 +234,25 @@ def test_costs_cli(tmp_path, monkeypatch, capsys):
     (tmp_path / "config" / "tracedesk" / "pricing.json").write_text("{bad")
     assert main(["costs"]) == 1
     assert "malformed JSON" in capsys.readouterr().err
+
+
+def test_costs_cli_selects_by_request_and_date(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TRACEDESK_DB", str(tmp_path / "cli.db"))
+    assert main(["demo"]) == 0
+    from tracedesk.core.store import Store
+
+    with Store(tmp_path / "cli.db") as store:
+        runs = store.runs("start_ns ASC")
+    oslo = [r for r in runs if "Oslo" in (r.request or "")]
+    capsys.readouterr()
+    assert main(["costs", "--request", oslo[0].id, "--format", "json"]) == 0
+    document = orjson.loads(capsys.readouterr().out)
+    assert sorted(document["runs"]) == sorted(r.id for r in oslo)
+    middle = runs[15].start_ns
+    import datetime
+
+    since = datetime.datetime.fromtimestamp(middle / 1e9, datetime.UTC).isoformat()
+    assert main(["costs", "--since", since, "--format", "json"]) == 0
+    assert len(orjson.loads(capsys.readouterr().out)["runs"]) == 15
+    assert main(["costs", "--until", "2000-01-01"]) == 1
+    assert "no runs match" in capsys.readouterr().err

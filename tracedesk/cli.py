@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 a user error (bad file, unknown run …) reported in one lin
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import sys
 import tempfile
@@ -15,7 +16,7 @@ from importlib.resources import as_file
 from pathlib import Path
 
 from tracedesk import __version__
-from tracedesk.core.analysis.compare import compare_runs
+from tracedesk.core.analysis.compare import compare_runs, request_fingerprint
 from tracedesk.core.analysis.cost import GROUPINGS, refresh_costs, summarize
 from tracedesk.core.analysis.loops import (
     SEVERITIES,
@@ -83,6 +84,13 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("costs", help="cost summary of runs (all runs by default)")
     p.add_argument("run_ids", nargs="*", metavar="RUN_ID")
     p.add_argument("--by", choices=GROUPINGS, default="run")
+    p.add_argument("--request", metavar="RUN_ID", help="all runs of the same request as this run")
+    p.add_argument(
+        "--since", type=_date, metavar="DATE", help="runs started on or after (ISO date/time, UTC)"
+    )
+    p.add_argument(
+        "--until", type=_date, metavar="DATE", help="runs started before (ISO date/time, UTC)"
+    )
     p.add_argument("--format", choices=("table", *COST_FORMATS), default="table")
     p.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
 
@@ -254,10 +262,39 @@ def _pricing() -> Pricing:
         raise UserError(str(exc)) from None
 
 
+def _date(text: str) -> int:
+    """An ISO date or date-time (naive means UTC) as ns since the epoch."""
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date: {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return int(moment.timestamp() * 1e9)
+
+
+def _chosen_runs(store: Store, args: argparse.Namespace) -> list[str] | None:
+    """The runs named, or of a request, or in a time range; None means all runs."""
+    if not (args.run_ids or args.request or args.since or args.until):
+        return None
+    runs = [store.find_run(r) for r in args.run_ids] if args.run_ids else store.runs("start_ns ASC")
+    if args.request:
+        anchor = store.find_run(args.request)
+        key = request_fingerprint(anchor.request, anchor.name)
+        runs = [r for r in runs if request_fingerprint(r.request, r.name) == key]
+    if args.since:
+        runs = [r for r in runs if (r.start_ns or 0) >= args.since]
+    if args.until:
+        runs = [r for r in runs if (r.start_ns or 0) < args.until]
+    if not runs:
+        raise UserError("no runs match the given selection")
+    return [r.id for r in runs]
+
+
 def cmd_costs(store: Store, args: argparse.Namespace) -> int:
     pricing = _pricing()
     refresh_costs(store, pricing)
-    summary = summarize(store, pricing, args.run_ids or None, by=args.by)
+    summary = summarize(store, pricing, _chosen_runs(store, args), by=args.by)
     if args.format == "table":
         rows = [
             [shorten(r.label or r.key, 48), str(r.steps), format_count(r.input_tokens),

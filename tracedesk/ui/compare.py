@@ -22,7 +22,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from tracedesk.core.analysis.compare import Comparison, Match, Pair, PathGroup, group_paths
+from tracedesk.core.analysis.compare import (
+    Comparison,
+    Match,
+    Pair,
+    PathGroup,
+    group_paths,
+    subtree_totals,
+)
 from tracedesk.core.export import format_usd, step_label
 from tracedesk.core.model import Run, Status, Step
 from tracedesk.core.store import Store
@@ -297,6 +304,10 @@ def pair_diff(store: Store, c: Comparison, pair: Pair) -> str:
     a = store.step(c.run_a.id, pair.a.id) if pair.a else None
     b = store.step(c.run_b.id, pair.b.id) if pair.b else None
     lines: list[str] = []
+    if pair.children:
+        a_sum, b_sum = subtree_totals(pair, "a"), subtree_totals(pair, "b")
+        lines += [f"subtree: A {a_sum.steps} steps, {format_count(a_sum.tokens)} tokens, {format_usd(a_sum.cost)}"
+                  f" · B {b_sum.steps} steps, {format_count(b_sum.tokens)} tokens, {format_usd(b_sum.cost)}", ""]  # fmt: skip
     for title, getter in (("input", lambda s: s.input), ("output", lambda s: s.output),
                           ("tool arguments", lambda s: s.tool_args), ("error", lambda s: s.error)):  # fmt: skip
         lines += _text_diff(pretty(getter(a)) if a else "", pretty(getter(b)) if b else "", title)
