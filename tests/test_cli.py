@@ -68,3 +68,12 @@ def test_module_entry_point(db):
         [sys.executable, "-m", "tracedesk", "--version"], capture_output=True, text=True, check=True
     )
     assert done.stdout.startswith("tracedesk ")
+
+
+def test_failed_export_leaves_no_file(db, tmp_path, capsys):
+    assert main(["demo"]) == 0
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    assert main(["export", "no-such-run", "-o", str(out_dir / "x.jsonl")]) == 1
+    assert list(out_dir.iterdir()) == []
+    assert "no run with id 'no-such-run'" in capsys.readouterr().err

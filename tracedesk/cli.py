@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import sys
 import tempfile
 from collections import Counter
@@ -32,6 +31,7 @@ from tracedesk.core.export import (
     COST_FORMATS,
     COST_WRITERS,
     DIFF_WRITERS,
+    atomic_output,
     cost_text,
     native_lines,
     write_native,
@@ -387,16 +387,9 @@ def cmd_pricing(store: Store, args: argparse.Namespace) -> int:
 
 
 def cmd_export(store: Store, args: argparse.Namespace) -> int:
-    # Write next to the target and rename, so a failed export never leaves half a file.
-    output: Path = args.output
-    with tempfile.NamedTemporaryFile("wb", dir=output.parent or ".", delete=False) as tmp:
-        try:
-            count = write_native(store, args.run_ids, tmp)
-        except BaseException:
-            os.unlink(tmp.name)
-            raise
-    os.replace(tmp.name, output)
-    print(f"{output}: {count} runs written")
+    with atomic_output(args.output) as out:
+        count = write_native(store, args.run_ids, out)
+    print(f"{args.output}: {count} runs written")
     return 0
 
 

@@ -12,7 +12,10 @@ from importlib.abc import Traversable
 
 
 def resource(*parts: str) -> Traversable:
-    return resources.files("tracedesk.data").joinpath(*parts)
+    path = resources.files("tracedesk.data")
+    for part in parts:  # one at a time: a namespace package's MultiplexedPath takes one
+        path = path / part
+    return path
 
 
 def demo_traces() -> Traversable:

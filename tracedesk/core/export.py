@@ -8,6 +8,7 @@ import io
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
@@ -169,17 +170,23 @@ def cost_summary_markdown(summary: CostSummary) -> str:
 COST_WRITERS = {"csv": cost_summary_csv, "json": cost_summary_json, "md": cost_summary_markdown}
 
 
-def write_text_atomically(path: Path, text: str) -> None:
-    """Write next to the target and rename, so a failure never leaves half a file."""
-    with tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, delete=False, newline=""
-    ) as tmp:
+@contextmanager
+def atomic_output(path: Path) -> Iterator[IO[bytes]]:
+    """A file written next to the target and renamed over it at the end, so a failure
+    never leaves half a file."""
+    with tempfile.NamedTemporaryFile("wb", dir=Path(path).parent, delete=False) as tmp:
         try:
-            tmp.write(text)
+            yield tmp
         except BaseException:
+            tmp.close()
             os.unlink(tmp.name)
             raise
     os.replace(tmp.name, path)
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    with atomic_output(path) as out:
+        out.write(text.encode("utf-8"))
 
 
 # -- loop check reports ---------------------------------------------------------------

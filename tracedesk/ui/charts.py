@@ -4,7 +4,6 @@ cumulative cost along the run's timeline with the loop findings shaded."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 
 import pyqtgraph as pg
 from PySide6.QtWidgets import QGridLayout, QWidget
@@ -116,7 +115,3 @@ class CostChartsView(QWidget):
 
 def _short(text: str, width: int = 22) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def total_of(data: ChartData) -> Decimal:
-    return data.summaries[GROUPS[0]].total.cost

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pyqtgraph as pg
-from PySide6.QtCore import QAbstractItemModel, QAbstractTableModel, QModelIndex, Qt
+from PySide6.QtCore import QAbstractItemModel, QModelIndex, Qt
 from PySide6.QtGui import QColor, QFont, QFontDatabase
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -35,7 +35,7 @@ from tracedesk.core.model import Run, Status, Step
 from tracedesk.core.store import Store
 from tracedesk.core.text import format_count, format_duration
 from tracedesk.ui.detail import pretty
-from tracedesk.ui.models import ROOT, Index, step_rows, time_text
+from tracedesk.ui.models import ROOT, Index, RowsTableModel, column_header, step_rows, time_text
 from tracedesk.ui.theme import ERROR_COLOR, kind_icon
 from tracedesk.ui.timeline import TimelineView
 
@@ -102,9 +102,7 @@ class PairTreeModel(QAbstractItemModel):
     def headerData(
         self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
     ) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.COLUMNS[section]
-        return None
+        return column_header(self.COLUMNS, section, orientation, role)
 
     def twin(self, index: QModelIndex, other: PairTreeModel) -> QModelIndex:
         return (
@@ -315,32 +313,19 @@ def pair_diff(store: Store, c: Comparison, pair: Pair) -> str:
     return "\n".join(lines)
 
 
-class GroupRunsModel(QAbstractTableModel):
+class GroupRunsModel(RowsTableModel):
     """The runs of one request with the path each took."""
 
     COLUMNS = ("Run", "Started", "Path", "Steps", "Cost", "Duration", "Findings")
 
     def __init__(self, runs: list[Run], path_of: dict[str, int], parent=None):
-        super().__init__(parent)
-        self.runs, self.path_of = runs, path_of
-
-    def rowCount(self, parent: Index = ROOT) -> int:
-        return 0 if parent.isValid() else len(self.runs)
-
-    def columnCount(self, parent: Index = ROOT) -> int:
-        return 0 if parent.isValid() else len(self.COLUMNS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.COLUMNS[section]
-        return None
+        super().__init__(parent, runs)
+        self.path_of = path_of
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or role != Qt.ItemDataRole.DisplayRole:
             return None
-        run = self.runs[index.row()]
+        run = self.rows[index.row()]
         return (run.name or run.id, time_text(run.start_ns), f"path {self.path_of[run.id] + 1}",
                 str(run.step_count), format_usd(run.cost), format_duration(run.duration_ns),
                 str(run.finding_count))[index.column()]  # fmt: skip

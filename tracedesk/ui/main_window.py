@@ -45,7 +45,7 @@ from tracedesk.core.analysis.compare import compare_runs, request_fingerprint
 from tracedesk.core.analysis.cost import GROUPINGS, refresh_costs, summarize
 from tracedesk.core.analysis.loops import Rules, refresh_findings
 from tracedesk.core.analysis.pricing import Pricing
-from tracedesk.core.export import COST_WRITERS, write_native, write_text_atomically
+from tracedesk.core.export import COST_WRITERS, atomic_output, write_native, write_text_atomically
 from tracedesk.core.importers import import_file
 from tracedesk.core.importers.base import TraceFormatError
 from tracedesk.core.store import ImportCancelled, ImportResult, Store
@@ -194,6 +194,7 @@ class MainWindow(QMainWindow):
         self.pending_files: list[Path] = []
         self.last_import: list[ImportResult] = []
         self.open_views: list[QWidget] = []  # compare and request windows kept alive
+        self.last_error = ""
         self.setWindowTitle(f"tracedesk — {self.db_path.name}")
         self.setAcceptDrops(True)
         self.resize(1400, 860)
@@ -596,7 +597,7 @@ class MainWindow(QMainWindow):
             return
         path, _ = QFileDialog.getSaveFileName(self, "Export runs", "runs.tracedesk.jsonl")
         if path:
-            with open(path, "wb") as out:
+            with atomic_output(Path(path)) as out:
                 write_native(self.store, run_ids, out)
 
     def save_charts_png(self) -> None:

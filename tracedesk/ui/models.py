@@ -33,21 +33,18 @@ ROOT = QModelIndex()  # the invisible root, as a default argument
 SEVERITY_RANK = {"error": 3, "warning": 2, "info": 1}
 
 
-class RunsTableModel(QAbstractTableModel):
-    """Adapts ``Store.library()``: one row per run."""
+class RowsTableModel(QAbstractTableModel):
+    """A table over a list of rows; subclasses name the COLUMNS and answer ``data``."""
 
-    COLUMNS = ("Name", "Request", "Models", "Steps", "Tokens", "Cost", "Duration", "Status",
-               "Findings", "Started")  # fmt: skip
+    COLUMNS: tuple[str, ...] = ()
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, rows: list[Any] | None = None):
         super().__init__(parent)
-        self.rows: list[Any] = []
-        self._cost: list[Decimal | None] = []
+        self.rows: list[Any] = rows or []
 
     def load(self, rows: list[Any]) -> None:
         self.beginResetModel()
         self.rows = rows
-        self._cost = [to_decimal(r["cost"]) for r in rows]
         self.endResetModel()
 
     def rowCount(self, parent: Index = ROOT) -> int:
@@ -57,9 +54,30 @@ class RunsTableModel(QAbstractTableModel):
         return 0 if parent.isValid() else len(self.COLUMNS)
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = DISPLAY) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == DISPLAY:
-            return self.COLUMNS[section]
-        return None
+        return column_header(self.COLUMNS, section, orientation, role)
+
+
+def column_header(
+    columns: tuple[str, ...], section: int, orientation: Qt.Orientation, role: int
+) -> Any:
+    if orientation == Qt.Orientation.Horizontal and role == DISPLAY:
+        return columns[section]
+    return None
+
+
+class RunsTableModel(RowsTableModel):
+    """Adapts ``Store.library()``: one row per run."""
+
+    COLUMNS = ("Name", "Request", "Models", "Steps", "Tokens", "Cost", "Duration", "Status",
+               "Findings", "Started")  # fmt: skip
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._cost: list[Decimal | None] = []
+
+    def load(self, rows: list[Any]) -> None:
+        self._cost = [to_decimal(r["cost"]) for r in rows]
+        super().load(rows)
 
     def run_id(self, row: int) -> str:
         return self.rows[row]["id"]
@@ -265,9 +283,7 @@ class StepTreeModel(QAbstractItemModel):
         return self.createIndex(self.row_in_parent[parent], 0, parent + 1)
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = DISPLAY) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == DISPLAY:
-            return self.COLUMNS[section]
-        return None
+        return column_header(self.COLUMNS, section, orientation, role)
 
     def data(self, index: Index, role: int = DISPLAY) -> Any:
         if not index.isValid():
@@ -347,30 +363,10 @@ class StepTreeModel(QAbstractItemModel):
         return self.createIndex(row, 0, node + 1)
 
 
-class FindingsModel(QAbstractTableModel):
+class FindingsModel(RowsTableModel):
     """Adapts ``Store.findings(run_id)``."""
 
     COLUMNS = ("Severity", "Kind", "What happened", "Steps", "Wasted tokens", "Wasted cost")
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.rows: list[Any] = []
-
-    def load(self, rows: list[Any]) -> None:
-        self.beginResetModel()
-        self.rows = rows
-        self.endResetModel()
-
-    def rowCount(self, parent: Index = ROOT) -> int:
-        return 0 if parent.isValid() else len(self.rows)
-
-    def columnCount(self, parent: Index = ROOT) -> int:
-        return 0 if parent.isValid() else len(self.COLUMNS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = DISPLAY) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == DISPLAY:
-            return self.COLUMNS[section]
-        return None
 
     def data(self, index: Index, role: int = DISPLAY) -> Any:
         if not index.isValid():
@@ -446,9 +442,7 @@ class JsonModel(QAbstractItemModel):
         return self.createIndex(self._children(grand).index(parent), 0, parent + 1)
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = DISPLAY) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == DISPLAY:
-            return self.COLUMNS[section]
-        return None
+        return column_header(self.COLUMNS, section, orientation, role)
 
     def data(self, index: Index, role: int = DISPLAY) -> Any:
         if not index.isValid() or role not in (DISPLAY, Qt.ItemDataRole.ToolTipRole):
