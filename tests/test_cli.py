@@ -77,3 +77,11 @@ def test_failed_export_leaves_no_file(db, tmp_path, capsys):
     assert main(["export", "no-such-run", "-o", str(out_dir / "x.jsonl")]) == 1
     assert list(out_dir.iterdir()) == []
     assert "no run with id 'no-such-run'" in capsys.readouterr().err
+
+
+def test_gui_without_a_display_says_so(monkeypatch, capsys):
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert main([]) == 1
+    assert "no display" in capsys.readouterr().err

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import sys
 import tempfile
 from collections import Counter
@@ -141,6 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return self_test()
     if args.command in (None, "gui"):
+        if not _has_display():
+            print("tracedesk: no display to open the app on (set DISPLAY, or use the"
+                  " command line: tracedesk --help)", file=sys.stderr)  # fmt: skip
+            return 1
         return gui_main(args.db, getattr(args, "files", []), args.demo)
     try:
         if args.command == "check":  # may need no database at all
@@ -151,6 +156,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
         print(f"tracedesk: {message}", file=sys.stderr)
         return 1
+
+
+def _has_display() -> bool:
+    """False on a Linux machine without X11 or Wayland, where Qt would abort."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 def gui_entry() -> int:
