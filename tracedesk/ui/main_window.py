@@ -45,10 +45,18 @@ from tracedesk.core.analysis.compare import compare_runs, request_fingerprint
 from tracedesk.core.analysis.cost import GROUPINGS, refresh_costs, summarize
 from tracedesk.core.analysis.loops import Rules, refresh_findings
 from tracedesk.core.analysis.pricing import Pricing
-from tracedesk.core.export import COST_WRITERS, atomic_output, write_native, write_text_atomically
+from tracedesk.core.export import (
+    COST_WRITERS,
+    atomic_output,
+    cost_text,
+    write_native,
+    write_text_atomically,
+)
 from tracedesk.core.importers import import_file
 from tracedesk.core.importers.base import TraceFormatError
+from tracedesk.core.model import Run
 from tracedesk.core.store import ImportCancelled, ImportResult, Store
+from tracedesk.core.text import format_count, format_duration, shorten
 from tracedesk.ui.charts import ChartData, CostChartsView, chart_data
 from tracedesk.ui.compare import CompareView, RequestGroupView
 from tracedesk.ui.detail import DetailPane
@@ -145,6 +153,19 @@ class RunsPanel(QWidget):
         return False
 
 
+def run_summary(run: Run) -> str:
+    """One line about a run for the header above its step tree."""
+    parts = [run.name or run.id, f"{run.step_count} steps",
+             f"{format_count(run.input_tokens + run.output_tokens)} tokens",
+             cost_text(run.cost, run.unpriced_steps), format_duration(run.duration_ns), run.status]  # fmt: skip
+    if run.finding_count:
+        parts.append(f"{run.finding_count} findings ({run.worst_severity})")
+    text = "  ·  ".join(parts)
+    if run.request:
+        text += "\n" + shorten(run.request, 300)
+    return text
+
+
 class ExportDialog(QDialog):
     """Scope, grouping and format of a cost summary export."""
 
@@ -239,7 +260,15 @@ class MainWindow(QMainWindow):
             self.findings.setColumnWidth(column, width)
         self.charts = CostChartsView()
 
-        self.setCentralWidget(self.tree)
+        self.run_header = QLabel("Select a run.", textFormat=Qt.TextFormat.PlainText, wordWrap=True)
+        self.run_header.setContentsMargins(6, 4, 6, 2)
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.run_header)
+        layout.addWidget(self.tree)
+        self.setCentralWidget(central)
         self.runs_dock = self._dock("Runs", self.runs, Qt.DockWidgetArea.TopDockWidgetArea)
         self.detail_dock = self._dock("Details", self.detail, Qt.DockWidgetArea.RightDockWidgetArea)
         self.timeline_dock = self._dock(
@@ -297,6 +326,12 @@ class MainWindow(QMainWindow):
         self._action("Runs of this &request", self.show_request_group, "Ctrl+G", runs_menu)
         view = bar.addMenu("&View")
         self._action("&Find runs", self.focus_search, QKeySequence.StandardKey.Find, view)
+        for number, (name, widget) in enumerate(
+            (("runs", self.runs.table), ("steps", self.tree), ("timeline", self.timeline),
+             ("details", self.detail.tabs), ("findings", self.findings)), start=1):  # fmt: skip
+            self._action(
+                f"Go to {name}", lambda _=False, w=widget: self._focus(w), f"Alt+{number}", view
+            )
         self._action("&Refresh", self.reload, QKeySequence.StandardKey.Refresh, view)
         self._action("Fit &timeline", self.timeline.fit, "Ctrl+0", view)
         view.addSeparator()
@@ -378,10 +413,15 @@ class MainWindow(QMainWindow):
         self.timeline.load(rows)
         self.findings_model.load(findings)
         self.detail.show_step(None)
-        for row in range(self.tree_model.rowCount()):  # the roots only: cheap for any size
-            self.tree.expand(self.tree_model.index(row, 0))
+        if len(rows) <= 5000:
+            self.tree.expandToDepth(1)
+        else:  # the roots only: expanding thousands of nested steps takes seconds
+            for row in range(self.tree_model.rowCount()):
+                self.tree.expand(self.tree_model.index(row, 0))
         title = run.name if run else run_id
         self.setWindowTitle(f"{title} — tracedesk")
+        if run is not None:
+            self.run_header.setText(run_summary(run))
         if findings:
             self.findings_dock.setWindowTitle(f"Findings ({len(findings)})")
         else:
@@ -461,6 +501,13 @@ class MainWindow(QMainWindow):
         self.open_views.append(view)
         view.show()
         return view
+
+    def _focus(self, widget: QWidget) -> None:
+        dock = next((d for d in self.findChildren(QDockWidget) if d.isAncestorOf(widget)), None)
+        if dock is not None:
+            dock.show()
+            dock.raise_()
+        widget.setFocus()
 
     def focus_search(self) -> None:
         self.runs_dock.show()
