@@ -85,3 +85,16 @@ def test_gui_without_a_display_says_so(monkeypatch, capsys):
     monkeypatch.setattr(sys, "platform", "linux")
     assert main([]) == 1
     assert "no display" in capsys.readouterr().err
+
+
+def test_large_files_show_progress(db, tmp_path, capsys, monkeypatch):
+    import tracedesk.cli as cli
+
+    monkeypatch.setattr(cli, "LARGE_FILE", 0)
+    monkeypatch.setattr("tracedesk.core.importers.PROGRESS_EVERY", 10)
+    assert main(["demo", "--runs", "5"]) == 0
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in native_run(steps=40)))
+    assert main(["import", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "p.jsonl: 100%" in err and "%" in err.split("100%")[0]

@@ -129,16 +129,21 @@ def test_finding_highlights_its_steps(window, qtbot):
     assert current.id in finding_steps
 
 
-def test_import_through_the_worker_with_progress(window, qtbot, tmp_path):
+def test_import_through_the_worker_with_progress(window, qtbot, tmp_path, monkeypatch):
     path = tmp_path / "more.jsonl"
     with path.open("wb") as out:
         out.writelines(native_lines(generate(200, seed=11)))
     seen = []
+    report = MainWindow._import_progress
+    monkeypatch.setattr(MainWindow, "_import_progress",
+                        lambda self, done, total: (seen.append((done, total)), report(self, done, total)))  # fmt: skip
     task = window.import_files([path])
-    task.signals.progress.connect(lambda done, total: seen.append(done))
+    assert window.progress.isVisible() and window.cancel_button.isVisible()
     with qtbot.waitSignal(task.signals.done, timeout=60_000):
         pass
     qtbot.waitUntil(lambda: window.import_task is None)
+    assert seen and seen[-1][0] == seen[-1][1] == path.stat().st_size
+    assert not window.progress.isVisible()
     assert window.runs.model.rowCount() == 230
     assert window.last_import[-1].runs == 200
     assert window.recent_files()[0] == str(path)
