@@ -11,7 +11,7 @@ from typing import IO, Any, TypeVar
 
 import orjson
 
-from tracedesk.core.model import Run, Status, Step, StepKind, to_decimal
+from tracedesk.core.model import Run, Status, Step, StepKind, request_text, to_decimal
 from tracedesk.core.store import ImportResult
 
 RecordT = TypeVar("RecordT", Run, Step)
@@ -241,6 +241,20 @@ _STEP_INTS = ("start_ns", "end_ns", "input_tokens", "output_tokens", "cached_inp
               "reasoning_tokens")  # fmt: skip
 _RUN_TEXT = ("id", "source_format", "name", "request", "session_id")
 _KINDS, _STATUSES = frozenset(StepKind), frozenset(Status)
+
+
+def root_run(step: Step, source_format: str, session_id: Any, attributes: dict[str, Any]) -> Run:
+    """The Run a root step stands for, named after it, asking what its input asked."""
+    return checked(
+        Run(
+            id=step.run_id,
+            source_format=source_format,
+            name=step.name,
+            request=request_text(step.input),
+            session_id=session_id,
+            attributes=attributes,
+        )
+    )
 
 
 def checked(record: RecordT) -> RecordT:

@@ -18,9 +18,10 @@ from tracedesk.core.importers.base import (
     checked,
     iter_records,
     parse_time,
+    root_run,
 )
 from tracedesk.core.importers.semconv import move_rollup_usage
-from tracedesk.core.model import Run, Status, Step, StepKind, request_text
+from tracedesk.core.model import Run, Status, Step, StepKind
 
 NAME = "langsmith"
 RUN_TYPES = {
@@ -148,14 +149,8 @@ def _run(run: dict[str, Any]) -> Iterator[Run | Step]:
         step.tool_args = step.input
     move_rollup_usage(step)
     if step.parent_id is None:
-        yield checked(
-            Run(
-                id=step.run_id,
-                source_format=NAME,
-                name=step.name,
-                request=request_text(step.input),
-                session_id=run.get("thread_id") or run.get("session_id"),
-                attributes={k: run[k] for k in ("session_name", "tags") if run.get(k)},
-            )
+        session = run.get("thread_id") or run.get("session_id")
+        yield root_run(
+            step, NAME, session, {k: run[k] for k in ("session_name", "tags") if run.get(k)}
         )
     yield checked(step)

@@ -21,13 +21,14 @@ from tracedesk.core.importers.base import (
     iter_records,
     parse_time,
     record_problem,
+    root_run,
 )
 from tracedesk.core.importers.semconv import (
     apply_attributes,
     move_rollup_usage,
     otel_attributes,
 )
-from tracedesk.core.model import Run, Status, Step, request_text
+from tracedesk.core.model import Run, Status, Step
 
 NAME = "otlp"
 SPAN_KINDS = {
@@ -153,16 +154,7 @@ def _finish(
         _apply_events(step, decoded)
     move_rollup_usage(step)
     if step.parent_id is None:
-        yield checked(
-            Run(
-                id=step.run_id,
-                source_format=NAME,
-                name=step.name,
-                request=request_text(step.input),
-                session_id=session,
-                attributes=resource,
-            )
-        )
+        yield root_run(step, NAME, session, resource)
     yield checked(step)
 
 
