@@ -36,7 +36,7 @@ import sqlite_utils
 
 from tracedesk.core.model import Run, Step, request_text, to_decimal
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BATCH_SIZE = 5000
 MAX_LISTED_WARNINGS = 200  # per import; the count of all warnings is always kept
 
@@ -166,8 +166,23 @@ def _v3(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v4(db: sqlite_utils.Database) -> None:
+    """The models and tools a run used, stored so the runs library needs no step scan."""
+    db.executescript(
+        """
+        ALTER TABLE runs ADD COLUMN models TEXT;   -- comma-separated
+        ALTER TABLE runs ADD COLUMN tools TEXT;
+        UPDATE runs SET
+            models = (SELECT group_concat(DISTINCT model) FROM steps
+                      WHERE run_id = runs.id AND model IS NOT NULL),
+            tools = (SELECT group_concat(DISTINCT tool_name) FROM steps
+                     WHERE run_id = runs.id AND tool_name IS NOT NULL);
+        """
+    )
+
+
 # Forward migrations: MIGRATIONS[n] takes a database from version n to n + 1.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -256,7 +271,13 @@ def _run_totals(run_id: str, rows: list[tuple], depths: dict[str, int]) -> tuple
     sums = [0, 0, 0, 0]
     errors, root_failed = 0, False
     starts, ends, costs = [], [], []
+    models: dict[str, None] = {}  # insertion-ordered sets
+    tools: dict[str, None] = {}
     for row in rows:
+        if row[13]:
+            models[row[13]] = None
+        if row[14]:
+            tools[row[14]] = None
         if row[5] == "error":
             errors += 1
             root_failed = root_failed or depths[row[2]] == 0
@@ -271,8 +292,9 @@ def _run_totals(run_id: str, rows: list[tuple], depths: dict[str, int]) -> tuple
             costs.append(Decimal(row[12]))
     cost = sum(costs, Decimal(0)) if costs else None
     return (
-        len(rows), errors, *sums, None if cost is None else str(cost),
-        min(starts, default=None), max(ends, default=None), root_failed, len(rows), run_id,
+        len(rows), errors, *sums, None if cost is None else str(cost), ",".join(models) or None,
+        ",".join(tools) or None, min(starts, default=None), max(ends, default=None), root_failed,
+        len(rows), run_id,
     )  # fmt: skip
 
 
@@ -464,7 +486,8 @@ class Store:
         conn.executemany("INSERT INTO touched VALUES (?)", ((r,) for r in run_ids))
         rows = conn.execute(
             "SELECT steps.rowid, run_id, id, parent_id, depth, status, start_ns, end_ns,"
-            " input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, reported_cost"
+            " input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, reported_cost,"
+            " model, tool_name"
             " FROM steps WHERE run_id IN (SELECT run_id FROM touched) ORDER BY run_id"
         )
         depth_updates: list[tuple[int, int]] = []
@@ -478,7 +501,7 @@ class Store:
         conn.executemany(
             """
             UPDATE runs SET step_count=?, error_count=?, input_tokens=?, output_tokens=?,
-                cached_input_tokens=?, reasoning_tokens=?, reported_cost=?,
+                cached_input_tokens=?, reasoning_tokens=?, reported_cost=?, models=?, tools=?,
                 start_ns = coalesce(?, start_ns), end_ns = coalesce(?, end_ns),
                 status = CASE WHEN status != 'unset' THEN status WHEN ? THEN 'error'
                               WHEN ? > 0 THEN 'ok' ELSE status END
@@ -696,17 +719,8 @@ class Store:
         return None if row is None else _row_to_step(row)
 
     def library(self) -> list[sqlite3.Row]:
-        """Every run with the models and tools it used, for the runs library."""
-        return self.conn.execute(
-            """
-            SELECT runs.*,
-                (SELECT group_concat(DISTINCT model) FROM steps
-                 WHERE run_id = runs.id AND model IS NOT NULL) AS models,
-                (SELECT group_concat(DISTINCT tool_name) FROM steps
-                 WHERE run_id = runs.id AND tool_name IS NOT NULL) AS tools
-            FROM runs ORDER BY start_ns DESC, id
-            """
-        ).fetchall()
+        """Every run, newest first, as rows (with the models and tools it used)."""
+        return self.conn.execute("SELECT * FROM runs ORDER BY start_ns DESC, id").fetchall()
 
     def imports(self) -> list[sqlite3.Row]:
         return self.conn.execute("SELECT * FROM imports ORDER BY id").fetchall()
