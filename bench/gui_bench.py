@@ -19,7 +19,7 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import orjson
-from PySide6.QtCore import QSettings, QThreadPool
+from PySide6.QtCore import QEventLoop, QSettings, QThreadPool
 
 from tracedesk.core.importers import import_file
 from tracedesk.core.store import Store
@@ -79,7 +79,8 @@ def main() -> None:
 
         started = time.perf_counter()
         window.runs.select_run("big")
-        app.processEvents()
+        while len(window.tree_model.steps) != args.steps:  # read in a worker: wait, idle, for it
+            app.processEvents(QEventLoop.ProcessEventsFlag.WaitForMoreEvents)
         window.tree.grab()
         window.timeline.grab()  # forces a full paint of the bars
         opened = time.perf_counter() - started
