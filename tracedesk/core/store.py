@@ -306,7 +306,10 @@ class Store:
         if str(self.path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         # Autocommit mode: transactions are begun and ended explicitly below.
-        self.conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        # A generous busy timeout: the GUI reads while a worker import holds the write lock.
+        self.conn = sqlite3.connect(
+            str(self.path), isolation_level=None, check_same_thread=False, timeout=30
+        )
         self.conn.row_factory = sqlite3.Row
         self.db = sqlite_utils.Database(self.conn)
         self.conn.execute("PRAGMA journal_mode=WAL")
