@@ -294,3 +294,28 @@ def test_request_group_shows_spread_and_paths(window, qtbot, qtmodeltester):
     assert view.model.rowCount() == len(runs)
     assert sum(len(g.run_ids) for g in view.groups) == len(runs)
     assert len(view.groups) < len(runs)  # some runs took the same path
+
+
+def test_a_run_without_steps_opens(window, qtbot, tmp_path):
+    path = tmp_path / "empty-trace.json"
+    path.write_text('{"trace": {"id": "lonely", "name": "no observations", "timestamp": "2026-03-01T10:00:00Z"},'
+                    ' "observations": []}')  # fmt: skip
+    task = window.import_files([path])
+    with qtbot.waitSignal(task.signals.done, timeout=10_000):
+        pass
+    qtbot.waitUntil(lambda: window.import_task is None)
+    open_run(window, qtbot, lambda r: r["id"] == "lonely")
+    assert window.tree_model.rowCount() == 0 and window.timeline.steps == []
+    window.timeline.grab()
+    assert "0 steps" in window.run_header.text()
+
+
+def test_plots_follow_a_palette_change(window, qtbot):
+    from PySide6.QtGui import QColor, QPalette
+
+    dark = QPalette(window.palette())
+    dark.setColor(QPalette.ColorRole.Base, QColor("#1e1e1e"))
+    dark.setColor(QPalette.ColorRole.Text, QColor("#eeeeee"))
+    window.setPalette(dark)
+    qtbot.waitUntil(lambda: window.timeline.backgroundBrush().color().name() == "#1e1e1e")
+    assert window.charts.plots["kind"].backgroundBrush().color().name() == "#1e1e1e"

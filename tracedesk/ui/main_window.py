@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
+import pyqtgraph as pg
 from PySide6.QtCore import (
     QByteArray,
+    QEvent,
     QItemSelectionModel,
     QModelIndex,
     QSettings,
@@ -225,6 +227,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._build_status_bar()
         self._restore_layout()
+        self.apply_palette()
         self.reload()
 
     # -- construction -----------------------------------------------------------------
@@ -365,6 +368,22 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         if isinstance(state, QByteArray):
             self.restoreState(state)
+
+    def changeEvent(self, event: QEvent) -> None:
+        # The system switched between light and dark: plots follow, like the widgets do.
+        if event.type() == QEvent.Type.PaletteChange:
+            self.apply_palette()
+        super().changeEvent(event)
+
+    def apply_palette(self) -> None:
+        palette = self.palette()
+        background, text = palette.base().color(), palette.text().color()
+        pg.setConfigOptions(background=background, foreground=text)
+        for plot in self.findChildren(pg.PlotWidget):
+            plot.setBackground(background)
+            for name in ("left", "bottom"):
+                plot.getAxis(name).setPen(text)
+                plot.getAxis(name).setTextPen(text)
 
     def closeEvent(self, event) -> None:
         self.settings.setValue("geometry", self.saveGeometry())
