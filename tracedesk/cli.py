@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from importlib.resources import as_file
 from pathlib import Path
 
+import orjson
+
 from tracedesk import __version__
 from tracedesk.core.analysis.compare import compare_runs, request_fingerprint
 from tracedesk.core.analysis.cost import GROUPINGS, refresh_costs, summarize
@@ -34,13 +36,14 @@ from tracedesk.core.export import (
     DIFF_WRITERS,
     atomic_output,
     cost_text,
+    format_usd,
     native_lines,
     write_native,
     write_text_atomically,
 )
 from tracedesk.core.importers import FORMATS, import_file
 from tracedesk.core.importers.base import TraceFormatError
-from tracedesk.core.model import Status
+from tracedesk.core.model import Status, to_decimal
 from tracedesk.core.samples import generate
 from tracedesk.core.store import ImportResult, Store, StoreError, default_db_path
 from tracedesk.core.text import format_count, format_duration, shorten, table, walk_tree
@@ -243,23 +246,33 @@ def cmd_runs(store: Store, args: argparse.Namespace) -> int:
 
 
 def cmd_show(store: Store, args: argparse.Namespace) -> int:
+    refresh_costs(store, _pricing())
+    refresh_findings(store, _rules())
     run = store.find_run(args.run_id)
     print(f"{run.name}  [{run.id}]  {run.status}")
     if run.request:
         print(f"request: {shorten(run.request, 100)}")
     print(
         f"{run.step_count} steps, {format_count(run.input_tokens)} input +"
-        f" {format_count(run.output_tokens)} output tokens, {format_duration(run.duration_ns)}"
+        f" {format_count(run.output_tokens)} output tokens,"
+        f" {cost_text(run.cost, run.unpriced_steps)}, {format_duration(run.duration_ns)}"
     )
+    findings = store.findings(run.id)
+    flagged = {s for f in findings for s in orjson.loads(f["step_ids"])}
     for depth, step in walk_tree(store.steps(run.id, payloads=False)):
         tokens = ""
         if step.input_tokens is not None or step.output_tokens is not None:
             tokens = f"  {step.input_tokens or 0}→{step.output_tokens or 0} tok"
+        cost = f"  {format_usd(step.cost)}" if step.cost else ""
         error = f"  ERROR: {shorten(step.error, 60)}" if step.status == Status.ERROR else ""
+        loop = "  ⟳" if step.id in flagged else ""
         print(
             f"{'  ' * depth}{step.kind:<9} {step.name}  {format_duration(step.duration_ns)}"
-            f"{tokens}{error}"
+            f"{tokens}{cost}{error}{loop}"
         )
+    for f in findings:
+        print(f"{f['severity']}: {f['kind'].replace('_', ' ')}: {f['message']}"
+              f" (wasted {f['wasted_tokens']} tokens, {format_usd(to_decimal(f['wasted_cost']))})")  # fmt: skip
     return 0
 
 
