@@ -146,6 +146,7 @@ def test_import_through_the_worker_with_progress(window, qtbot, tmp_path, monkey
     assert not window.progress.isVisible()
     assert window.runs.model.rowCount() == 230
     assert window.last_import[-1].runs == 200
+    assert "200 runs" in window.import_report()
     assert window.recent_files()[0] == str(path)
 
 

@@ -320,6 +320,7 @@ class MainWindow(QMainWindow):
         )
         self._action("Export run as &JSONL…", self.export_run_dialog, None, file_menu)
         self._action("Save charts as &PNG…", self.save_charts_png, None, file_menu)
+        self._action("Last import &report…", self.show_import_report, None, file_menu)
         file_menu.addSeparator()
         self._action("&Quit", self.close, QKeySequence.StandardKey.Quit, file_menu)
         runs_menu = bar.addMenu("&Runs")
@@ -593,10 +594,31 @@ class MainWindow(QMainWindow):
             message = f"{Path(result.path).name}: already imported"
         else:
             message = (f"{Path(result.path).name}: {result.runs} runs, {result.steps} steps imported"
-                       + (f", {result.warning_count} warnings" if result.warning_count else ""))  # fmt: skip
+                       + (f", {result.warning_count} warnings (File → Last import report)"
+                          if result.warning_count else ""))  # fmt: skip
         self.statusBar().showMessage(message, 10000)
         if self.current_run is None and self.runs.model.rows:
             self.runs.table.selectRow(0)
+
+    def import_report(self) -> str:
+        """What the last import did, with its warnings, as plain text."""
+        if not self.last_import:
+            return "Nothing was imported yet in this session."
+        r = self.last_import[-1]
+        lines = [f"{r.path}", f"format: {r.format}",
+                 f"{r.runs} runs, {r.steps} steps imported, {r.skipped} already present,"
+                 f" {r.bad_records} bad records skipped, {r.warning_count} warnings"]  # fmt: skip
+        lines += [f"  {w}" for w in r.warnings]
+        if r.warning_count > len(r.warnings):
+            lines.append(f"  … and {r.warning_count - len(r.warnings)} more")
+        return "\n".join(lines)
+
+    def show_import_report(self) -> None:
+        box = QMessageBox(
+            QMessageBox.Icon.Information, "Last import", self.import_report(), parent=self
+        )
+        box.setTextFormat(Qt.TextFormat.PlainText)
+        box.exec()
 
     def _import_failed(self, exc: Exception) -> None:
         self._import_finished()
