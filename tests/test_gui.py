@@ -320,3 +320,16 @@ def test_plots_follow_a_palette_change(window, qtbot):
     window.setPalette(dark)
     qtbot.waitUntil(lambda: window.timeline.backgroundBrush().color().name() == "#1e1e1e")
     assert window.charts.plots["kind"].backgroundBrush().color().name() == "#1e1e1e"
+
+
+def test_changed_rules_are_applied_in_a_worker(window, qtbot, tmp_path):
+    path = tmp_path / "rules.toml"
+    path.write_text("[runaway]\nmax_steps = 3\n")
+    from tracedesk.core.analysis.loops import Rules
+
+    before = sum(r["finding_count"] for r in window.runs.model.rows)
+    window.rules = Rules.load(user_file=path)
+    window.reload()
+    assert window.analysis_task is not None and "re-analysing" in window.status_label.text()
+    qtbot.waitUntil(lambda: window.analysis_task is None, timeout=30_000)
+    assert sum(r["finding_count"] for r in window.runs.model.rows) > before

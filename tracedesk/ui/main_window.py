@@ -44,8 +44,8 @@ from PySide6.QtWidgets import (
 
 from tracedesk import __version__
 from tracedesk.core.analysis.compare import compare_runs, request_fingerprint
-from tracedesk.core.analysis.cost import GROUPINGS, refresh_costs, summarize
-from tracedesk.core.analysis.loops import Rules, refresh_findings
+from tracedesk.core.analysis.cost import GROUPINGS, PRICING_META_KEY, refresh_costs, summarize
+from tracedesk.core.analysis.loops import RULES_META_KEY, Rules, refresh_findings
 from tracedesk.core.analysis.pricing import Pricing
 from tracedesk.core.export import (
     COST_WRITERS,
@@ -214,6 +214,7 @@ class MainWindow(QMainWindow):
         self.current_run: str | None = None
         self.import_task: Task | None = None
         self.chart_task: Task | None = None
+        self.analysis_task: Task | None = None  # re-pricing and re-checking all runs
         self.pending_files: list[Path] = []
         self.last_import: list[ImportResult] = []
         self.open_views: list[QWidget] = []  # compare and request windows kept alive
@@ -399,15 +400,36 @@ class MainWindow(QMainWindow):
     # -- runs -------------------------------------------------------------------------
 
     def reload(self) -> None:
-        """Re-read the runs library (after an import, or when prices or rules changed)."""
-        refresh_costs(self.store, self.pricing)
-        refresh_findings(self.store, self.rules)
+        """Re-read the runs library; when prices or rules changed since the runs were last
+        analysed, re-analyse them in a worker first."""
+        if self.analysis_task is None and (
+            self.store.get_meta(PRICING_META_KEY) != self.pricing.fingerprint
+            or self.store.get_meta(RULES_META_KEY) != self.rules.fingerprint
+        ) and self.store.counts()["runs"]:  # fmt: skip
+            db, pricing, rules = self.db_path, self.pricing, self.rules
+
+            def work(report, cancelled):
+                with Store(db) as store:  # its own connection; the window keeps reading
+                    refresh_costs(store, pricing)
+                    refresh_findings(store, rules)
+
+            self.analysis_task = run_task(Task(work), self._analysis_done, self._analysis_done)
         selected = self.runs.selected_run_ids()
         self.runs.model.load(self.store.library())
         count = len(self.runs.model.rows)
-        self.status_label.setText(f"{count} runs · {self.db_path}")
+        busy = (
+            " · prices or loop rules changed: re-analysing the runs…" if self.analysis_task else ""
+        )
+        self.status_label.setText(f"{count} runs · {self.db_path}{busy}")
         for run_id in selected[:1]:
             self.runs.select_run(run_id)
+
+    def _analysis_done(self, _result: object) -> None:
+        self.analysis_task = None
+        self.reload()
+        if self.current_run is not None:
+            run_id, self.current_run = self.current_run, None
+            self.show_run(run_id)
 
     def _current_run_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
         run_id = current.data(RUN_ID_ROLE) if current.isValid() else None
