@@ -6,7 +6,7 @@ Times are integer nanoseconds since the Unix epoch; money is a Decimal in USD.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -104,8 +104,6 @@ class Run:
         return self.end_ns - self.start_ns
 
 
-STEP_FIELDS = tuple(f.name for f in fields(Step))
-RUN_FIELDS = tuple(f.name for f in fields(Run))
 RUN_DERIVED_FIELDS = (
     "step_count",
     "error_count",

@@ -725,9 +725,6 @@ class Store:
         """Every run, newest first, as rows (with the models and tools it used)."""
         return self.conn.execute("SELECT * FROM runs ORDER BY start_ns DESC, id").fetchall()
 
-    def imports(self) -> list[sqlite3.Row]:
-        return self.conn.execute("SELECT * FROM imports ORDER BY id").fetchall()
-
     def import_warnings(self, import_id: int) -> list[str]:
         return [
             r[0]

@@ -218,7 +218,6 @@ class MainWindow(QMainWindow):
         self.pending_files: list[Path] = []
         self.last_import: list[ImportResult] = []
         self.open_views: list[QWidget] = []  # compare and request windows kept alive
-        self.last_error = ""
         self.setWindowTitle(f"tracedesk — {self.db_path.name}")
         self.setAcceptDrops(True)
         self.resize(1400, 860)
@@ -316,18 +315,14 @@ class MainWindow(QMainWindow):
         )
         self.recent_menu = file_menu.addMenu("Open &recent")
         file_menu.addSeparator()
-        self.export_action = self._action(
-            "&Export cost summary…", self.export_dialog, "Ctrl+E", file_menu
-        )
+        self._action("&Export cost summary…", self.export_dialog, "Ctrl+E", file_menu)
         self._action("Export run as &JSONL…", self.export_run_dialog, None, file_menu)
         self._action("Save charts as &PNG…", self.save_charts_png, None, file_menu)
         self._action("Last import &report…", self.show_import_report, None, file_menu)
         file_menu.addSeparator()
         self._action("&Quit", self.close, QKeySequence.StandardKey.Quit, file_menu)
         runs_menu = bar.addMenu("&Runs")
-        self.compare_action = self._action(
-            "&Compare selected runs", self.compare_selected, "Ctrl+D", runs_menu
-        )
+        self._action("&Compare selected runs", self.compare_selected, "Ctrl+D", runs_menu)
         self._action("Runs of this &request", self.show_request_group, "Ctrl+G", runs_menu)
         view = bar.addMenu("&View")
         self._action("&Find runs", self.focus_search, QKeySequence.StandardKey.Find, view)
@@ -651,7 +646,6 @@ class MainWindow(QMainWindow):
             text = str(exc)
         else:
             text = f"Unexpected error: {exc}\n\n{getattr(exc, '__traceback_text__', '')}"
-        self.last_error = text
         QMessageBox.critical(self, "Import failed", f"{text}\n\nThe database is unchanged.")
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
