@@ -333,3 +333,18 @@ def test_changed_rules_are_applied_in_a_worker(window, qtbot, tmp_path):
     assert window.analysis_task is not None and "re-analysing" in window.status_label.text()
     qtbot.waitUntil(lambda: window.analysis_task is None, timeout=30_000)
     assert sum(r["finding_count"] for r in window.runs.model.rows) > before
+
+
+def test_empty_database_offers_the_demo(qtbot, tmp_path, monkeypatch):
+    from tracedesk.ui.app import offer_demo
+
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(tmp_path / "empty.db", settings)
+    qtbot.addWidget(win)
+    assert win.runs.model.rowCount() == 0
+    monkeypatch.setattr(QMessageBox, "question", lambda *args: QMessageBox.StandardButton.Yes)
+    offer_demo(win)
+    qtbot.waitUntil(
+        lambda: win.import_task is None and win.runs.model.rowCount() == 30, timeout=30_000
+    )
+    QThreadPool.globalInstance().waitForDone(10_000)
