@@ -227,8 +227,7 @@ def cmd_import(store: Store, args: argparse.Namespace) -> int:
 
 def cmd_runs(store: Store, args: argparse.Namespace) -> int:
     descending = args.sort in ("start_ns", "cost_nusd", "step_count")
-    refresh_costs(store, _pricing())
-    refresh_findings(store, _rules())
+    _analysed(store)
     runs = store.runs(f"{args.sort} {'DESC' if descending else 'ASC'}", limit=args.limit)
     rows = [
         [
@@ -246,8 +245,7 @@ def cmd_runs(store: Store, args: argparse.Namespace) -> int:
 
 
 def cmd_show(store: Store, args: argparse.Namespace) -> int:
-    refresh_costs(store, _pricing())
-    refresh_findings(store, _rules())
+    _analysed(store)
     run = store.find_run(args.run_id)
     print(f"{run.name}  [{run.id}]  {run.status}")
     if run.request:
@@ -276,8 +274,10 @@ def cmd_show(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
-def _rules() -> Rules:
-    return Rules.load()
+def _analysed(store: Store) -> None:
+    """Bring stored costs and findings up to date with the current prices and rules."""
+    refresh_costs(store, _pricing())
+    refresh_findings(store, Rules.load())
 
 
 def _pricing() -> Pricing:
@@ -384,8 +384,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(store: Store, args: argparse.Namespace) -> int:
-    refresh_costs(store, _pricing())
-    refresh_findings(store, _rules())
+    _analysed(store)
     sys.stdout.write(DIFF_WRITERS[args.format](compare_runs(store, args.run_a, args.run_b)))
     return 0
 

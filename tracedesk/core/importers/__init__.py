@@ -19,9 +19,9 @@ from tracedesk.core.analysis.pricing import Pricing
 from tracedesk.core.importers.base import ReadContext, TraceFormatError
 from tracedesk.core.importers.detect import FORMATS, detect
 from tracedesk.core.model import Run, Step
+from tracedesk.core.store import ImportResult, Store
 
 __all__ = ["FORMATS", "TraceFormatError", "detect", "import_file"]
-from tracedesk.core.store import ImportResult, Store
 
 HEAD_SIZE = 64 * 1024
 PROGRESS_EVERY = 2000  # records between progress reports
