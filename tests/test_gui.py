@@ -43,17 +43,17 @@ def open_run(window, qtbot, predicate=lambda row: True) -> str:
 def test_models_pass_the_model_tester(window, qtbot, qtmodeltester):
     qtmodeltester.check(window.runs.model)
     qtmodeltester.check(window.runs.proxy)
-    open_run(window, qtbot, lambda r: r["finding_count"])
+    open_run(window, qtbot, lambda r: r["incident_count"])
     qtmodeltester.check(window.tree_model)
-    qtmodeltester.check(window.findings_model)
+    qtmodeltester.check(window.incidents_model)
     qtmodeltester.check(JsonModel({"a": [1, {"b": None}], "c": "text"}))
 
 
-def test_library_lists_runs_with_costs_and_findings(window):
+def test_library_lists_runs_with_costs_and_incidents(window):
     model: RunsTableModel = window.runs.model
     assert model.rowCount() == 30
     assert sum(r["step_count"] for r in model.rows) == DEMO_STEPS
-    flagged = [r for r in model.rows if r["finding_count"]]
+    flagged = [r for r in model.rows if r["incident_count"]]
     assert flagged and all(model.data(model.index(model.rows.index(r), 8)) for r in flagged)
     assert all(model.data(model.index(i, 5)).startswith("$") for i in range(model.rowCount()))
 
@@ -67,24 +67,24 @@ def test_search_and_filters(window, qtbot):
     qtbot.keyClicks(window.runs.search, "claude")  # matches the models column
     assert 0 < proxy.rowCount() < 30
     window.runs.search.clear()
-    window.runs.findings_only.setChecked(True)
+    window.runs.incidents_only.setChecked(True)
     assert all(proxy.index(r, 8).data() for r in range(proxy.rowCount()))
-    window.runs.findings_only.setChecked(False)
+    window.runs.incidents_only.setChecked(False)
     window.runs.status.setCurrentText("error")
     assert proxy.rowCount() == sum(r["status"] == "error" for r in window.runs.model.rows)
 
 
-def test_selecting_a_run_fills_tree_timeline_and_findings(window, qtbot):
+def test_selecting_a_run_fills_tree_timeline_and_incidents(window, qtbot):
     run_id = open_run(window, qtbot, lambda r: r["worst_severity"] == "error")
     with Store(window.db_path) as store:
         assert len(window.tree_model.steps) == store.get_run(run_id).step_count
-        assert window.findings_model.rowCount() == len(store.findings(run_id))
+        assert window.incidents_model.rowCount() == len(store.incidents(run_id))
     assert len(window.timeline.steps) == len(window.tree_model.steps)
     assert window.tree_model.rowCount() == 1  # one root agent
 
 
 def test_clicking_a_bar_selects_the_step_in_the_tree(window, qtbot):
-    open_run(window, qtbot, lambda r: r["finding_count"])
+    open_run(window, qtbot, lambda r: r["incident_count"])
     timeline = window.timeline
     row = next(i for i, s in enumerate(timeline.steps) if s.kind == "tool")
     step = timeline.steps[row]
@@ -119,11 +119,17 @@ def test_tree_selection_shows_details_as_plain_text(window, qtbot, tmp_path):
     assert view.text.toPlainText() == "<b>not bold</b><script>alert(1)</script>"
 
 
-def test_finding_highlights_its_steps(window, qtbot):
+def test_incident_highlights_its_steps(window, qtbot):
     open_run(window, qtbot, lambda r: r["worst_severity"] == "error")
-    window.findings.selectRow(0)
-    finding_steps = set(__import__("orjson").loads(window.findings_model.rows[0]["step_ids"]))
+    window.incidents.selectRow(0)
+    incident = window.incidents_model.rows[0]
+    finding_steps = set(incident.step_ids)
     assert window.tree_model.highlighted == finding_steps
+    # The table names steps as the tree does, and the tooltip lists the evidence.
+    steps_cell = window.incidents_model.index(0, 2).data()
+    assert incident.step_ids[0] not in steps_cell
+    tooltip = window.incidents_model.index(0, 1).data(Qt.ItemDataRole.ToolTipRole)
+    assert incident.message.split("'")[0] in tooltip and "wasted" in tooltip
     assert "loop" in window.timeline._overlay_items
     current = window.tree_model.steps[window.tree_model._node(window.tree.currentIndex())]
     assert current.id in finding_steps
@@ -241,7 +247,7 @@ def test_screenshots_script(tmp_path):
     spec.loader.exec_module(module)
     shots = module.take(tmp_path)
     assert [p.name for p in shots] == [
-        "main-window.png", "loop-highlighted.png", "cost-charts.png", "findings.png",
+        "main-window.png", "loop-highlighted.png", "cost-charts.png", "incidents.png",
         "compare.png", "request-group.png",
     ]  # fmt: skip
     assert all(p.stat().st_size > 10_000 for p in shots)
@@ -327,12 +333,12 @@ def test_changed_rules_are_applied_in_a_worker(window, qtbot, tmp_path):
     path.write_text("[runaway]\nmax_steps = 3\n")
     from tracedesk.core.analysis.loops import Rules
 
-    before = sum(r["finding_count"] for r in window.runs.model.rows)
+    before = sum(r["incident_count"] for r in window.runs.model.rows)
     window.rules = Rules.load(user_file=path)
     window.reload()
     assert window.analysis_task is not None and "re-analysing" in window.status_label.text()
     qtbot.waitUntil(lambda: window.analysis_task is None, timeout=30_000)
-    assert sum(r["finding_count"] for r in window.runs.model.rows) > before
+    assert sum(r["incident_count"] for r in window.runs.model.rows) > before
 
 
 def test_empty_database_offers_the_demo(qtbot, tmp_path, monkeypatch):

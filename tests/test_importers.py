@@ -39,12 +39,34 @@ REAL = {
         ("langsmith", 1, 1, 43, 2497, 0, 1408, None),
     "langsmith/langsmith-sdk_langsmith_py_wrap_openai_stream.json":
         ("langsmith", 1, 1, 9, 9, 0, 0, None),
+    # Second collection (SOURCES.md B4-B11).
+    "otlp/agent-prism_test_data_1.json": ("otlp", 1, 29, 0, 0, 0, 0, None),
+    "langfuse/agent-prism_langfuse-2.json":
+        ("langfuse", 1, 11, 19578, 718, 0, 0, "0.031652499999"),
+    "langfuse/langfuse_claude-agent-2025-12-22.trace.json":
+        ("langfuse", 1, 7, 34, 232, 0, 0, "0.003582"),
+    # usageDetails.output (59) leaves out output_reasoning (64); total (444) counts both.
+    "langfuse/langfuse_langgraph-js-2025-10-30.trace.json":
+        ("langfuse", 1, 20, 321, 123, 0, 64, "0.00032625"),
+    "langfuse/langfuse_seeder_openai-assistants-2024-05-29.json":
+        ("langfuse", 1, 4, 49, 40, 0, 0, "0.00387"),
+    "langfuse/langfuse_vertex-ai-2025-08-01.trace.json":
+        ("langfuse", 1, 1, 5, 845, 0, 0, "0.00085"),
+    "langsmith/langsmith-sdk_langsmith_py_wrap_openai_stream_no_usage.json":
+        ("langsmith", 1, 1, 0, 0, 0, 0, None),
 }  # fmt: skip
+# Copied for the loop detectors' manifest (tests/fixtures/incidents.json); the importer does
+# not yet read Monocle's span types and metadata-event tokens (issue 12), so no counts here.
+NOT_YET_COUNTED = {
+    "otlp/monocle_trace2.console.json",
+    "otlp/monocle_test_bedrock_finish_reason_integratio.console.json",
+    "otlp/monocle_test_openai_agents_sdk.console.json",
+}
 
 
 def test_every_real_fixture_is_covered():
     found = {str(p.relative_to(REAL_FIXTURES)) for p in REAL_FIXTURES.rglob("*.json")}
-    assert found == set(REAL)
+    assert found == set(REAL) | NOT_YET_COUNTED
 
 
 @pytest.mark.parametrize("name", sorted(REAL))
@@ -121,7 +143,9 @@ def test_openai_agents_fields(store):
     assert gen.reasoning_tokens == 12 and gen.attributes["usage"]["requests"] == 1
     tool = steps["span_000000000000000000000004"]
     assert (tool.tool_name, tool.tool_args) == ("find_table", {"party": 2, "time": "19:00"})
-    assert (tool.status, tool.error) == (Status.ERROR, "Error running tool")
+    # The specific text from error.data wins over the SDK's generic message, which is kept.
+    assert (tool.status, tool.error) == (Status.ERROR, "no tables")
+    assert tool.attributes["error.message"] == "Error running tool"
     assert steps["span_000000000000000000000005"].name == "Concierge -> Booking agent"
     assert steps["span_000000000000000000000002"].output == {"triggered": False}
     assert steps["span_000000000000000000000007"].depth == 2  # response under the handed-off agent

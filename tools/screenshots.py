@@ -3,7 +3,8 @@
     python tools/screenshots.py [OUT_DIR]      # default: screenshots/
 
 Shots: the runs library with a run open, a run with a retry loop highlighted, the cost
-charts. Runs offscreen, so it works in CI and without a display.
+charts, the incidents, a comparison and a request group, at 1280x720 and 1920x1080 (one
+folder each). Runs offscreen, so it works in CI and without a display.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ def settle(app: QApplication) -> None:
         app.processEvents()
 
 
-def take(out: Path) -> list[Path]:
+SIZES = ((1280, 720), (1920, 1080))
+
+
+def take(out: Path, size: tuple[int, int] = SIZES[0]) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     app = application()
     shots = []
@@ -38,7 +42,7 @@ def take(out: Path) -> list[Path]:
         fill_with_demo(db)
         settings = QSettings(str(Path(folder) / "settings.ini"), QSettings.Format.IniFormat)
         window = MainWindow(db, settings)
-        window.resize(1500, 920)
+        window.resize(*size)
         window.show()
         # A run whose retry storm is worth looking at.
         model = window.runs.model
@@ -50,8 +54,8 @@ def take(out: Path) -> list[Path]:
         shots.append(out / "main-window.png")
         window.grab().save(str(shots[-1]))
 
-        window.findings.selectRow(0)
-        window.findings_dock.raise_()
+        window.incidents.selectRow(0)
+        window.incidents_dock.raise_()
         settle(app)
         window.timeline_dock.raise_()
         settle(app)
@@ -63,15 +67,15 @@ def take(out: Path) -> list[Path]:
         shots.append(out / "cost-charts.png")
         window.grab().save(str(shots[-1]))
 
-        window.findings_dock.raise_()
+        window.incidents_dock.raise_()
         settle(app)
-        shots.append(out / "findings.png")
+        shots.append(out / "incidents.png")
         window.grab().save(str(shots[-1]))
 
         # Two runs of one request: a healthy one and the runaway one.
         same = window.request_group(storm)
         compare = window.compare_runs_by_id(same[0], same[-1])
-        compare.resize(1500, 950)
+        compare.resize(*size)
         settle(app)
         shots.append(out / "compare.png")
         compare.grab().save(str(shots[-1]))
@@ -86,5 +90,7 @@ def take(out: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    for path in take(Path(sys.argv[1] if len(sys.argv) > 1 else "screenshots")):
-        print(path)
+    root = Path(sys.argv[1] if len(sys.argv) > 1 else "screenshots")
+    for width, height in SIZES:
+        for path in take(root / f"{width}x{height}", (width, height)):
+            print(path)

@@ -15,19 +15,10 @@ from collections.abc import Sequence
 from importlib.resources import as_file
 from pathlib import Path
 
-import orjson
-
 from tracedesk import __version__
 from tracedesk.core.analysis.compare import compare_runs, request_fingerprint
 from tracedesk.core.analysis.cost import GROUPINGS, refresh_costs, summarize
-from tracedesk.core.analysis.loops import (
-    SEVERITIES,
-    Rules,
-    RulesError,
-    detect,
-    refresh_findings,
-    severity_rank,
-)
+from tracedesk.core.analysis.loops import Rules, RulesError, detect, refresh_incidents
 from tracedesk.core.analysis.pricing import Pricing, PricingError, user_pricing_path
 from tracedesk.core.export import (
     CHECK_REPORTS,
@@ -37,16 +28,25 @@ from tracedesk.core.export import (
     atomic_output,
     cost_text,
     format_usd,
+    incident_lines,
     native_lines,
+    waste_text,
     write_native,
     write_text_atomically,
 )
 from tracedesk.core.importers import FORMATS, import_file
 from tracedesk.core.importers.base import TraceFormatError
-from tracedesk.core.model import Status, to_decimal
+from tracedesk.core.model import SEVERITIES, Status, severity_rank
 from tracedesk.core.samples import generate
 from tracedesk.core.store import ImportResult, Store, StoreError, default_db_path
-from tracedesk.core.text import format_count, format_duration, shorten, table, walk_tree
+from tracedesk.core.text import (
+    format_count,
+    format_duration,
+    incidents_text,
+    shorten,
+    table,
+    walk_tree,
+)
 from tracedesk.resources import demo_traces
 
 LARGE_FILE = 8 * 1024 * 1024  # show progress for files bigger than this
@@ -108,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-cost", type=float, metavar="USD", help="runaway limit on cost")
     p.add_argument("--rules", type=Path, help="a loop_rules.toml to use")
     p.add_argument("--severity", choices=SEVERITIES, default="warning",
-                   help="fail on findings at or above this (default: warning)")  # fmt: skip
+                   help="fail on incidents at or above this (default: warning)")  # fmt: skip
     p.add_argument("--format", choices=("text", "json", "junit"), default="text")
     p.add_argument("-o", "--output", type=Path, help="write the report to this file")
 
@@ -136,9 +136,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # "tracedesk FILE..." opens the app on those files.
-    first = next((a for a in argv if not a.startswith("-")), None)
+    positional = [i for i, a in enumerate(argv)
+                  if not a.startswith("-") and (i == 0 or argv[i - 1] != "--db")]  # fmt: skip
+    first = argv[positional[0]] if positional else None
     if first is not None and first not in (*COMMANDS, "gui", "check") and Path(first).exists():
-        argv.insert(argv.index(first), "gui")
+        argv.insert(positional[0], "gui")
     args = _parser().parse_args(argv)
     if args.self_test:
         from tracedesk.ui.app import self_test
@@ -234,11 +236,21 @@ def cmd_runs(store: Store, args: argparse.Namespace) -> int:
             run.id[:12], shorten(run.name, 28), shorten(run.request, 40), str(run.step_count),
             format_count(run.input_tokens + run.output_tokens), cost_text(run.cost, run.unpriced_steps),
             format_duration(run.duration_ns), run.status,
-            f"{run.finding_count} {run.worst_severity}" if run.finding_count else "",
+            incidents_text(run.incident_count, run.worst_severity),
         ]
         for run in runs
     ]  # fmt: skip
-    headers = ["ID", "NAME", "REQUEST", "STEPS", "TOKENS", "COST", "DURATION", "STATUS", "FINDINGS"]
+    headers = [
+        "ID",
+        "NAME",
+        "REQUEST",
+        "STEPS",
+        "TOKENS",
+        "COST",
+        "DURATION",
+        "STATUS",
+        "INCIDENTS",
+    ]
     print(table(headers, rows, {3, 4, 5, 6}))
     print(f"{len(runs)} runs")
     return 0
@@ -255,9 +267,10 @@ def cmd_show(store: Store, args: argparse.Namespace) -> int:
         f" {format_count(run.output_tokens)} output tokens,"
         f" {cost_text(run.cost, run.unpriced_steps)}, {format_duration(run.duration_ns)}"
     )
-    findings = store.findings(run.id)
-    flagged = {s for f in findings for s in orjson.loads(f["step_ids"])}
-    for depth, step in walk_tree(store.steps(run.id, payloads=False)):
+    incidents = store.incidents(run.id)
+    steps = store.steps(run.id, payloads=False)
+    flagged = {s for i in incidents for s in i.step_ids}
+    for depth, step in walk_tree(steps):
         tokens = ""
         if step.input_tokens is not None or step.output_tokens is not None:
             tokens = f"  {step.input_tokens or 0}→{step.output_tokens or 0} tok"
@@ -268,16 +281,18 @@ def cmd_show(store: Store, args: argparse.Namespace) -> int:
             f"{'  ' * depth}{step.kind:<9} {step.name}  {format_duration(step.duration_ns)}"
             f"{tokens}{cost}{error}{loop}"
         )
-    for f in findings:
-        print(f"{f['severity']}: {f['kind'].replace('_', ' ')}: {f['message']}"
-              f" (wasted {f['wasted_tokens']} tokens, {format_usd(to_decimal(f['wasted_cost']))})")  # fmt: skip
+    names = {s.id: f"{s.name} [{s.id}]" for s in steps}
+    for incident in incidents:
+        print("\n".join(incident_lines(incident, names)))
+    if len(incidents) > 1:
+        print(f"wasted in all: {waste_text(run.wasted_tokens, run.wasted_cost, run.wasted_ns)}")
     return 0
 
 
 def _analysed(store: Store) -> None:
-    """Bring stored costs and findings up to date with the current prices and rules."""
+    """Bring stored costs and incidents up to date with the current prices and rules."""
     refresh_costs(store, _pricing())
-    refresh_findings(store, Rules.load())
+    refresh_incidents(store, Rules.load())
 
 
 def _pricing() -> Pricing:
@@ -342,7 +357,7 @@ def cmd_costs(store: Store, args: argparse.Namespace) -> int:
 
 
 def _check_runs(args: argparse.Namespace, rules: Rules, pricing: Pricing, scratch: Path):
-    """(run, findings) for every target: files go through a scratch database."""
+    """(run, incidents) for every target: files go through a scratch database."""
     files = [Path(t) for t in args.targets if Path(t).is_file()]
     run_ids = [t for t in args.targets if not Path(t).is_file()]
     if files:
@@ -369,14 +384,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         results = list(_check_runs(args, rules, _pricing(), Path(scratch)))
     threshold = severity_rank(args.severity)
-    failing = [f for _, fs in results for f in fs if severity_rank(f.severity) >= threshold]
-    report = CHECK_REPORTS[args.format](results)
+    failing = [i for _, found in results for i in found if severity_rank(i.severity) >= threshold]
+    report = CHECK_REPORTS[args.format](results, args.severity)
     if args.output:
         write_text_atomically(args.output, report)
     else:
         sys.stdout.write(report)
     print(
-        f"{len(results)} runs checked, {sum(len(fs) for _, fs in results)} findings,"
+        f"{len(results)} runs checked, {sum(len(found) for _, found in results)} incidents,"
         f" {len(failing)} at or above {args.severity}",
         file=sys.stderr,
     )

@@ -18,9 +18,8 @@ import orjson
 
 from tracedesk.core.analysis.compare import Comparison
 from tracedesk.core.analysis.cost import CostRow, CostSummary
-from tracedesk.core.analysis.loops import Finding
 from tracedesk.core.importers.native import FORMAT_VERSION, NAME
-from tracedesk.core.model import RUN_DERIVED_FIELDS, Run, Step
+from tracedesk.core.model import RUN_DERIVED_FIELDS, Incident, Run, Step, severity_rank
 from tracedesk.core.store import Store
 from tracedesk.core.text import format_duration, table
 
@@ -192,47 +191,77 @@ def write_text_atomically(path: Path, text: str) -> None:
 # -- loop check reports ---------------------------------------------------------------
 
 
-def check_text(results: Sequence[tuple[Run, Sequence[Finding]]]) -> str:
+def waste_text(tokens: int, cost: Decimal | None, ns: int) -> str:
+    """'2,100 tokens, $0.0042, 3.20 s' — what an incident or a run wasted."""
+    return f"{tokens:,} tokens, {format_usd(cost)}, {format_duration(ns)}"
+
+
+def incident_lines(incident: Incident, names: dict[str, str] | None = None) -> list[str]:
+    """An incident for people: headline, evidence, steps and waste (names: step labels)."""
+    label = (names or {}).get
+    first, last = incident.first_step, incident.last_step
+    steps = f"{label(first, first)} … {label(last, last)}" if first != last else label(first, first)
+    lines = [f"{incident.severity}: {incident.kind.replace('_', ' ')}: {incident.message}"]
+    lines += [f"  also {e.kind.replace('_', ' ')} ({e.severity}): {e.message}"
+              for e in incident.evidence]  # fmt: skip
+    lines.append(f"  steps {steps}; wasted {len(incident.wasted_step_ids)} steps, "
+                 + waste_text(incident.wasted_tokens, incident.wasted_cost, incident.wasted_ns))  # fmt: skip
+    return lines
+
+
+CheckResults = Sequence[tuple[Run, Sequence[Incident]]]
+
+
+def _failing(incidents: Sequence[Incident], threshold: str) -> list[Incident]:
+    return [i for i in incidents if severity_rank(i.severity) >= severity_rank(threshold)]
+
+
+def check_text(results: CheckResults, threshold: str = "warning") -> str:
     lines = []
-    for run, findings in results:
-        mark = "FAIL" if findings else "ok"
+    for run, incidents in results:
+        mark = "FAIL" if _failing(incidents, threshold) else "ok"
         lines.append(f"{mark:4}  {run.name or run.id}  [{run.id}]  {run.step_count} steps")
-        for f in findings:
-            waste = f", wasted {f.wasted_tokens} tokens / {format_usd(f.wasted_cost)}"
-            lines.append(f"      {f.severity:7} {f.kind}: {f.message}"
-                         f" (steps {f.first_step}..{f.last_step}{waste})")  # fmt: skip
+        lines += ["      " + line for i in incidents for line in incident_lines(i)]
     return "\n".join(lines) + "\n"
 
 
-def _finding_record(f: Finding) -> dict[str, Any]:
+def _incident_record(i: Incident) -> dict[str, Any]:
     return {
-        "kind": f.kind, "severity": f.severity, "run_id": f.run_id, "message": f.message,
-        "first_step": f.first_step, "last_step": f.last_step, "step_ids": f.step_ids,
-        "wasted_tokens": f.wasted_tokens, "wasted_cost_usd": str(f.wasted_cost),
+        "kind": i.kind, "severity": i.severity, "run_id": i.run_id, "message": i.message,
+        "evidence": [{"kind": e.kind, "severity": e.severity, "message": e.message}
+                     for e in i.evidence],
+        "first_step": i.first_step, "last_step": i.last_step, "step_ids": i.step_ids,
+        "wasted_step_ids": i.wasted_step_ids, "wasted_tokens": i.wasted_tokens,
+        "wasted_cost_usd": str(i.wasted_cost), "wasted_seconds": i.wasted_ns / 1e9,
     }  # fmt: skip
 
 
-def check_json(results: Sequence[tuple[Run, Sequence[Finding]]]) -> str:
+def check_json(results: CheckResults, threshold: str = "warning") -> str:
     document = [
         {"run_id": run.id, "name": run.name, "steps": run.step_count,
-         "findings": [_finding_record(f) for f in findings]}
-        for run, findings in results
+         "passed": not _failing(incidents, threshold),
+         "wasted_tokens": sum(i.wasted_tokens for i in incidents),
+         "wasted_cost_usd": str(sum((i.wasted_cost for i in incidents), Decimal(0))),
+         "wasted_seconds": sum(i.wasted_ns for i in incidents) / 1e9,
+         "incidents": [_incident_record(i) for i in incidents]}
+        for run, incidents in results
     ]  # fmt: skip
     return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n"
 
 
-def check_junit(results: Sequence[tuple[Run, Sequence[Finding]]]) -> str:
-    """JUnit XML: one test case per run, one failure per finding, for CI dashboards."""
+def check_junit(results: CheckResults, threshold: str = "warning") -> str:
+    """JUnit XML: one test case per run, one failure per incident at or above the
+    threshold, for CI dashboards."""
+    failed_runs = sum(bool(_failing(incidents, threshold)) for _, incidents in results)
     suite = ElementTree.Element("testsuite", name="tracedesk check", tests=str(len(results)),
-                                failures=str(sum(bool(fs) for _, fs in results)))  # fmt: skip
-    for run, findings in results:
+                                failures=str(failed_runs))  # fmt: skip
+    for run, incidents in results:
         case = ElementTree.SubElement(suite, "testcase", classname="tracedesk.runs",
                                       name=f"{run.name or 'run'} [{run.id}]")  # fmt: skip
-        for f in findings:
-            failure = ElementTree.SubElement(case, "failure", type=f"{f.severity}:{f.kind}",
-                                             message=f.message)  # fmt: skip
-            failure.text = (f"steps {f.first_step}..{f.last_step}; wasted {f.wasted_tokens}"
-                            f" tokens, {f.wasted_cost} USD")  # fmt: skip
+        for incident in _failing(incidents, threshold):
+            failure = ElementTree.SubElement(case, "failure", message=incident.message,
+                                             type=f"{incident.severity}:{incident.kind}")  # fmt: skip
+            failure.text = "\n".join(incident_lines(incident))
     root = ElementTree.Element("testsuites")
     root.append(suite)
     return ElementTree.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
@@ -270,7 +299,7 @@ def _delta_lines(c: Comparison) -> list[tuple[str, str, str, str]]:
          ("-" if b.cost < a.cost else "+") + format_usd(abs(b.cost - a.cost))),
         ("duration", format_duration(a.duration_ns), format_duration(b.duration_ns),
          ("-" if b.duration_ns < a.duration_ns else "+") + format_duration(abs(b.duration_ns - a.duration_ns))),
-        ("findings", str(a.findings), str(b.findings), signed(b.findings - a.findings, str(b.findings - a.findings))),
+        ("incidents", str(a.incidents), str(b.incidents), signed(b.incidents - a.incidents, str(b.incidents - a.incidents))),
     ]  # fmt: skip
 
 
@@ -316,7 +345,7 @@ def diff_json(c: Comparison) -> str:
                 "tokens": t.tokens,
                 "cost_usd": str(t.cost),
                 "duration_ns": t.duration_ns,
-                "findings": t.findings,
+                "incidents": t.incidents,
             }
             for side, t in (("a", c.totals_a), ("b", c.totals_b))
         },

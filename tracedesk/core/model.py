@@ -94,8 +94,12 @@ class Run:
     reported_cost: Decimal | None = None
     cost: Decimal | None = None  # reported or computed, summed over the steps
     unpriced_steps: int = 0  # steps with tokens whose model has no price
-    finding_count: int = 0  # loop / retry findings
+    incident_count: int = 0  # loop / retry incidents
     worst_severity: str | None = None
+    # Spent in the incidents' wasted steps, each step counted once.
+    wasted_tokens: int = 0
+    wasted_cost: Decimal | None = None
+    wasted_ns: int = 0
 
     @property
     def duration_ns(self) -> int | None:
@@ -114,8 +118,11 @@ RUN_DERIVED_FIELDS = (
     "reported_cost",
     "cost",
     "unpriced_steps",
-    "finding_count",
+    "incident_count",
     "worst_severity",
+    "wasted_tokens",
+    "wasted_cost",
+    "wasted_ns",
 )
 
 
@@ -183,3 +190,66 @@ def _message_text(message: dict[str, Any]) -> str | None:
                     texts.append(text)
         return "\n".join(texts).strip() or None
     return None
+
+
+SEVERITIES = ("info", "warning", "error")  # weakest first
+
+
+def severity_rank(severity: str | None) -> int:
+    """0 for info … 2 for error; -1 for no severity at all."""
+    return SEVERITIES.index(severity) if severity in SEVERITIES else -1
+
+
+@dataclass(slots=True)
+class Evidence:
+    """One detector's observation inside an incident."""
+
+    kind: str  # the detector: retry_storm, repeated_error, oscillation, no_progress, runaway
+    severity: str
+    message: str
+
+
+@dataclass(slots=True)
+class Incident:
+    """Where a run stopped making progress: the findings of every detector that saw the same
+    steps, merged. ``findings[0]`` is the headline (the strongest); the rest are evidence.
+
+    Waste is what the repeats cost after the first attempt, each step counted once per run:
+    the wasted steps of two incidents of one run never overlap.
+    """
+
+    run_id: str
+    findings: list[Evidence]
+    step_ids: list[str]  # the steps involved, in start order
+    wasted_step_ids: list[str]
+    wasted_tokens: int = 0
+    wasted_cost: Decimal = Decimal(0)
+    wasted_ns: int = 0  # time covered by the wasted steps (overlaps counted once)
+
+    @property
+    def kind(self) -> str:
+        return self.findings[0].kind
+
+    @property
+    def severity(self) -> str:
+        return self.findings[0].severity
+
+    @property
+    def message(self) -> str:
+        return self.findings[0].message
+
+    @property
+    def evidence(self) -> list[Evidence]:
+        return self.findings[1:]
+
+    @property
+    def kinds(self) -> set[str]:
+        return {f.kind for f in self.findings}
+
+    @property
+    def first_step(self) -> str | None:
+        return self.step_ids[0] if self.step_ids else None
+
+    @property
+    def last_step(self) -> str | None:
+        return self.step_ids[-1] if self.step_ids else None

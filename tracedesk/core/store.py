@@ -34,9 +34,17 @@ import orjson
 import platformdirs
 import sqlite_utils
 
-from tracedesk.core.model import Run, Step, request_text, to_decimal
+from tracedesk.core.model import (
+    Evidence,
+    Incident,
+    Run,
+    Step,
+    request_text,
+    severity_rank,
+    to_decimal,
+)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 BATCH_SIZE = 5000
 MAX_LISTED_WARNINGS = 200  # per import; the count of all warnings is always kept
 
@@ -181,8 +189,38 @@ def _v4(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v5(db: sqlite_utils.Database) -> None:
+    """Incidents replace findings: the findings of every detector that saw the same steps
+    are one row, with the others as evidence and the waste counted once (time included)."""
+    db.executescript(
+        """
+        DROP TABLE findings;
+        CREATE TABLE incidents (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,             -- the headline detector: retry_storm, oscillation, ...
+            severity TEXT NOT NULL,         -- info, warning, error (the worst of its findings)
+            message TEXT NOT NULL,          -- the headline finding's message
+            evidence TEXT NOT NULL,         -- JSON list of the other findings [kind, severity, message]
+            step_ids TEXT NOT NULL,         -- JSON list: the steps involved, in start order
+            wasted_step_ids TEXT NOT NULL,  -- JSON list: the steps whose spend was wasted
+            wasted_tokens INTEGER NOT NULL,
+            wasted_cost TEXT NOT NULL,      -- USD, exact decimal text
+            wasted_ns INTEGER NOT NULL      -- time covered by the wasted steps
+        );
+        CREATE INDEX incidents_run ON incidents(run_id);
+        ALTER TABLE runs RENAME COLUMN finding_count TO incident_count;
+        ALTER TABLE runs ADD COLUMN wasted_tokens INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE runs ADD COLUMN wasted_cost TEXT;
+        ALTER TABLE runs ADD COLUMN wasted_ns INTEGER NOT NULL DEFAULT 0;
+        UPDATE runs SET incident_count = 0, worst_severity = NULL;
+        DELETE FROM meta WHERE key = 'loop_rules_fingerprint';  -- recompute on next open
+        """
+    )
+
+
 # Forward migrations: MIGRATIONS[n] takes a database from version n to n + 1.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -259,7 +297,21 @@ def _row_to_run(row: sqlite3.Row) -> Run:
     values["attributes"] = orjson.loads(values["attributes"] or "{}")
     values["reported_cost"] = to_decimal(values["reported_cost"])
     values["cost"] = to_decimal(values["cost"])
+    values["wasted_cost"] = to_decimal(values["wasted_cost"])
     return Run(**values)
+
+
+def _row_to_incident(row: sqlite3.Row) -> Incident:
+    headline = Evidence(row["kind"], row["severity"], row["message"])
+    return Incident(
+        run_id=row["run_id"],
+        findings=[headline, *(Evidence(*e) for e in orjson.loads(row["evidence"]))],
+        step_ids=orjson.loads(row["step_ids"]),
+        wasted_step_ids=orjson.loads(row["wasted_step_ids"]),
+        wasted_tokens=row["wasted_tokens"],
+        wasted_cost=Decimal(row["wasted_cost"]),
+        wasted_ns=row["wasted_ns"],
+    )
 
 
 def to_nusd(amount: Decimal | None) -> int:
@@ -608,40 +660,44 @@ class Store:
             ),
         )
 
-    def replace_findings(self, run_ids: Iterable[str], findings: Iterable[Any]) -> None:
-        """Store the findings of these runs in place of their old ones (inside a transaction)."""
+    def replace_incidents(self, run_ids: Iterable[str], incidents: Iterable[Incident]) -> None:
+        """Store the incidents of these runs in place of their old ones, with the runs'
+        wasted totals (inside a transaction)."""
         conn = self.conn
         ids = list(run_ids)
-        conn.executemany("DELETE FROM findings WHERE run_id=?", ((r,) for r in ids))
+        conn.executemany("DELETE FROM incidents WHERE run_id=?", ((r,) for r in ids))
         conn.executemany(
-            "INSERT INTO findings(run_id, kind, severity, first_step, last_step, step_ids,"
-            " wasted_step_ids, message, wasted_tokens, wasted_cost) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO incidents(run_id, kind, severity, message, evidence, step_ids,"
+            " wasted_step_ids, wasted_tokens, wasted_cost, wasted_ns)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?)",
             (
-                (f.run_id, f.kind, f.severity, f.first_step, f.last_step,
-                 orjson.dumps(f.step_ids).decode(), orjson.dumps(f.wasted_step_ids).decode(),
-                 f.message, f.wasted_tokens, str(f.wasted_cost))
-                for f in findings
+                (i.run_id, i.kind, i.severity, i.message,
+                 orjson.dumps([[e.kind, e.severity, e.message] for e in i.evidence]).decode(),
+                 orjson.dumps(i.step_ids).decode(), orjson.dumps(i.wasted_step_ids).decode(),
+                 i.wasted_tokens, str(i.wasted_cost), i.wasted_ns)
+                for i in incidents
             ),
         )  # fmt: skip
-        conn.executemany(
-            """
-            UPDATE runs SET
-                finding_count = (SELECT count(*) FROM findings WHERE run_id = runs.id),
-                worst_severity = (SELECT severity FROM findings WHERE run_id = runs.id
-                    ORDER BY CASE severity WHEN 'error' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END
-                    LIMIT 1)
-            WHERE id = ?
-            """,
-            ((r,) for r in ids),
-        )
+        for run_id in ids:
+            rows = self.incidents(run_id)
+            worst = max((i.severity for i in rows), key=severity_rank, default=None)
+            wasted_cost = sum((i.wasted_cost for i in rows), Decimal(0)) if rows else None
+            conn.execute(
+                "UPDATE runs SET incident_count=?, worst_severity=?, wasted_tokens=?,"
+                " wasted_cost=?, wasted_ns=? WHERE id=?",
+                (len(rows), worst, sum(i.wasted_tokens for i in rows),
+                 None if wasted_cost is None else str(wasted_cost),
+                 sum(i.wasted_ns for i in rows), run_id),
+            )  # fmt: skip
 
-    def findings(self, run_id: str | None = None) -> list[sqlite3.Row]:
-        """Stored findings of one run, or of all runs."""
+    def incidents(self, run_id: str | None = None) -> list[Incident]:
+        """Stored incidents of one run, or of all runs, in order."""
+        sql = "SELECT * FROM incidents"
         if run_id is None:
-            return self.conn.execute("SELECT * FROM findings ORDER BY run_id, id").fetchall()
-        return self.conn.execute(
-            "SELECT * FROM findings WHERE run_id=? ORDER BY id", (run_id,)
-        ).fetchall()
+            rows = self.conn.execute(sql + " ORDER BY run_id, id")
+        else:
+            rows = self.conn.execute(sql + " WHERE run_id=? ORDER BY id", (run_id,))
+        return [_row_to_incident(r) for r in rows]
 
     def run_ids(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT id FROM runs ORDER BY start_ns, id")]

@@ -63,3 +63,10 @@ def walk_tree(steps: Sequence[Step]) -> Iterator[tuple[int, Step]]:
         depth, step = stack.pop()
         yield depth, step
         stack.extend((depth + 1, c) for c in reversed(children.get(step.id, ())))
+
+
+def incidents_text(count: int, worst_severity: str | None) -> str:
+    """'2 incidents · error', or '' for a run without any."""
+    if not count:
+        return ""
+    return f"{count} incident{'s' if count > 1 else ''} · {worst_severity}"

@@ -1,5 +1,5 @@
 """Cost charts: cost by tool, model and kind (for a run or a selection of runs), and the
-cumulative cost along the run's timeline with the loop findings shaded."""
+cumulative cost along the run's timeline with the loop incidents shaded."""
 
 from __future__ import annotations
 
@@ -40,8 +40,8 @@ def chart_data(db_path: str, run_ids: list[str], pricing: Pricing) -> ChartData:
                 ((t - origin) / 1e9, float(c)) for t, c in cumulative_cost(steps, pricing)
             ]
             by_id = {s.id: s for s in steps}
-            for finding in store.findings(run.id):
-                first, last = by_id.get(finding["first_step"]), by_id.get(finding["last_step"])
+            for incident in store.incidents(run.id):
+                first, last = by_id.get(incident.first_step), by_id.get(incident.last_step)
                 if first and last and first.start_ns is not None:
                     end = last.end_ns if last.end_ns is not None else last.start_ns
                     spans.append(

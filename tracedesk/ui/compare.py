@@ -266,7 +266,7 @@ def summary_text(c: Comparison) -> str:
         f"tokens {format_count(a.tokens)} vs {format_count(b.tokens)} ({b.tokens - a.tokens:+,})",
         f"steps {a.steps} vs {b.steps} ({b.steps - a.steps:+})",
         f"duration {format_duration(a.duration_ns)} vs {format_duration(b.duration_ns)}",
-        f"findings {a.findings} vs {b.findings}",
+        f"incidents {a.incidents} vs {b.incidents}",
     ]
     counts = c.counts()
     alignment = ", ".join(
@@ -316,7 +316,7 @@ def pair_diff(store: Store, c: Comparison, pair: Pair) -> str:
 class GroupRunsModel(RowsTableModel):
     """The runs of one request with the path each took."""
 
-    COLUMNS = ("Run", "Started", "Path", "Steps", "Cost", "Duration", "Findings")
+    COLUMNS = ("Run", "Started", "Path", "Steps", "Cost", "Duration", "Incidents")
 
     def __init__(self, runs: list[Run], path_of: dict[str, int], parent=None):
         super().__init__(parent, runs)
@@ -328,7 +328,7 @@ class GroupRunsModel(RowsTableModel):
         run = self.rows[index.row()]
         return (run.name or run.id, time_text(run.start_ns), f"path {self.path_of[run.id] + 1}",
                 str(run.step_count), format_usd(run.cost), format_duration(run.duration_ns),
-                str(run.finding_count))[index.column()]  # fmt: skip
+                str(run.incident_count))[index.column()]  # fmt: skip
 
 
 class RequestGroupView(QWidget):

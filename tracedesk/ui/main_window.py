@@ -1,4 +1,4 @@
-"""The main window: runs library, step tree, timeline, details, findings and cost charts."""
+"""The main window: runs library, step tree, timeline, details, incidents and cost charts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import orjson
 import pyqtgraph as pg
 from PySide6.QtCore import (
     QByteArray,
@@ -45,26 +44,27 @@ from PySide6.QtWidgets import (
 from tracedesk import __version__
 from tracedesk.core.analysis.compare import compare_runs, request_fingerprint
 from tracedesk.core.analysis.cost import GROUPINGS, PRICING_META_KEY, refresh_costs, summarize
-from tracedesk.core.analysis.loops import RULES_META_KEY, Rules, refresh_findings
+from tracedesk.core.analysis.loops import RULES_META_KEY, Rules, refresh_incidents
 from tracedesk.core.analysis.pricing import Pricing
 from tracedesk.core.export import (
     COST_WRITERS,
     atomic_output,
     cost_text,
+    waste_text,
     write_native,
     write_text_atomically,
 )
 from tracedesk.core.importers import import_file
 from tracedesk.core.importers.base import TraceFormatError
-from tracedesk.core.model import Run
+from tracedesk.core.model import Run, severity_rank
 from tracedesk.core.store import ImportCancelled, ImportResult, Store
-from tracedesk.core.text import format_count, format_duration, shorten
+from tracedesk.core.text import format_count, format_duration, incidents_text, shorten
 from tracedesk.ui.charts import ChartData, CostChartsView, chart_data
 from tracedesk.ui.compare import CompareView, RequestGroupView
 from tracedesk.ui.detail import DetailPane
 from tracedesk.ui.models import (
     RUN_ID_ROLE,
-    FindingsModel,
+    IncidentsModel,
     RunsFilterProxy,
     RunsTableModel,
     StepTreeModel,
@@ -88,7 +88,7 @@ class RunsPanel(QWidget):
         )
         self.status = QComboBox()
         self.status.addItems(["Any status", "ok", "error", "unset"])
-        self.findings_only = QCheckBox("With findings")
+        self.incidents_only = QCheckBox("With incidents")
         self.since = QComboBox()
         self.since.addItems([label for label, _ in SINCE_CHOICES])
         self.group = QCheckBox("Group by request", toolTip="Keep runs of the same request together")
@@ -110,7 +110,7 @@ class RunsPanel(QWidget):
         for column, width in enumerate((170, 260, 150, 50, 60, 80, 70, 50, 90, 140)):
             self.table.setColumnWidth(column, width)
         filters = QHBoxLayout()
-        for widget in (self.status, self.since, self.findings_only, self.group):
+        for widget in (self.status, self.since, self.incidents_only, self.group):
             filters.addWidget(widget)
         filters.addStretch(1)
         layout = QVBoxLayout(self)
@@ -121,7 +121,7 @@ class RunsPanel(QWidget):
         self.search.textChanged.connect(lambda text: self.proxy.set_filters(text=text))
         self.status.currentIndexChanged.connect(
             lambda i: self.proxy.set_filters(status="" if i == 0 else self.status.currentText()))  # fmt: skip
-        self.findings_only.toggled.connect(lambda on: self.proxy.set_filters(findings_only=on))
+        self.incidents_only.toggled.connect(lambda on: self.proxy.set_filters(incidents_only=on))
         self.since.currentIndexChanged.connect(self._since_changed)
         self.group.toggled.connect(self._group_changed)
 
@@ -160,8 +160,9 @@ def run_summary(run: Run) -> str:
     parts = [run.name or run.id, f"{run.step_count} steps",
              f"{format_count(run.input_tokens + run.output_tokens)} tokens",
              cost_text(run.cost, run.unpriced_steps), format_duration(run.duration_ns), run.status]  # fmt: skip
-    if run.finding_count:
-        parts.append(f"{run.finding_count} findings ({run.worst_severity})")
+    if run.incident_count:
+        parts.append(incidents_text(run.incident_count, run.worst_severity))
+        parts.append(f"wasted {waste_text(run.wasted_tokens, run.wasted_cost, run.wasted_ns)}")
     text = "  ·  ".join(parts)
     if run.request:
         text += "\n" + shorten(run.request, 300)
@@ -252,15 +253,15 @@ class MainWindow(QMainWindow):
             self.tree.setColumnWidth(column, width)
         self.timeline = TimelineView()
         self.detail = DetailPane()
-        self.findings_model = FindingsModel(self)
-        self.findings = QTableView()
-        self.findings.setModel(self.findings_model)
-        self.findings.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.findings.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.findings.verticalHeader().setVisible(False)
-        self.findings.horizontalHeader().setStretchLastSection(True)
-        for column, width in enumerate((60, 100, 420, 160, 90)):
-            self.findings.setColumnWidth(column, width)
+        self.incidents_model = IncidentsModel(self)
+        self.incidents = QTableView()
+        self.incidents.setModel(self.incidents_model)
+        self.incidents.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.incidents.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.incidents.verticalHeader().setVisible(False)
+        self.incidents.horizontalHeader().setStretchLastSection(True)
+        for column, width in enumerate((60, 460, 220, 200)):
+            self.incidents.setColumnWidth(column, width)
         self.charts = CostChartsView()
 
         self.run_header = QLabel("Select a run.", textFormat=Qt.TextFormat.PlainText, wordWrap=True)
@@ -280,11 +281,11 @@ class MainWindow(QMainWindow):
         self.charts_dock = self._dock(
             "Cost charts", self.charts, Qt.DockWidgetArea.BottomDockWidgetArea
         )
-        self.findings_dock = self._dock(
-            "Findings", self.findings, Qt.DockWidgetArea.BottomDockWidgetArea
+        self.incidents_dock = self._dock(
+            "Incidents", self.incidents, Qt.DockWidgetArea.BottomDockWidgetArea
         )
         self.tabifyDockWidget(self.timeline_dock, self.charts_dock)
-        self.tabifyDockWidget(self.charts_dock, self.findings_dock)
+        self.tabifyDockWidget(self.charts_dock, self.incidents_dock)
         self.timeline_dock.raise_()
         self.resizeDocks([self.runs_dock], [260], Qt.Orientation.Vertical)
         self.resizeDocks([self.timeline_dock], [280], Qt.Orientation.Vertical)
@@ -295,7 +296,7 @@ class MainWindow(QMainWindow):
         self.runs.table.selectionModel().selectionChanged.connect(self._runs_selection_changed)
         self.tree.selectionModel().currentChanged.connect(self._tree_current_changed)
         self.timeline.step_clicked.connect(self.select_step)
-        self.findings.selectionModel().currentRowChanged.connect(self._finding_chosen)
+        self.incidents.selectionModel().currentRowChanged.connect(self._incident_chosen)
 
     def _action(self, text: str, slot, shortcut=None, menu=None) -> QAction:
         action = QAction(text, self)
@@ -328,7 +329,7 @@ class MainWindow(QMainWindow):
         self._action("&Find runs", self.focus_search, QKeySequence.StandardKey.Find, view)
         for number, (name, widget) in enumerate(
             (("runs", self.runs.table), ("steps", self.tree), ("timeline", self.timeline),
-             ("details", self.detail.tabs), ("findings", self.findings)), start=1):  # fmt: skip
+             ("details", self.detail.tabs), ("incidents", self.incidents)), start=1):  # fmt: skip
             self._action(
                 f"Go to {name}", lambda _=False, w=widget: self._focus(w), f"Alt+{number}", view
             )
@@ -340,7 +341,7 @@ class MainWindow(QMainWindow):
             self.detail_dock,
             self.timeline_dock,
             self.charts_dock,
-            self.findings_dock,
+            self.incidents_dock,
         ):
             view.addAction(dock.toggleViewAction())
         self._action("Reset &layout", lambda: self.restoreState(self.default_state), None, view)
@@ -406,7 +407,7 @@ class MainWindow(QMainWindow):
             def work(report, cancelled):
                 with Store(db) as store:  # its own connection; the window keeps reading
                     refresh_costs(store, pricing)
-                    refresh_findings(store, rules)
+                    refresh_incidents(store, rules)
 
             self.analysis_task = run_task(Task(work), self._analysis_done, self._analysis_done)
         selected = self.runs.selected_run_ids()
@@ -439,16 +440,15 @@ class MainWindow(QMainWindow):
         self.current_run = run_id
         run = self.store.get_run(run_id)
         rows = step_rows(self.store.step_index(run_id))
-        findings = self.store.findings(run_id)
+        incidents = self.store.incidents(run_id)
         flagged: dict[str, str] = {}
-        rank = {"info": 0, "warning": 1, "error": 2}
-        for finding in findings:
-            for step_id in orjson.loads(finding["step_ids"]):
-                if rank[finding["severity"]] >= rank.get(flagged.get(step_id, "info"), 0):
-                    flagged[step_id] = finding["severity"]
+        for incident in incidents:
+            for step_id in incident.step_ids:
+                if severity_rank(incident.severity) >= severity_rank(flagged.get(step_id)):
+                    flagged[step_id] = incident.severity
         self.tree_model.load(rows, flagged)
         self.timeline.load(rows)
-        self.findings_model.load(findings)
+        self.incidents_model.load_incidents(incidents, {r.id: r.name for r in rows})
         self.detail.show_step(None)
         if len(rows) <= 5000:
             self.tree.expandToDepth(1)
@@ -459,10 +459,8 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"{title} — tracedesk")
         if run is not None:
             self.run_header.setText(run_summary(run))
-        if findings:
-            self.findings_dock.setWindowTitle(f"Findings ({len(findings)})")
-        else:
-            self.findings_dock.setWindowTitle("Findings")
+        count = f" ({len(incidents)})" if incidents else ""
+        self.incidents_dock.setWindowTitle(f"Incidents{count}")
 
     def select_step(self, step_id: str) -> None:
         """Select a step in the tree (which updates the timeline and the details)."""
@@ -478,11 +476,10 @@ class MainWindow(QMainWindow):
         self.timeline.select(row)
         self.detail.show_step(self.store.step(self.current_run, self.tree_model.steps[row].id))
 
-    def _finding_chosen(self, current: QModelIndex, _previous: QModelIndex) -> None:
+    def _incident_chosen(self, current: QModelIndex, _previous: QModelIndex) -> None:
         if not current.isValid():
             return
-        finding = self.findings_model.rows[current.row()]
-        step_ids = orjson.loads(finding["step_ids"])
+        step_ids = self.incidents_model.rows[current.row()].step_ids
         self.tree_model.set_highlighted(set(step_ids))
         self.timeline.highlight(
             [self.tree_model.by_id[s] for s in step_ids if s in self.tree_model.by_id]

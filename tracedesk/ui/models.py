@@ -1,9 +1,10 @@
 """Qt item models: thin adapters over store queries, for the runs library, the step tree,
-the findings list and collapsible JSON payloads."""
+the incidents list and collapsible JSON payloads."""
 
 from __future__ import annotations
 
 import datetime
+import html
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -18,9 +19,9 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor, QFont
 
-from tracedesk.core.export import cost_text, format_usd
-from tracedesk.core.model import Status, to_decimal
-from tracedesk.core.text import format_count, format_duration
+from tracedesk.core.export import cost_text, format_usd, incident_lines
+from tracedesk.core.model import Incident, Status, to_decimal
+from tracedesk.core.text import format_count, format_duration, incidents_text
 from tracedesk.ui.theme import ERROR_COLOR, LOOP_HIGHLIGHT, SEVERITY_COLORS, kind_icon
 
 Index = QModelIndex | QPersistentModelIndex
@@ -31,6 +32,11 @@ STEP_ID_ROLE = Qt.ItemDataRole.UserRole + 3
 SEARCH_ROLE = Qt.ItemDataRole.UserRole + 4  # text the search box matches
 ROOT = QModelIndex()  # the invisible root, as a default argument
 SEVERITY_RANK = {"error": 3, "warning": 2, "info": 1}
+
+
+def plain_tooltip(text: str) -> str:
+    """Trace text as a tooltip that Qt shows as text, never as markup it would render."""
+    return f"<p style='white-space:pre-wrap'>{html.escape(text)}</p>"
 
 
 class RowsTableModel(QAbstractTableModel):
@@ -69,7 +75,7 @@ class RunsTableModel(RowsTableModel):
     """Adapts ``Store.library()``: one row per run."""
 
     COLUMNS = ("Name", "Request", "Models", "Steps", "Tokens", "Cost", "Duration", "Status",
-               "Findings", "Started")  # fmt: skip
+               "Incidents", "Started")  # fmt: skip
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -104,7 +110,7 @@ class RunsTableModel(RowsTableModel):
                 (run["models"] or "").replace(",", ", "), str(run["step_count"]),
                 format_count(tokens), cost_text(self._cost[index.row()], run["unpriced_steps"]),
                 format_duration(duration), run["status"],
-                f"{run['finding_count']} {run['worst_severity']}" if run["finding_count"] else "",
+                incidents_text(run["incident_count"], run["worst_severity"]),
                 time_text(run["start_ns"]),
             )  # fmt: skip
             if role == Qt.ItemDataRole.ToolTipRole and column != 1:
@@ -114,7 +120,7 @@ class RunsTableModel(RowsTableModel):
             return (
                 (run["name"] or "").lower(), (run["request"] or "").lower(), run["models"] or "",
                 run["step_count"], tokens, float(self._cost[index.row()] or 0), duration or 0,
-                run["status"], SEVERITY_RANK.get(run["worst_severity"], 0) * 1000 + run["finding_count"],
+                run["status"], SEVERITY_RANK.get(run["worst_severity"], 0) * 1000 + run["incident_count"],
                 run["start_ns"] or 0,
             )[column]  # fmt: skip
         if role == Qt.ItemDataRole.ForegroundRole:
@@ -134,18 +140,18 @@ def time_text(ns: int | None) -> str:
 
 
 class RunsFilterProxy(QSortFilterProxyModel):
-    """Search (name, request, model, tool), status, has-findings and since filters."""
+    """Search (name, request, model, tool), status, has-incidents and since filters."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setSortRole(SORT_ROLE)
         self.text = ""
         self.status = ""
-        self.findings_only = False
+        self.incidents_only = False
         self.since_ns = 0
 
     def set_filters(self, text: str | None = None, status: str | None = None,
-                    findings_only: bool | None = None, since_ns: int | None = None) -> None:  # fmt: skip
+                    incidents_only: bool | None = None, since_ns: int | None = None) -> None:  # fmt: skip
         changing = hasattr(self, "beginFilterChange")  # Qt >= 6.10; invalidateFilter before
         if changing:
             self.beginFilterChange()
@@ -153,8 +159,8 @@ class RunsFilterProxy(QSortFilterProxyModel):
             self.text = text.lower().strip()
         if status is not None:
             self.status = status
-        if findings_only is not None:
-            self.findings_only = findings_only
+        if incidents_only is not None:
+            self.incidents_only = incidents_only
         if since_ns is not None:
             self.since_ns = since_ns
         if changing:
@@ -167,7 +173,7 @@ class RunsFilterProxy(QSortFilterProxyModel):
         run = model.rows[source_row]
         if self.status and run["status"] != self.status:
             return False
-        if self.findings_only and not run["finding_count"]:
+        if self.incidents_only and not run["incident_count"]:
             return False
         if self.since_ns and (run["start_ns"] or 0) < self.since_ns:
             return False
@@ -218,7 +224,7 @@ class StepTreeModel(QAbstractItemModel):
         self.row_in_parent: list[int] = []
         self.loaded: dict[int, int] = {}
         self.by_id: dict[str, int] = {}
-        self.flagged: dict[str, str] = {}  # step id -> worst finding severity
+        self.flagged: dict[str, str] = {}  # step id -> worst incident severity
         self.highlighted: set[str] = set()
 
     def load(self, steps: list[StepRow], flagged: dict[str, str] | None = None) -> None:
@@ -363,21 +369,39 @@ class StepTreeModel(QAbstractItemModel):
         return self.createIndex(row, 0, node + 1)
 
 
-class FindingsModel(RowsTableModel):
-    """Adapts ``Store.findings(run_id)``."""
+class IncidentsModel(RowsTableModel):
+    """Adapts ``Store.incidents(run_id)``; ``names`` maps step ids to what the tree shows."""
 
-    COLUMNS = ("Severity", "Kind", "What happened", "Steps", "Wasted tokens", "Wasted cost")
+    COLUMNS = ("Severity", "What happened", "Steps", "Wasted", "Evidence")
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.names: dict[str, str] = {}
+
+    def load_incidents(self, incidents: list[Incident], names: dict[str, str]) -> None:
+        self.names = names
+        self.load(incidents)
 
     def data(self, index: Index, role: int = DISPLAY) -> Any:
         if not index.isValid():
             return None
-        row = self.rows[index.row()]
-        if role in (DISPLAY, Qt.ItemDataRole.ToolTipRole):
-            return (row["severity"], row["kind"].replace("_", " "), row["message"],
-                    f"{row['first_step']} … {row['last_step']}", str(row["wasted_tokens"]),
-                    format_usd(to_decimal(row["wasted_cost"])))[index.column()]  # fmt: skip
-        if role == Qt.ItemDataRole.ForegroundRole and index.column() == 0:
-            return QColor(SEVERITY_COLORS.get(row["severity"], "#888888"))
+        incident: Incident = self.rows[index.row()]
+        column = index.column()
+        if role == DISPLAY:
+            first = self.names.get(incident.first_step or "", incident.first_step or "")
+            last = self.names.get(incident.last_step or "", incident.last_step or "")
+            return (
+                incident.severity,
+                f"{incident.kind.replace('_', ' ')}: {incident.message}",
+                first if first == last else f"{first} … {last}",
+                f"{format_usd(incident.wasted_cost)} · {format_count(incident.wasted_tokens)} tok"
+                f" · {format_duration(incident.wasted_ns)}",
+                "; ".join(e.kind.replace("_", " ") for e in incident.evidence),
+            )[column]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return plain_tooltip("\n".join(incident_lines(incident, self.names)))
+        if role == Qt.ItemDataRole.ForegroundRole and column == 0:
+            return QColor(SEVERITY_COLORS.get(incident.severity, "#888888"))
         return None
 
 

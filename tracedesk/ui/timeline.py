@@ -112,7 +112,7 @@ class TimelineView(pg.PlotWidget):
             self._overlay_items[name] = item
 
     def highlight(self, rows: list[int]) -> None:
-        """Mark the steps of a loop finding."""
+        """Mark the steps of a loop incident."""
         color = pg.mkColor(LOOP_HIGHLIGHT)
         color.setAlpha(90)
         self._overlay("loop", rows, brush=color, pen=pg.mkPen(LOOP_HIGHLIGHT, width=2), grow=0.08)

@@ -78,7 +78,7 @@ class Totals:
     tokens: int = 0
     cost: Decimal = Decimal(0)
     duration_ns: int = 0
-    findings: int = 0
+    incidents: int = 0
 
 
 @dataclass
@@ -281,8 +281,8 @@ def _mark_moves(rows: list[Pair]) -> None:
             pair.match = partner.match = Match.MOVED
 
 
-def totals(run: Run, steps: Iterable[Step], findings: int = 0) -> Totals:
-    result = Totals(duration_ns=run.duration_ns or 0, findings=findings)
+def totals(run: Run, steps: Iterable[Step], incidents: int = 0) -> Totals:
+    result = Totals(duration_ns=run.duration_ns or 0, incidents=incidents)
     for step in steps:
         result.steps += 1
         result.tokens += (step.input_tokens or 0) + (step.output_tokens or 0)
@@ -306,12 +306,12 @@ def subtree_totals(pair: Pair, side: str) -> Totals:
 
 
 def compare(run_a: Run, steps_a: Sequence[Step], run_b: Run, steps_b: Sequence[Step],
-            findings_a: int = 0, findings_b: int = 0) -> Comparison:  # fmt: skip
+            incidents_a: int = 0, incidents_b: int = 0) -> Comparison:  # fmt: skip
     """Align two runs (steps as the store gives them) and sum up their differences."""
     kids_a, kids_b = _children(steps_a), _children(steps_b)
     pairs = _build(kids_a.get(None, []), kids_b.get(None, []), kids_a, kids_b, 0)
-    comparison = Comparison(run_a, run_b, pairs, totals(run_a, steps_a, findings_a),
-                            totals(run_b, steps_b, findings_b), None)  # fmt: skip
+    comparison = Comparison(run_a, run_b, pairs, totals(run_a, steps_a, incidents_a),
+                            totals(run_b, steps_b, incidents_b), None)  # fmt: skip
     rows = comparison.rows()
     _mark_moves(rows)
     comparison.first_divergence = next((p for p in rows if p.match != Match.MATCHED), None)
@@ -351,4 +351,4 @@ def compare_runs(store: Any, run_a: str, run_b: str) -> Comparison:
     """Load two runs from the store (ids or unambiguous prefixes) and compare them."""
     a, b = store.find_run(run_a), store.find_run(run_b)
     return compare(a, store.steps(a.id, payloads=False), b, store.steps(b.id, payloads=False),
-                   a.finding_count, b.finding_count)  # fmt: skip
+                   a.incident_count, b.incident_count)  # fmt: skip

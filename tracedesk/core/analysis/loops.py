@@ -1,27 +1,41 @@
 """Loop and retry detection: where a run stopped making progress, and what that wasted.
 
-Five detectors, each yielding Findings:
-  retry_storm     the same call (tool + arguments, or model + input) again and again,
-                  failing or returning the same result;
-  repeated_error  the same error (digits, ids, case ignored) on several steps;
-  oscillation     a repeating pattern of calls (A→B→A→B …) with no new results;
+The rule behind every detector: **absent evidence is unknown, never equal, never empty.**
+OpenTelemetry GenAI instrumentations do not record message content or tool arguments
+unless asked to, and Langfuse downloads strip inputs and outputs. Two calls are "the
+same" only on captured evidence: equal arguments (or model inputs), equal results, equal
+specific error texts. A detector may still use what was captured (tool name, status,
+error text) and then says what it could not see.
+
+Five detectors, each yielding findings:
+  retry_storm     the same call again and again, failing or never bringing a new result;
+                  without recorded arguments: one tool failing in a row with one error;
+  repeated_error  the same specific error (digits, ids, case ignored) on several steps;
+  oscillation     a repeating pattern of calls (A→B→A→B …) with the same results;
   no_progress     consecutive identical model outputs, or one tool returning the same
                   result for different arguments;
   runaway         a run over its step, cost, token or duration limits, or one that
-                  retried and still ended in an error or without an answer.
-Calls are compared after normalising their JSON (key order, white space, case, ids and
-timestamps, volatile keys). Wasted tokens and cost are those of the repeats after the
-first attempt, with everything the agent did in between.
+                  retried and still ended in an error or, on record, without an answer.
+
+Calls are compared inside their **agent scope**: the nearest agent ancestor (or the run),
+looking through wrapper spans (turns, tasks, graph nodes, chains) that only group calls.
+A call nested inside another call (an instrumented client under a framework's model span)
+belongs to that call, not to the agent's sequence. Calls that overlap in time are one
+parallel decision, never repeated attempts.
+
+Findings that share steps are merged into one **incident** (see ``model.Incident``); its
+waste is counted once, and two incidents of a run never share a wasted step.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 import tomllib
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,13 +43,24 @@ from typing import Any
 import orjson
 import platformdirs
 
-from tracedesk.core.model import Run, Status, Step, StepKind
+from tracedesk.core.model import (
+    SEVERITIES,
+    Evidence,
+    Incident,
+    Run,
+    Status,
+    Step,
+    StepKind,
+    severity_rank,
+)
 from tracedesk.resources import resource
 
-SEVERITIES = ("info", "warning", "error")
-DETECTORS = ("retry_storm", "repeated_error", "oscillation", "no_progress", "runaway")
+__all__ = ["SEVERITIES", "Incident", "severity_rank"]
+
+DETECTORS = ("retry_storm", "oscillation", "no_progress", "repeated_error", "runaway")
 ACTION_KINDS = frozenset({StepKind.LLM, StepKind.TOOL, StepKind.RETRIEVER, StepKind.EMBEDDING})
 TOOL_LIKE = frozenset({StepKind.TOOL, StepKind.RETRIEVER})
+MODEL_LIKE = frozenset({StepKind.LLM, StepKind.EMBEDDING})
 ZERO = Decimal(0)
 
 _UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
@@ -54,6 +79,8 @@ class Rules:
 
     settings: dict[str, Any]
     volatile_keys: frozenset[str]
+    generic_errors: frozenset[str]
+    control_flow_errors: tuple[str, ...]
     fingerprint: str
 
     def get(self, detector: str, key: str) -> Any:
@@ -74,7 +101,7 @@ class Rules:
         if use_user_file and path.exists():
             documents.append((str(path), path.read_bytes()))
         settings: dict[str, Any] = {}
-        digest = hashlib.sha256()
+        digest = hashlib.sha256(DETECTION_VERSION.encode())
         for label, raw in documents:
             digest.update(raw)
             try:
@@ -92,7 +119,13 @@ class Rules:
         digest.update(repr(sorted(overrides.items())).encode())
         _validate(settings, documents[-1][0])
         volatile = frozenset(k.lower() for k in settings.get("volatile_keys", []))
-        return cls(settings, volatile, digest.hexdigest()[:16])
+        generic = frozenset(normal_error(e) for e in settings.get("generic_errors", []))
+        control = tuple(normal_error(e) for e in settings.get("control_flow_errors", []))
+        return cls(settings, volatile, generic, control, digest.hexdigest()[:16])
+
+
+# Part of the rules fingerprint: changing how detection works recomputes stored incidents.
+DETECTION_VERSION = "incidents-2"
 
 
 def user_rules_path() -> Path:
@@ -100,6 +133,10 @@ def user_rules_path() -> Path:
 
 
 def _validate(settings: dict[str, Any], label: str) -> None:
+    for key in ("volatile_keys", "generic_errors", "control_flow_errors"):
+        value = settings.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise RulesError(f"{label}: {key} must be a list of strings")
     for detector in DETECTORS:
         section = settings.get(detector)
         if not isinstance(section, dict):
@@ -116,26 +153,15 @@ def _validate(settings: dict[str, Any], label: str) -> None:
 
 @dataclass(slots=True)
 class Finding:
+    """One detector's observation, before findings on the same steps are merged."""
+
     kind: str
     severity: str
-    run_id: str
-    step_ids: list[str]
+    step_ids: list[str]  # involved
+    wasted: list[Step]  # wasted steps, their subtrees included
     message: str
-    wasted_tokens: int = 0
-    wasted_cost: Decimal = ZERO
-    wasted_step_ids: list[str] = field(default_factory=list)
-
-    @property
-    def first_step(self) -> str | None:
-        return self.step_ids[0] if self.step_ids else None
-
-    @property
-    def last_step(self) -> str | None:
-        return self.step_ids[-1] if self.step_ids else None
-
-
-def severity_rank(severity: str) -> int:
-    return SEVERITIES.index(severity)
+    # A run over its limits: evidence for the run's worst loop when it has one.
+    run_level: bool = False
 
 
 # -- normalisation ---------------------------------------------------------------------
@@ -176,8 +202,30 @@ def normal_error(message: str | None) -> str:
     return _NUMBER.sub("#", text)
 
 
-class _RunView:
-    """A run's steps with the lookups the detectors share."""
+def is_empty(value: Any) -> bool:
+    """A recorded value with nothing in it (``None`` is not recorded, so not empty)."""
+    if isinstance(value, str):
+        return not value.strip() or value.strip() in ('""', "[]", "{}", "null")
+    return value in ([], {})
+
+
+def duration_covered(steps: Iterable[Step]) -> int:
+    """Nanoseconds covered by the steps' time spans, overlaps counted once."""
+    spans = sorted((s.start_ns, s.end_ns) for s in steps
+                   if s.start_ns is not None and s.end_ns is not None and s.end_ns > s.start_ns)  # fmt: skip
+    total, reach = 0, None
+    for start, end in spans:
+        if reach is None or start >= reach:
+            total += end - start
+            reach = end
+        elif end > reach:
+            total += end - reach
+            reach = end
+    return total
+
+
+class RunView:
+    """A run's steps with the lookups the detectors share: tree, scopes, evidence keys."""
 
     def __init__(self, run: Run, steps: Sequence[Step], rules: Rules,
                  cost_of: Callable[[Step], Decimal | None]):  # fmt: skip
@@ -185,83 +233,108 @@ class _RunView:
         self.by_id = {s.id: s for s in self.steps}
         self.children: dict[str | None, list[Step]] = defaultdict(list)
         for step in self.steps:
-            parent = step.parent_id if step.parent_id in self.by_id else None
-            self.children[parent].append(step)
-        self._signature: dict[str, str] = {}
-        self._result: dict[str, str] = {}
+            self.children[self.parent(step)].append(step)
+        # Each action belongs to the sequence of its scope (see the module docstring).
+        self.scopes: dict[str | None, list[Step]] = defaultdict(list)
+        for step in self.steps:
+            if step.kind in ACTION_KINDS:
+                self.scopes[self._scope(step)].append(step)
+        self._call: dict[str, str | None] = {}
+        self._outcome: dict[str, str | None] = {}
 
-    def signature(self, step: Step) -> str:
-        if step.id not in self._signature:
-            volatile = self.rules.volatile_keys
-            if step.kind in TOOL_LIKE:
-                args = step.tool_args if step.tool_args is not None else step.input
-                sig = f"{step.kind}:{step.tool_name or step.name}:{canonical(args, volatile)}"
-            else:
-                sig = f"{step.kind}:{step.model or step.name}:{canonical(step.input, volatile)}"
-            self._signature[step.id] = sig
-        return self._signature[step.id]
+    def parent(self, step: Step) -> str | None:
+        return step.parent_id if step.parent_id in self.by_id else None
 
-    def result(self, step: Step) -> str:
-        if step.id not in self._result:
+    def _scope(self, step: Step) -> str | None:
+        seen = {step.id}
+        current = self.parent(step)
+        while current is not None and current not in seen:
+            ancestor = self.by_id[current]
+            if ancestor.kind == StepKind.AGENT or ancestor.kind in ACTION_KINDS:
+                return current
+            seen.add(current)
+            current = self.parent(ancestor)
+        return None
+
+    def top_actions(self) -> list[Step]:
+        """Every action that is not nested inside another action, in start order."""
+        return [s for s in self.steps if s.kind in ACTION_KINDS
+                and (self._scope(s) is None or self.by_id[self._scope(s)].kind == StepKind.AGENT)]  # fmt: skip
+
+    # Evidence keys: None means "not recorded" and never equals anything.
+    def call_key(self, step: Step) -> str | None:
+        """What was asked: tool + arguments, or model + input."""
+        if step.id not in self._call:
+            payload = step.input
+            if step.kind in TOOL_LIKE and step.tool_args is not None:
+                payload = step.tool_args
+            self._call[step.id] = (None if payload is None else
+                                   f"{label(step)}:{canonical(payload, self.rules.volatile_keys)}")  # fmt: skip
+        return self._call[step.id]
+
+    def outcome_key(self, step: Step) -> str | None:
+        """What came back: the specific error text, or the output."""
+        if step.id not in self._outcome:
             if step.status == Status.ERROR:
-                self._result[step.id] = "error:" + normal_error(step.error)
+                error = self.error_key(step)
+                self._outcome[step.id] = None if error is None else "error:" + error
+            elif step.output is None:
+                self._outcome[step.id] = None
             else:
-                self._result[step.id] = "ok:" + canonical(step.output, self.rules.volatile_keys)
-        return self._result[step.id]
+                self._outcome[step.id] = "ok:" + canonical(step.output, self.rules.volatile_keys)
+        return self._outcome[step.id]
 
-    def sibling_groups(self) -> Iterator[list[Step]]:
-        """The action steps under each parent, in start order."""
-        for siblings in self.children.values():
-            actions = [s for s in siblings if s.kind in ACTION_KINDS]
-            if actions:
-                yield actions
+    def error_key(self, step: Step) -> str | None:
+        """The normalised error text, or None when missing or only generic."""
+        if not step.error:
+            return None
+        key = normal_error(step.error)
+        if not key.strip() or key in self.rules.generic_errors:
+            return None
+        return None if key.startswith(self.rules.control_flow_errors) else key
 
     def subtree(self, step: Step) -> Iterator[Step]:
         yield step
         for child in self.children.get(step.id, ()):
             yield from self.subtree(child)
 
-    def finding(self, kind: str, severity: str, involved: Sequence[Step],
-                wasted: Sequence[Step], message: str) -> Finding:  # fmt: skip
-        """A finding whose waste is the given steps with everything below them."""
+    def with_subtrees(self, steps: Iterable[Step]) -> list[Step]:
         seen: dict[str, Step] = {}
-        for step in wasted:
+        for step in steps:
             for inner in self.subtree(step):
                 seen.setdefault(inner.id, inner)
-        tokens = sum((s.input_tokens or 0) + (s.output_tokens or 0) for s in seen.values())
-        cost = sum((self.cost_of(s) or ZERO for s in seen.values()), ZERO)
-        return Finding(kind, severity, self.run.id, [s.id for s in involved], message,
-                       tokens, cost, list(seen))  # fmt: skip
+        return list(seen.values())
+
+    def finding(self, kind: str, involved: Sequence[Step], wasted: Sequence[Step],
+                message: str, severity_key: str = "severity", run_level: bool = False) -> Finding:  # fmt: skip
+        return Finding(kind, self.rules.severity(kind, severity_key), [s.id for s in involved],
+                       self.with_subtrees(wasted), message, run_level)  # fmt: skip
 
     def between(self, first: Step, last: Step) -> list[Step]:
-        """The siblings of ``first`` after it, up to and including ``last``."""
-        siblings = self.children[first.parent_id if first.parent_id in self.by_id else None]
-        start, end = siblings.index(first), siblings.index(last)
-        return siblings[start + 1 : end + 1]
+        """The actions of ``first``'s scope after it, up to and including ``last``."""
+        sequence = self.scopes[self._scope(first)]
+        return sequence[sequence.index(first) + 1 : sequence.index(last) + 1]
 
 
-def _label(step: Step) -> str:
+def label(step: Step) -> str:
     return step.tool_name or step.model or step.name or str(step.kind)
+
+
+def _short(text: str | None, limit: int = 100) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # -- detectors -------------------------------------------------------------------------
 
 
-def _equal_runs(items: Sequence[Step], key: Callable[[Step], str]) -> Iterator[list[Step]]:
-    """Maximal runs of consecutive items with the same key."""
+def _runs_of(items: Sequence[Step], same: Callable[[Step, Step], bool]) -> Iterator[list[Step]]:
+    """Maximal runs of consecutive items where each is ``same`` as the one before, split
+    where a call starts before the previous one ended (a parallel fan-out is one decision)."""
     start = 0
     for index in range(1, len(items) + 1):
-        if index == len(items) or key(items[index]) != key(items[start]):
-            yield list(items[start:index])
-            start = index
-
-
-def _sequential(items: Sequence[Step]) -> Iterator[list[Step]]:
-    """Split where a call starts before the previous one ended: a parallel fan-out is
-    one decision, not repeated attempts."""
-    start = 0
-    for index in range(1, len(items) + 1):
-        if index == len(items) or _overlaps(items[index - 1], items[index]):
+        if (index == len(items) or _overlaps(items[index - 1], items[index])
+                or not same(items[index - 1], items[index])):  # fmt: skip
             yield list(items[start:index])
             start = index
 
@@ -271,62 +344,88 @@ def _overlaps(before: Step, after: Step) -> bool:
             and after.start_ns < before.end_ns)  # fmt: skip
 
 
-def _ended_with_news(view: _RunView, calls: list[Step]) -> bool:
-    """The last call succeeded with a result none of the earlier ones had: polling that
-    got its answer, or a retry that recovered."""
-    last = calls[-1]
-    return last.status != Status.ERROR and all(
-        view.result(last) != view.result(c) for c in calls[:-1]
-    )
+def _known_equal(a: str | None, b: str | None) -> bool:
+    return a is not None and a == b
 
 
-def detect_retry_storms(view: _RunView) -> Iterator[Finding]:
+def _same_call(view: RunView, a: Step, b: Step) -> bool:
+    """The same call again: equal recorded arguments; or, where they were not recorded,
+    the same tool failing with the same specific error."""
+    if label(a) != label(b):
+        return False
+    key_a, key_b = view.call_key(a), view.call_key(b)
+    if key_a is not None and key_b is not None:
+        return key_a == key_b
+    return (a.status == b.status == Status.ERROR
+            and _known_equal(view.outcome_key(a), view.outcome_key(b)))  # fmt: skip
+
+
+def _ended_with_news(view: RunView, calls: list[Step]) -> bool:
+    """The last call succeeded with a recorded result none of the earlier ones had:
+    polling that got its answer, or a retry that recovered."""
+    last = view.outcome_key(calls[-1])
+    return (calls[-1].status != Status.ERROR and last is not None
+            and all(view.outcome_key(c) != last for c in calls[:-1]))  # fmt: skip
+
+
+def detect_retry_storms(view: RunView) -> Iterator[Finding]:
     min_repeats = view.rules.get("retry_storm", "min_repeats")
-    for actions in view.sibling_groups():
-        for group in (TOOL_LIKE, frozenset({StepKind.LLM, StepKind.EMBEDDING})):
+    for actions in view.scopes.values():
+        for group in (TOOL_LIKE, MODEL_LIKE):
             calls = [s for s in actions if s.kind in group]
-            for run in (r for seq in _sequential(calls) for r in _equal_runs(seq, view.signature)):
-                failed = sum(s.status == Status.ERROR for s in run)
-                if len(run) < min_repeats or (failed < min_repeats and _ended_with_news(view, run)):
+            for run in _runs_of(calls, lambda a, b: _same_call(view, a, b)):
+                if len(run) < min_repeats:
                     continue
-                outcome = "failed every time" if failed == len(run) else (
-                    f"failed {failed} times" if failed else "returned the same result")  # fmt: skip
-                yield view.finding(
-                    "retry_storm", view.rules.severity("retry_storm"), run,
-                    view.between(run[0], run[-1]),
-                    f"{_label(run[0])} called {len(run)} times with the same arguments; {outcome}",
-                )  # fmt: skip
+                failed = sum(s.status == Status.ERROR for s in run)
+                outcomes = [view.outcome_key(s) for s in run]
+                if failed < min_repeats and (None in outcomes or _ended_with_news(view, run)):
+                    continue  # no recorded sign that the repeats brought nothing new
+                if view.call_key(run[0]) is None:
+                    message = (f"{label(run[0])} failed {len(run)} times in a row with"
+                               f" {_short(run[0].error)!r} (arguments not recorded)")  # fmt: skip
+                else:
+                    outcome = ("failed every time" if failed == len(run) else
+                               f"failed {failed} times" if failed else "returned the same result")  # fmt: skip
+                    message = f"{label(run[0])} called {len(run)} times with the same arguments; {outcome}"
+                yield view.finding("retry_storm", run, view.between(run[0], run[-1]), message)
 
 
-def detect_repeated_errors(view: _RunView) -> Iterator[Finding]:
+def detect_repeated_errors(view: RunView) -> Iterator[Finding]:
     min_repeats = view.rules.get("repeated_error", "min_repeats")
+    # An error passed up to an ancestor (a wrapper, the agent) is the same failure.
+    passed_up: set[tuple[str, str]] = set()
+    keys: dict[str, str] = {}
+    for step in view.steps:
+        key = view.error_key(step) if step.status == Status.ERROR else None
+        if key is None:
+            continue
+        keys[step.id] = key
+        ancestor = view.parent(step)
+        while ancestor is not None and (ancestor, key) not in passed_up:
+            passed_up.add((ancestor, key))
+            ancestor = view.parent(view.by_id[ancestor])
     by_error: dict[str, list[Step]] = defaultdict(list)
     for step in view.steps:
-        if step.status != Status.ERROR:
-            continue
-        message = normal_error(step.error)
-        # An error passed up from a child is the same failure, not a new one.
-        children = view.children.get(step.id, ())
-        if any(c.status == Status.ERROR and normal_error(c.error) == message for c in children):
-            continue
-        by_error[message].append(step)
+        key = keys.get(step.id)
+        if key is not None and (step.id, key) not in passed_up:
+            by_error[key].append(step)
     for steps in by_error.values():
         if len(steps) >= min_repeats:
-            text = " ".join((steps[0].error or "error").split())[:120]
-            yield view.finding(
-                "repeated_error", view.rules.severity("repeated_error"), steps, steps[1:],
-                f"the same error {len(steps)} times: {text}",
-            )  # fmt: skip
+            yield view.finding("repeated_error", steps, steps[1:],
+                               f"the same error {len(steps)} times: {_short(steps[0].error)}")  # fmt: skip
 
 
-def detect_oscillations(view: _RunView) -> Iterator[Finding]:
+def detect_oscillations(view: RunView) -> Iterator[Finding]:
     max_period = view.rules.get("oscillation", "max_period")
     min_cycles = view.rules.get("oscillation", "min_cycles")
-    for actions in view.sibling_groups():
+    for actions in view.scopes.values():
         calls = [s for s in actions if s.kind in TOOL_LIKE]
-        keys = [view.signature(s) + "→" + view.result(s) for s in calls]
-        covered = -1
-        index = 0
+        keys = []
+        for s in calls:
+            call, outcome = view.call_key(s), view.outcome_key(s)
+            # Unrecorded calls get a key of their own: they never repeat a pattern.
+            keys.append(f"{call}→{outcome}" if call and outcome else f"unknown:{s.id}")
+        covered, index = -1, 0
         while index < len(calls):
             found = None
             for period in range(2, max_period + 1):
@@ -343,46 +442,66 @@ def detect_oscillations(view: _RunView) -> Iterator[Finding]:
                 index += 1
                 continue
             period, end = found
-            cycle = calls[index : index + period]
-            names = " → ".join(_label(s) for s in cycle)
+            names = " → ".join(label(s) for s in calls[index : index + period])
             yield view.finding(
-                "oscillation", view.rules.severity("oscillation"), calls[index:end],
+                "oscillation", calls[index:end],
                 view.between(calls[index + period - 1], calls[end - 1]),
                 f"{names} repeated {(end - index) // period} times with the same results",
             )  # fmt: skip
-            covered = end - 1
-            index = end
+            covered, index = end - 1, end
 
 
-def detect_no_progress(view: _RunView) -> Iterator[Finding]:
+def detect_no_progress(view: RunView) -> Iterator[Finding]:
     min_repeats = view.rules.get("no_progress", "min_repeats")
     volatile = view.rules.volatile_keys
-    llm_calls = [s for s in view.steps if s.kind == StepKind.LLM and s.status != Status.ERROR
-                 and s.output is not None]  # fmt: skip
-    for run in _equal_runs(llm_calls, lambda s: canonical(s.output, volatile)):
-        if len(run) >= min_repeats:
-            yield view.finding(
-                "no_progress", view.rules.severity("no_progress"), run,
-                view.between(run[0], run[-1]) if run[0].parent_id == run[-1].parent_id else run[1:],
-                f"{len(run)} model calls in a row gave the same answer",
-            )  # fmt: skip
-    for actions in view.sibling_groups():
+    for actions in view.scopes.values():
+        models = [s for s in actions if s.kind == StepKind.LLM]
+
+        def same_answer(a: Step, b: Step) -> bool:
+            return (Status.ERROR not in (a.status, b.status) and a.output is not None
+                    and b.output is not None and not is_empty(a.output)
+                    and canonical(a.output, volatile) == canonical(b.output, volatile))  # fmt: skip
+
+        for run in _runs_of(models, same_answer):
+            if len(run) >= min_repeats:
+                yield view.finding("no_progress", run, view.between(run[0], run[-1]),
+                                   f"{len(run)} model calls in a row gave the same answer")  # fmt: skip
         tools = [s for s in actions if s.kind in TOOL_LIKE]
-        sequences = (r for seq in _sequential(tools) for r in _equal_runs(seq, _label))
-        for same_tool in sequences:
-            results = [s for s in same_tool if s.status != Status.ERROR and s.output is not None]
-            for run in _equal_runs(results, view.result):
-                if len(run) >= min_repeats and len({view.signature(s) for s in run}) == len(run):
-                    yield view.finding(
-                        "no_progress", view.rules.severity("no_progress"), run,
-                        view.between(run[0], run[-1]),
-                        f"{_label(run[0])} returned the same result for {len(run)} different inputs",
-                    )  # fmt: skip
+
+        def same_result_new_args(a: Step, b: Step) -> bool:
+            call_a, call_b = view.call_key(a), view.call_key(b)
+            return (label(a) == label(b) and a.status != Status.ERROR != b.status
+                    and _known_equal(view.outcome_key(a), view.outcome_key(b))
+                    and call_a is not None and call_b is not None and call_a != call_b)  # fmt: skip
+
+        for run in _runs_of(tools, same_result_new_args):
+            if len(run) >= min_repeats and len({view.call_key(s) for s in run}) == len(run):
+                yield view.finding(
+                    "no_progress", run, view.between(run[0], run[-1]),
+                    f"{label(run[0])} returned the same result for {len(run)} different inputs",
+                )  # fmt: skip
 
 
-def detect_runaway(view: _RunView) -> Iterator[Finding]:
+def answer_state(view: RunView) -> str:
+    """'answered', 'none' (an empty answer on record) or 'unknown' (nothing recorded).
+
+    The answer may be recorded on the run (Langfuse ``trace.output``), on a root step
+    (LangSmith root outputs, an agent span) or as the output of the run's last model call.
+    """
+    candidates = [view.run.attributes.get("langfuse.output")]
+    candidates += [s.output for s in view.children[None]]
+    actions = view.top_actions()
+    if actions and actions[-1].kind == StepKind.LLM and actions[-1].status != Status.ERROR:
+        candidates.append(actions[-1].output)
+    recorded = [c for c in candidates if c is not None]
+    if any(not is_empty(c) for c in recorded):
+        return "answered"
+    return "none" if recorded else "unknown"
+
+
+def detect_runaway(view: RunView) -> Iterator[Finding]:
     rules = view.rules
-    actions = [s for s in view.steps if s.kind in ACTION_KINDS]
+    actions = view.top_actions()
     limits = [
         ("max_steps", "steps", lambda s: 1),
         ("max_tokens", "tokens", lambda s: (s.input_tokens or 0) + (s.output_tokens or 0)),
@@ -400,65 +519,121 @@ def detect_runaway(view: _RunView) -> Iterator[Finding]:
         if crossed is not None:
             over = actions[crossed:]
             shown = f"{total:.4f}" if unit == "USD" else str(total)
-            yield view.finding(
-                "runaway", rules.severity("runaway"), over, over[1:] if key == "max_steps" else over,
-                f"{shown} {unit} over the limit of {limit} {unit}",
-            )  # fmt: skip
+            yield view.finding("runaway", over, over[1:] if key == "max_steps" else over,
+                               f"{shown} {unit} over the limit of {limit} {unit}", run_level=True)  # fmt: skip
     limit_s = rules.get("runaway", "max_duration_s")
     duration = view.run.duration_ns
-    if limit_s and duration is not None and duration > limit_s * 1e9 and actions:
-        yield view.finding("runaway", rules.severity("runaway"), actions, [],
-                           f"ran {duration / 1e9:.1f} s, over the limit of {limit_s} s")  # fmt: skip
+    if limit_s and duration is not None and duration > limit_s * 1e9:
+        start = min((s.start_ns for s in view.steps if s.start_ns is not None), default=None)
+        late = [a for a in actions if start is not None and a.start_ns is not None
+                and a.start_ns > start + limit_s * 1e9]  # fmt: skip
+        yield view.finding("runaway", late or actions[-1:], late,
+                           f"ran {duration / 1e9:.1f} s, over the limit of {limit_s} s", run_level=True)  # fmt: skip
     roots = view.children[None]
-    answered = any(r.output not in (None, "", [], {}) for r in roots)
     failed = view.run.status == Status.ERROR or any(r.status == Status.ERROR for r in roots)
-    if failed or not answered:
-        repeated = [s for s, n in Counter(view.signature(a) for a in actions).items() if n > 1]
-        if repeated:
-            involved = [a for a in actions if view.signature(a) in repeated]
-            ending = "ended in an error" if failed else "ended without an answer"
-            yield view.finding(
-                "runaway", rules.severity("runaway", "failed_after_retry_severity"), involved, [],
-                f"retried {_label(involved[0])} and still {ending}",
-            )  # fmt: skip
+    ending = ("ended in an error" if failed else
+              "ended without an answer" if answer_state(view) == "none" else None)  # fmt: skip
+    if ending is None:
+        return
+    retried: dict[str, Step] = {}
+    for sequence in view.scopes.values():
+        for before, after in itertools.pairwise(sequence):
+            if not _overlaps(before, after) and _same_call(view, before, after):
+                retried.setdefault(before.id, before)
+                retried.setdefault(after.id, after)
+    if retried:
+        involved = [s for s in view.steps if s.id in retried]
+        yield view.finding("runaway", involved, [], f"retried {label(involved[0])} and still {ending}",
+                           "failed_after_retry_severity")  # fmt: skip
 
 
 DETECTOR_FUNCTIONS = {
     "retry_storm": detect_retry_storms,
-    "repeated_error": detect_repeated_errors,
     "oscillation": detect_oscillations,
     "no_progress": detect_no_progress,
+    "repeated_error": detect_repeated_errors,
     "runaway": detect_runaway,
 }
 
 
+def _merge(view: RunView, findings: list[Finding]) -> list[Incident]:
+    """Findings that share an involved or wasted step become one incident. A run over its
+    limits joins the incident with the most waste (the loop that took it there); alone,
+    it is an incident of its own."""
+    local = [f for f in findings if not f.run_level]
+    limits = [f for f in findings if f.run_level]
+    groups = _overlapping(local)
+    if groups and limits:
+        max(groups, key=lambda g: len({s.id for f in g for s in f.wasted})).extend(limits)
+    elif limits:
+        groups.append(limits)
+    order = {s.id: n for n, s in enumerate(view.steps)}
+    incidents = []
+    for group in groups:
+        group.sort(key=lambda f: (-severity_rank(f.severity), DETECTORS.index(f.kind)))
+        involved = sorted({i for f in group for i in f.step_ids}, key=order.__getitem__)
+        wasted = sorted({s.id: s for f in group for s in f.wasted}.values(),
+                        key=lambda s: order[s.id])  # fmt: skip
+        incidents.append(Incident(
+            run_id=view.run.id,
+            findings=[Evidence(f.kind, f.severity, f.message) for f in group],
+            step_ids=involved, wasted_step_ids=[s.id for s in wasted],
+            wasted_tokens=sum((s.input_tokens or 0) + (s.output_tokens or 0) for s in wasted),
+            wasted_cost=sum((view.cost_of(s) or ZERO for s in wasted), ZERO),
+            wasted_ns=duration_covered(wasted),
+        ))  # fmt: skip
+    incidents.sort(key=lambda i: order[i.step_ids[0]] if i.step_ids else -1)
+    return incidents
+
+
+def _overlapping(findings: list[Finding]) -> list[list[Finding]]:
+    """The findings grouped so that findings sharing a step are in one group."""
+    owner = list(range(len(findings)))
+
+    def root(i: int) -> int:
+        while owner[i] != i:
+            owner[i] = owner[owner[i]]
+            i = owner[i]
+        return i
+
+    first_holder: dict[str, int] = {}
+    for i, f in enumerate(findings):
+        for step_id in [*f.step_ids, *(s.id for s in f.wasted)]:
+            j = first_holder.setdefault(step_id, i)
+            owner[root(i)] = root(j)
+    groups: dict[int, list[Finding]] = defaultdict(list)
+    for i, f in enumerate(findings):
+        groups[root(i)].append(f)
+    return list(groups.values())
+
+
 def detect(run: Run, steps: Sequence[Step], rules: Rules,
-           cost_of: Callable[[Step], Decimal | None] = lambda s: s.cost) -> list[Finding]:  # fmt: skip
-    """Every finding of every detector for one run (steps with payloads, in start order)."""
-    view = _RunView(run, steps, rules, cost_of)
-    return [f for function in DETECTOR_FUNCTIONS.values() for f in function(view)]
+           cost_of: Callable[[Step], Decimal | None] = lambda s: s.cost) -> list[Incident]:  # fmt: skip
+    """The incidents of one run (steps with payloads, in start order)."""
+    view = RunView(run, steps, rules, cost_of)
+    return _merge(view, [f for function in DETECTOR_FUNCTIONS.values() for f in function(view)])
 
 
 RULES_META_KEY = "loop_rules_fingerprint"
 
 
-def apply_findings(store: Any, rules: Rules, run_ids: Iterable[str] | None = None) -> None:
-    """Detect and store the findings of these runs (all when None), inside a transaction."""
+def apply_incidents(store: Any, rules: Rules, run_ids: Iterable[str] | None = None) -> None:
+    """Detect and store the incidents of these runs (all when None), inside a transaction."""
     ids = store.run_ids() if run_ids is None else list(run_ids)
-    findings: list[Finding] = []
+    incidents: list[Incident] = []
     for run_id in ids:
         run = store.get_run(run_id)
         if run is not None:
-            findings.extend(detect(run, store.steps(run_id), rules))
-    store.replace_findings(ids, findings)
+            incidents.extend(detect(run, store.steps(run_id), rules))
+    store.replace_incidents(ids, incidents)
     if run_ids is None:
         store.set_meta(RULES_META_KEY, rules.fingerprint)
 
 
-def refresh_findings(store: Any, rules: Rules) -> bool:
-    """Recompute every run's findings if the rules changed since they were last applied."""
+def refresh_incidents(store: Any, rules: Rules) -> bool:
+    """Recompute every run's incidents if the rules changed since they were last applied."""
     if store.get_meta(RULES_META_KEY) == rules.fingerprint:
         return False
     with store.transaction():
-        apply_findings(store, rules)
+        apply_incidents(store, rules)
     return True

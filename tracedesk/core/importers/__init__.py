@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO
 
 from tracedesk.core.analysis.cost import PRICING_META_KEY, apply_costs
-from tracedesk.core.analysis.loops import RULES_META_KEY, Rules, apply_findings
+from tracedesk.core.analysis.loops import RULES_META_KEY, Rules, apply_incidents
 from tracedesk.core.analysis.pricing import Pricing
 from tracedesk.core.importers.base import ReadContext, TraceFormatError
 from tracedesk.core.importers.detect import FORMATS, detect
@@ -105,7 +105,7 @@ def _analyse(store: Store, pricing: Pricing | None, rules: Rules | None, run_ids
     apply_costs(store, pricing, run_ids if same_prices else None)
     rules = rules or Rules.load()
     same_rules = same_prices and store.get_meta(RULES_META_KEY) == rules.fingerprint
-    apply_findings(store, rules, run_ids if same_rules else None)
+    apply_incidents(store, rules, run_ids if same_rules else None)
 
 
 def _watch(

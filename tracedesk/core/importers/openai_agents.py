@@ -93,10 +93,11 @@ def _span(span: dict[str, Any]) -> Step:
         status=Status.ERROR if error else Status.OK if span.get("ended_at") else Status.UNSET,
     )
     if error:
-        message = error.get("message") if isinstance(error, dict) else str(error)
-        step.error = message or "error"
-        if isinstance(error, dict) and error.get("data") is not None:
-            step.attributes["error.data"] = error["data"]
+        step.error = _error_text(error)
+        if isinstance(error, dict):
+            step.attributes["error.message"] = error.get("message")
+            if error.get("data") is not None:
+                step.attributes["error.data"] = error["data"]
     if span.get("metadata"):
         step.attributes["metadata"] = span["metadata"]
     mapped = {"type", "name", "input", "output", "usage", "model"}
@@ -125,6 +126,17 @@ def _span(span: dict[str, Any]) -> Step:
             step.attributes["tracedesk.rollup_usage"] = custom["usage"]
     step.attributes.update({f"span_data.{k}": v for k, v in data.items() if k not in mapped})
     return step
+
+
+def _error_text(error: Any) -> str:
+    """The most specific text: a tool failure's ``message`` is always the SDK's generic
+    "Error running tool (non-fatal)", and what went wrong is in ``data.error``."""
+    if not isinstance(error, dict):
+        return str(error)
+    data = error.get("data")
+    if isinstance(data, dict) and isinstance(data.get("error"), str) and data["error"].strip():
+        return data["error"]
+    return error.get("message") or "error"
 
 
 def _usage(step: Step, usage: Any) -> None:
