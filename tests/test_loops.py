@@ -100,7 +100,9 @@ def test_the_labelled_set_is_large_and_covers_every_detector():
 
 
 def test_precision_and_recall_per_detector_and_variant(scratch):
-    results: dict[str, dict[str, int]] = defaultdict(lambda: {"tp": 0, "fp": 0, "fn": 0, "cases": 0})
+    results: dict[str, dict[str, int]] = defaultdict(
+        lambda: {"tp": 0, "fp": 0, "fn": 0, "cases": 0}
+    )
     mistakes = []
     for path in LABELLED_FILES:
         variant = path.name.split(".")[0]  # content-flat, nocontent-wrapped, ...
@@ -126,7 +128,9 @@ def test_real_and_recorded_traces(scratch):
     """Every real public file and every recorded SDK trace, against its manifest entry."""
     listed = {str(p.relative_to(FIXTURES)) for p in REAL_FILES}
     assert listed == set(MANIFEST), "every real or recorded file needs a manifest entry"
-    results: dict[str, dict[str, int]] = defaultdict(lambda: {"tp": 0, "fp": 0, "fn": 0, "cases": 0})
+    results: dict[str, dict[str, int]] = defaultdict(
+        lambda: {"tp": 0, "fp": 0, "fn": 0, "cases": 0}
+    )
     mistakes = []
     for path in REAL_FILES:
         entry = MANIFEST[str(path.relative_to(FIXTURES))]
@@ -137,7 +141,9 @@ def test_real_and_recorded_traces(scratch):
         results[f"{'all':15} {group}"]["cases"] += 1
         score(results, group, set(entry["expect"]), found)
         if found != set(entry["expect"]):
-            mistakes.append(f"{path.relative_to(FIXTURES)}: expected {entry['expect']}, found {sorted(found)}")
+            mistakes.append(
+                f"{path.relative_to(FIXTURES)}: expected {entry['expect']}, found {sorted(found)}"
+            )
     print(report(results))
     assert not mistakes, "\n".join(mistakes)
 
@@ -277,7 +283,9 @@ def test_check_gate(tmp_path, monkeypatch, capsys):
     assert main(["check", str(one_run_file(tmp_path, "legit_ten_steps")), "--max-steps", "4"]) == 1
     capsys.readouterr()
     report_path = tmp_path / "junit.xml"
-    assert main(["check", str(storm), str(healthy), "--format", "junit", "-o", str(report_path)]) == 1
+    assert (
+        main(["check", str(storm), str(healthy), "--format", "junit", "-o", str(report_path)]) == 1
+    )
     suite = ElementTree.parse(report_path).getroot().find("testsuite")
     assert (suite.get("tests"), suite.get("failures")) == ("2", "1")
     assert suite.find("testcase/failure").get("type") == "error:retry_storm"

@@ -149,16 +149,24 @@ def cases() -> dict[str, Case]:
             t.tool("lookup_order", {"order_id": "1042"}, error=error)
         t.llm("sorry")
 
-    @case("rs_same_result", ["retry_storm"], "four identical calls with the identical result",
-          nocontent=[])
+    @case(
+        "rs_same_result",
+        ["retry_storm"],
+        "four identical calls with the identical result",
+        nocontent=[],
+    )
     def _(t):
         t.llm("search")
         for _ in range(4):
             t.tool("search_docs", {"query": "refund policy"}, output={"hits": []})
         t.llm("nothing found")
 
-    @case("rs_llm_retry", ["retry_storm"], "a model call resent with the same input after errors",
-          nocontent=[])
+    @case(
+        "rs_llm_retry",
+        ["retry_storm"],
+        "a model call resent with the same input after errors",
+        nocontent=[],
+    )
     def _(t):
         for error in ("RateLimitError: slow down", "APIConnectionError", "Overloaded"):
             t.llm(None, same_input=True, error=error)
@@ -180,7 +188,9 @@ def cases() -> dict[str, Case]:
         t.llm("the refund could not be made")
 
     @case(
-        "rs_volatile_args", ["retry_storm"], "arguments differ only in request ids and timestamps",
+        "rs_volatile_args",
+        ["retry_storm"],
+        "arguments differ only in request ids and timestamps",
         nocontent=[],
     )
     def _(t):
@@ -250,8 +260,12 @@ def cases() -> dict[str, Case]:
         t.llm("done anyway")
 
     # -- oscillation ---------------------------------------------------------------------
-    @case("osc_two_tools", ["oscillation"], "A → B → A → B → A → B, same arguments, same results",
-          nocontent=[])
+    @case(
+        "osc_two_tools",
+        ["oscillation"],
+        "A → B → A → B → A → B, same arguments, same results",
+        nocontent=[],
+    )
     def _(t):
         t.llm("check both")
         for _ in range(3):
@@ -406,7 +420,11 @@ def cases() -> dict[str, Case]:
         end = t.agent("researcher")
         t.llm("fetch the report")
         for _ in range(4):
-            t.tool("fetch_url", {"url": "https://example.com/report"}, error="HTTP 503: Service Unavailable")
+            t.tool(
+                "fetch_url",
+                {"url": "https://example.com/report"},
+                error="HTTP 503: Service Unavailable",
+            )
         t.llm("the report is unavailable")
         end()
         t.llm("Sorry, the report is unavailable.")
@@ -484,7 +502,11 @@ def cases() -> dict[str, Case]:
     def _(t):
         t.llm("list the invoices")
         for page in range(1, 6):
-            t.tool("list_invoices", {"page": page}, output={"invoices": [f"INV-{page}{i}" for i in range(3)]})
+            t.tool(
+                "list_invoices",
+                {"page": page},
+                output={"invoices": [f"INV-{page}{i}" for i in range(3)]},
+            )
         t.llm("15 invoices in all.")
 
     @case(
@@ -582,9 +604,10 @@ def without_content(steps: list[dict]) -> list[dict]:
 
 def wrapped(steps: list[dict]) -> list[dict]:
     """Each call inside its own wrapper span under its agent (turn spans, graph nodes)."""
+    agents = {s["id"] for s in steps if s["kind"] == "agent"}
     out = []
     for step in steps:
-        if step["kind"] in ("llm", "tool") and step["parent_id"] in AGENT_IDS(steps):
+        if step["kind"] in ("llm", "tool") and step["parent_id"] in agents:
             wrapper = {"type": "step", "run_id": step["run_id"], "id": f"w{step['id']}",
                        "parent_id": step["parent_id"], "kind": "chain", "name": f"node {step['name']}",
                        "start_ns": step["start_ns"] - MS // 2, "end_ns": step["end_ns"] + MS // 2,
@@ -595,10 +618,6 @@ def wrapped(steps: list[dict]) -> list[dict]:
             step = {**step, "parent_id": wrapper["id"]}
         out.append(step)
     return out
-
-
-def AGENT_IDS(steps: list[dict]) -> set[str]:  # noqa: N802
-    return {s["id"] for s in steps if s["kind"] == "agent"}
 
 
 # -- formats ---------------------------------------------------------------------------
@@ -627,7 +646,11 @@ def render_otlp(runs: dict[str, list[dict]]) -> bytes:
     def kv(key: str, value: Any) -> dict[str, Any]:
         if isinstance(value, int):
             return {"key": key, "value": {"intValue": str(value)}}
-        text = value if isinstance(value, str) and key.endswith(("name", "model")) else json.dumps(value)
+        text = (
+            value
+            if isinstance(value, str) and key.endswith(("name", "model"))
+            else json.dumps(value)
+        )
         return {"key": key, "value": {"stringValue": text}}
 
     lines = []
@@ -637,22 +660,35 @@ def render_otlp(runs: dict[str, list[dict]]) -> bytes:
             kind = step["kind"]
             attrs = []
             if kind == "agent":
-                attrs += [kv("gen_ai.operation.name", "invoke_agent"), kv("gen_ai.agent.name", step["name"])]
+                attrs += [
+                    kv("gen_ai.operation.name", "invoke_agent"),
+                    kv("gen_ai.agent.name", step["name"]),
+                ]
             elif kind == "llm":
-                attrs += [kv("gen_ai.operation.name", "chat"), kv("gen_ai.request.model", step["model"])]
+                attrs += [
+                    kv("gen_ai.operation.name", "chat"),
+                    kv("gen_ai.request.model", step["model"]),
+                ]
                 for field, key in (("input_tokens", "gen_ai.usage.input_tokens"),
                                    ("output_tokens", "gen_ai.usage.output_tokens")):  # fmt: skip
                     if step.get(field) is not None:
                         attrs.append(kv(key, step[field]))
             elif kind == "tool":
-                attrs += [kv("gen_ai.operation.name", "execute_tool"), kv("gen_ai.tool.name", step["tool_name"])]
+                attrs += [
+                    kv("gen_ai.operation.name", "execute_tool"),
+                    kv("gen_ai.tool.name", step["tool_name"]),
+                ]
             content = {"input": "gen_ai.input.messages", "output": "gen_ai.output.messages",
                        "tool_args": "gen_ai.tool.call.arguments"}  # fmt: skip
             if kind == "tool":
                 content.update(input=None, output="gen_ai.tool.call.result")
             attrs += [kv(key, step[field]) for field, key in content.items()
                       if key and step.get(field) is not None]  # fmt: skip
-            status = {"code": 2, "message": step.get("error", "")} if step["status"] == "error" else {"code": 1}
+            status = (
+                {"code": 2, "message": step.get("error", "")}
+                if step["status"] == "error"
+                else {"code": 1}
+            )
             parent = step.get("parent_id")
             spans.append({"traceId": hexid(name, 32), "spanId": hexid(name + step["id"], 16),
                           "parentSpanId": hexid(name + parent, 16) if parent else "",
