@@ -107,7 +107,7 @@ class RunsPanel(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
-        for column, width in enumerate((170, 260, 150, 50, 60, 80, 70, 50, 90, 140)):
+        for column, width in enumerate((170, 240, 130, 50, 60, 80, 70, 50, 145, 140)):
             self.table.setColumnWidth(column, width)
         filters = QHBoxLayout()
         for widget in (self.status, self.since, self.incidents_only, self.group):
