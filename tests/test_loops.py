@@ -321,3 +321,35 @@ def test_check_run_ids_from_the_database(tmp_path, monkeypatch, capsys):
     assert "oscillation" in capsys.readouterr().out
     assert main(["check", "nope"]) == 1
     assert "no run with id 'nope'" in capsys.readouterr().err
+
+
+def test_a_database_with_findings_is_migrated_to_incidents(tmp_path, monkeypatch, capsys):
+    import tracedesk.core.store as store_module
+
+    db = tmp_path / "v4.db"
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 4)
+    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:4])
+    with Store(db) as old:
+        old.conn.execute("INSERT INTO runs(id, name, finding_count) VALUES ('r', 'old', 2)")
+        old.conn.execute(
+            "INSERT INTO findings(run_id, kind, severity, step_ids, wasted_step_ids, message)"
+            " VALUES ('r', 'retry_storm', 'error', '[]', '[]', 'old finding')"
+        )
+    monkeypatch.undo()
+    monkeypatch.setenv("TRACEDESK_DB", str(db))
+    assert main(["import", str(one_run_file(tmp_path, "rs_same_result"))]) == 0
+    with Store(db) as store:
+        tables = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master")}
+        assert "findings" not in tables and "incidents" in tables
+        assert store.get_run("r").incident_count == 0  # the old findings are gone
+        [storm] = store.incidents("rs_same_result")
+        assert storm.kind == "retry_storm"
+
+
+def test_waste_of_unpriced_steps_is_not_zero(capsys):
+    """The Agents SDK's response spans name no model: their waste has no price, not $0."""
+    path = FIXTURES / "recorded" / "openai-agents" / "retry_storm.jsonl"
+    assert main(["check", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "fetch_url called 5 times with the same arguments" in out
+    assert "no price" in out and "$0," not in out

@@ -285,7 +285,7 @@ def cmd_show(store: Store, args: argparse.Namespace) -> int:
     for incident in incidents:
         print("\n".join(incident_lines(incident, names)))
     if len(incidents) > 1:
-        print(f"wasted in all: {waste_text(run.wasted_tokens, run.wasted_cost, run.wasted_ns)}")
+        print(f"wasted in all: {waste_text(run)}")
     return 0
 
 

@@ -191,9 +191,10 @@ def write_text_atomically(path: Path, text: str) -> None:
 # -- loop check reports ---------------------------------------------------------------
 
 
-def waste_text(tokens: int, cost: Decimal | None, ns: int) -> str:
+def waste_text(wasted: Incident | Run) -> str:
     """'2,100 tokens, $0.0042, 3.20 s' — what an incident or a run wasted."""
-    return f"{tokens:,} tokens, {format_usd(cost)}, {format_duration(ns)}"
+    cost = cost_text(wasted.wasted_cost, wasted.wasted_unpriced)
+    return f"{wasted.wasted_tokens:,} tokens, {cost}, {format_duration(wasted.wasted_ns)}"
 
 
 def incident_lines(incident: Incident, names: dict[str, str] | None = None) -> list[str]:
@@ -205,7 +206,7 @@ def incident_lines(incident: Incident, names: dict[str, str] | None = None) -> l
     lines += [f"  also {e.kind.replace('_', ' ')} ({e.severity}): {e.message}"
               for e in incident.evidence]  # fmt: skip
     lines.append(f"  steps {steps}; wasted {len(incident.wasted_step_ids)} steps, "
-                 + waste_text(incident.wasted_tokens, incident.wasted_cost, incident.wasted_ns))  # fmt: skip
+                 + waste_text(incident))  # fmt: skip
     return lines
 
 
@@ -233,6 +234,7 @@ def _incident_record(i: Incident) -> dict[str, Any]:
         "first_step": i.first_step, "last_step": i.last_step, "step_ids": i.step_ids,
         "wasted_step_ids": i.wasted_step_ids, "wasted_tokens": i.wasted_tokens,
         "wasted_cost_usd": str(i.wasted_cost), "wasted_seconds": i.wasted_ns / 1e9,
+        "wasted_steps_without_price": i.wasted_unpriced,
     }  # fmt: skip
 
 

@@ -100,6 +100,7 @@ class Run:
     wasted_tokens: int = 0
     wasted_cost: Decimal | None = None
     wasted_ns: int = 0
+    wasted_unpriced: int = 0
 
     @property
     def duration_ns(self) -> int | None:
@@ -123,6 +124,7 @@ RUN_DERIVED_FIELDS = (
     "wasted_tokens",
     "wasted_cost",
     "wasted_ns",
+    "wasted_unpriced",
 )
 
 
@@ -225,6 +227,7 @@ class Incident:
     wasted_tokens: int = 0
     wasted_cost: Decimal = Decimal(0)
     wasted_ns: int = 0  # time covered by the wasted steps (overlaps counted once)
+    wasted_unpriced: int = 0  # wasted steps with tokens but no price: left out of the cost
 
     @property
     def kind(self) -> str:

@@ -206,13 +206,15 @@ def _v5(db: sqlite_utils.Database) -> None:
             wasted_step_ids TEXT NOT NULL,  -- JSON list: the steps whose spend was wasted
             wasted_tokens INTEGER NOT NULL,
             wasted_cost TEXT NOT NULL,      -- USD, exact decimal text
-            wasted_ns INTEGER NOT NULL      -- time covered by the wasted steps
+            wasted_ns INTEGER NOT NULL,     -- time covered by the wasted steps
+            wasted_unpriced INTEGER NOT NULL  -- wasted steps with tokens but no price
         );
         CREATE INDEX incidents_run ON incidents(run_id);
         ALTER TABLE runs RENAME COLUMN finding_count TO incident_count;
         ALTER TABLE runs ADD COLUMN wasted_tokens INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE runs ADD COLUMN wasted_cost TEXT;
         ALTER TABLE runs ADD COLUMN wasted_ns INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE runs ADD COLUMN wasted_unpriced INTEGER NOT NULL DEFAULT 0;
         UPDATE runs SET incident_count = 0, worst_severity = NULL;
         DELETE FROM meta WHERE key = 'loop_rules_fingerprint';  -- recompute on next open
         """
@@ -311,6 +313,7 @@ def _row_to_incident(row: sqlite3.Row) -> Incident:
         wasted_tokens=row["wasted_tokens"],
         wasted_cost=Decimal(row["wasted_cost"]),
         wasted_ns=row["wasted_ns"],
+        wasted_unpriced=row["wasted_unpriced"],
     )
 
 
@@ -668,13 +671,13 @@ class Store:
         conn.executemany("DELETE FROM incidents WHERE run_id=?", ((r,) for r in ids))
         conn.executemany(
             "INSERT INTO incidents(run_id, kind, severity, message, evidence, step_ids,"
-            " wasted_step_ids, wasted_tokens, wasted_cost, wasted_ns)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?)",
+            " wasted_step_ids, wasted_tokens, wasted_cost, wasted_ns, wasted_unpriced)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (
                 (i.run_id, i.kind, i.severity, i.message,
                  orjson.dumps([[e.kind, e.severity, e.message] for e in i.evidence]).decode(),
                  orjson.dumps(i.step_ids).decode(), orjson.dumps(i.wasted_step_ids).decode(),
-                 i.wasted_tokens, str(i.wasted_cost), i.wasted_ns)
+                 i.wasted_tokens, str(i.wasted_cost), i.wasted_ns, i.wasted_unpriced)
                 for i in incidents
             ),
         )  # fmt: skip
@@ -684,10 +687,10 @@ class Store:
             wasted_cost = sum((i.wasted_cost for i in rows), Decimal(0)) if rows else None
             conn.execute(
                 "UPDATE runs SET incident_count=?, worst_severity=?, wasted_tokens=?,"
-                " wasted_cost=?, wasted_ns=? WHERE id=?",
+                " wasted_cost=?, wasted_ns=?, wasted_unpriced=? WHERE id=?",
                 (len(rows), worst, sum(i.wasted_tokens for i in rows),
                  None if wasted_cost is None else str(wasted_cost),
-                 sum(i.wasted_ns for i in rows), run_id),
+                 sum(i.wasted_ns for i in rows), sum(i.wasted_unpriced for i in rows), run_id),
             )  # fmt: skip
 
     def incidents(self, run_id: str | None = None) -> list[Incident]:

@@ -162,7 +162,7 @@ def run_summary(run: Run) -> str:
              cost_text(run.cost, run.unpriced_steps), format_duration(run.duration_ns), run.status]  # fmt: skip
     if run.incident_count:
         parts.append(incidents_text(run.incident_count, run.worst_severity))
-        parts.append(f"wasted {waste_text(run.wasted_tokens, run.wasted_cost, run.wasted_ns)}")
+        parts.append(f"wasted {waste_text(run)}")
     text = "  ·  ".join(parts)
     if run.request:
         text += "\n" + shorten(run.request, 300)

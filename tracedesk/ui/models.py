@@ -394,7 +394,8 @@ class IncidentsModel(RowsTableModel):
                 incident.severity,
                 f"{incident.kind.replace('_', ' ')}: {incident.message}",
                 first if first == last else f"{first} … {last}",
-                f"{format_usd(incident.wasted_cost)} · {format_count(incident.wasted_tokens)} tok"
+                f"{cost_text(incident.wasted_cost, incident.wasted_unpriced)}"
+                f" · {format_count(incident.wasted_tokens)} tok"
                 f" · {format_duration(incident.wasted_ns)}",
                 "; ".join(e.kind.replace("_", " ") for e in incident.evidence),
             )[column]

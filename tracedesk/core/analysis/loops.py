@@ -581,6 +581,8 @@ def _merge(view: RunView, findings: list[Finding]) -> list[Incident]:
             wasted_tokens=sum((s.input_tokens or 0) + (s.output_tokens or 0) for s in wasted),
             wasted_cost=sum((view.cost_of(s) or ZERO for s in wasted), ZERO),
             wasted_ns=duration_covered(wasted),
+            wasted_unpriced=sum(view.cost_of(s) is None and bool(s.input_tokens or s.output_tokens)
+                                for s in wasted),
         ))  # fmt: skip
     incidents.sort(key=lambda i: order[i.step_ids[0]] if i.step_ids else -1)
     return incidents
