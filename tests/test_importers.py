@@ -265,3 +265,24 @@ def test_reimporting_another_encoding_of_the_same_runs_adds_nothing(store, tmp_p
     result = import_file(store, copy)
     assert (result.steps, result.skipped) == (0, 5)
     assert snapshot(store).count('INSERT INTO "steps"') == before
+
+
+RECORDED = FIXTURES / "recorded"
+
+
+@pytest.mark.parametrize(
+    "counts", sorted(RECORDED.rglob("*.counts.json")), ids=lambda p: p.name.split(".")[0]
+)
+def test_recorded_sdk_traces_import_with_the_recorders_counts(store, counts):
+    import json
+
+    expected = json.loads(counts.read_text())
+    stem = counts.name.removesuffix(".counts.json")
+    [path] = [p for p in counts.parent.glob(stem + ".*") if p.suffix in (".json", ".jsonl")
+              and not p.name.endswith(".counts.json")]  # fmt: skip
+    result = import_file(store, path)
+    assert (result.runs, result.steps) == (expected["runs"], expected["steps"])
+    runs = store.runs()
+    assert sum(r.error_count for r in runs) == expected["errors"]
+    assert sum(r.input_tokens for r in runs) == expected["input_tokens"]
+    assert sum(r.output_tokens for r in runs) == expected["output_tokens"]
