@@ -353,3 +353,16 @@ def test_waste_of_unpriced_steps_is_not_zero(capsys):
     out = capsys.readouterr().out
     assert "fetch_url called 5 times with the same arguments" in out
     assert "no price" in out and "$0," not in out
+
+
+def test_cost_summaries_report_the_waste(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TRACEDESK_DB", str(tmp_path / "db.sqlite"))
+    for name in ("rs_with_llm_between", "legit_healthy"):
+        assert main(["import", str(one_run_file(tmp_path, name))]) == 0
+    capsys.readouterr()
+    assert main(["costs", "--format", "json"]) == 0
+    wasted = orjson.loads(capsys.readouterr().out)["wasted"]
+    assert Decimal(wasted.pop("cost_usd")) == Decimal("0.007")
+    assert wasted == {"incidents": 1, "tokens": 2200, "seconds": 2.0, "steps_without_price": 0}
+    assert main(["costs", "--format", "md"]) == 0
+    assert "Wasted in 1 loop incidents: 2200 tokens, 0.0070 USD, 2.0 s." in capsys.readouterr().out

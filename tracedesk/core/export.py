@@ -134,8 +134,21 @@ def cost_summary_json(summary: CostSummary) -> str:
         "rows": [record(row) for row in summary.rows],
         "total": record(summary.total),
         "unknown_models": summary.unknown_models,
+        "wasted": _wasted(summary.runs),
     }
     return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n"
+
+
+def _wasted(runs: Sequence[Run]) -> dict[str, Any]:
+    """What the runs' loop incidents wasted, each wasted step counted once."""
+    cost = sum((r.wasted_cost or Decimal(0) for r in runs), Decimal(0))
+    return {
+        "incidents": sum(r.incident_count for r in runs),
+        "tokens": sum(r.wasted_tokens for r in runs),
+        "cost_usd": str(cost),
+        "seconds": round(sum(r.wasted_ns for r in runs) / 1e9, 3),
+        "steps_without_price": sum(r.wasted_unpriced for r in runs),
+    }
 
 
 def _md_cell(value: Any) -> str:
@@ -148,6 +161,10 @@ def cost_summary_markdown(summary: CostSummary) -> str:
         "",
         f"{len(summary.runs)} runs, {summary.total.steps} steps, "
         f"total {format_usd(summary.total.cost)}.",
+        "",
+        "Wasted in {incidents} loop incidents: {tokens} tokens, {cost_usd} USD, {seconds} s.".format(
+            **_wasted(summary.runs)
+        ),
         "",
         f"| {summary.by} | steps | input tokens | output tokens | cached | reasoning"
         " | cost (USD) |",
@@ -199,9 +216,10 @@ def waste_text(wasted: Incident | Run) -> str:
 
 def incident_lines(incident: Incident, names: dict[str, str] | None = None) -> list[str]:
     """An incident for people: headline, evidence, steps and waste (names: step labels)."""
-    label = (names or {}).get
-    first, last = incident.first_step, incident.last_step
-    steps = f"{label(first, first)} … {label(last, last)}" if first != last else label(first, first)
+    names = names or {}
+    first, last = incident.first_step or "", incident.last_step or ""
+    first, last = names.get(first, first), names.get(last, last)
+    steps = f"{first} … {last}" if first != last else first
     lines = [f"{incident.severity}: {incident.kind.replace('_', ' ')}: {incident.message}"]
     lines += [f"  also {e.kind.replace('_', ' ')} ({e.severity}): {e.message}"
               for e in incident.evidence]  # fmt: skip

@@ -20,7 +20,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor, QFont
 
 from tracedesk.core.export import cost_text, format_usd, incident_lines
-from tracedesk.core.model import Incident, Status, to_decimal
+from tracedesk.core.model import Incident, Status, severity_rank, to_decimal
 from tracedesk.core.text import format_count, format_duration, incidents_text
 from tracedesk.ui.theme import ERROR_COLOR, LOOP_HIGHLIGHT, SEVERITY_COLORS, kind_icon
 
@@ -31,7 +31,6 @@ RUN_ID_ROLE = Qt.ItemDataRole.UserRole + 2
 STEP_ID_ROLE = Qt.ItemDataRole.UserRole + 3
 SEARCH_ROLE = Qt.ItemDataRole.UserRole + 4  # text the search box matches
 ROOT = QModelIndex()  # the invisible root, as a default argument
-SEVERITY_RANK = {"error": 3, "warning": 2, "info": 1}
 
 
 def plain_tooltip(text: str) -> str:
@@ -120,7 +119,7 @@ class RunsTableModel(RowsTableModel):
             return (
                 (run["name"] or "").lower(), (run["request"] or "").lower(), run["models"] or "",
                 run["step_count"], tokens, float(self._cost[index.row()] or 0), duration or 0,
-                run["status"], SEVERITY_RANK.get(run["worst_severity"], 0) * 1000 + run["incident_count"],
+                run["status"], (severity_rank(run["worst_severity"]) + 1) * 1000 + run["incident_count"],
                 run["start_ns"] or 0,
             )[column]  # fmt: skip
         if role == Qt.ItemDataRole.ForegroundRole:

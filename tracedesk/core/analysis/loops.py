@@ -55,8 +55,6 @@ from tracedesk.core.model import (
 )
 from tracedesk.resources import resource
 
-__all__ = ["SEVERITIES", "Incident", "severity_rank"]
-
 DETECTORS = ("retry_storm", "oscillation", "no_progress", "repeated_error", "runaway")
 ACTION_KINDS = frozenset({StepKind.LLM, StepKind.TOOL, StepKind.RETRIEVER, StepKind.EMBEDDING})
 TOOL_LIKE = frozenset({StepKind.TOOL, StepKind.RETRIEVER})
@@ -258,8 +256,9 @@ class RunView:
 
     def top_actions(self) -> list[Step]:
         """Every action that is not nested inside another action, in start order."""
-        return [s for s in self.steps if s.kind in ACTION_KINDS
-                and (self._scope(s) is None or self.by_id[self._scope(s)].kind == StepKind.AGENT)]  # fmt: skip
+        top = {s.id for scope, actions in self.scopes.items() for s in actions
+               if scope is None or self.by_id[scope].kind == StepKind.AGENT}  # fmt: skip
+        return [s for s in self.steps if s.id in top]
 
     # Evidence keys: None means "not recorded" and never equals anything.
     def call_key(self, step: Step) -> str | None:
@@ -511,7 +510,8 @@ def detect_runaway(view: RunView) -> Iterator[Finding]:
         limit = rules.get("runaway", key)
         if not limit:
             continue
-        total, crossed = 0, None
+        total: int | Decimal = 0
+        crossed = None
         for index, step in enumerate(actions):
             total += measure(step)
             if crossed is None and total > limit:
