@@ -667,8 +667,10 @@ class Store:
         """Store the incidents of these runs in place of their old ones, with the runs'
         wasted totals (inside a transaction)."""
         conn = self.conn
-        ids = list(run_ids)
-        conn.executemany("DELETE FROM incidents WHERE run_id=?", ((r,) for r in ids))
+        by_run: dict[str, list[Incident]] = {run_id: [] for run_id in run_ids}
+        for incident in incidents:
+            by_run[incident.run_id].append(incident)
+        conn.executemany("DELETE FROM incidents WHERE run_id=?", ((r,) for r in by_run))
         conn.executemany(
             "INSERT INTO incidents(run_id, kind, severity, message, evidence, step_ids,"
             " wasted_step_ids, wasted_tokens, wasted_cost, wasted_ns, wasted_unpriced)"
@@ -678,20 +680,20 @@ class Store:
                  orjson.dumps([[e.kind, e.severity, e.message] for e in i.evidence]).decode(),
                  orjson.dumps(i.step_ids).decode(), orjson.dumps(i.wasted_step_ids).decode(),
                  i.wasted_tokens, str(i.wasted_cost), i.wasted_ns, i.wasted_unpriced)
-                for i in incidents
+                for found in by_run.values() for i in found
             ),
         )  # fmt: skip
-        for run_id in ids:
-            rows = self.incidents(run_id)
-            worst = max((i.severity for i in rows), key=severity_rank, default=None)
-            wasted_cost = sum((i.wasted_cost for i in rows), Decimal(0)) if rows else None
-            conn.execute(
-                "UPDATE runs SET incident_count=?, worst_severity=?, wasted_tokens=?,"
-                " wasted_cost=?, wasted_ns=?, wasted_unpriced=? WHERE id=?",
-                (len(rows), worst, sum(i.wasted_tokens for i in rows),
-                 None if wasted_cost is None else str(wasted_cost),
-                 sum(i.wasted_ns for i in rows), sum(i.wasted_unpriced for i in rows), run_id),
-            )  # fmt: skip
+        conn.executemany(
+            "UPDATE runs SET incident_count=?, worst_severity=?, wasted_tokens=?,"
+            " wasted_cost=?, wasted_ns=?, wasted_unpriced=? WHERE id=?",
+            (
+                (len(found), max((i.severity for i in found), key=severity_rank, default=None),
+                 sum(i.wasted_tokens for i in found),
+                 str(sum((i.wasted_cost for i in found), Decimal(0))) if found else None,
+                 sum(i.wasted_ns for i in found), sum(i.wasted_unpriced for i in found), run_id)
+                for run_id, found in by_run.items()
+            ),
+        )  # fmt: skip
 
     def incidents(self, run_id: str | None = None) -> list[Incident]:
         """Stored incidents of one run, or of all runs, in order."""
