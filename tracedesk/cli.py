@@ -240,17 +240,8 @@ def cmd_runs(store: Store, args: argparse.Namespace) -> int:
         ]
         for run in runs
     ]  # fmt: skip
-    headers = [
-        "ID",
-        "NAME",
-        "REQUEST",
-        "STEPS",
-        "TOKENS",
-        "COST",
-        "DURATION",
-        "STATUS",
-        "INCIDENTS",
-    ]
+    headers = ["ID", "NAME", "REQUEST", "STEPS", "TOKENS", "COST", "DURATION", "STATUS",
+               "INCIDENTS"]  # fmt: skip
     print(table(headers, rows, {3, 4, 5, 6}))
     print(f"{len(runs)} runs")
     return 0
