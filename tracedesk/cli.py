@@ -27,6 +27,7 @@ from tracedesk.core.export import (
     DIFF_WRITERS,
     atomic_output,
     cost_text,
+    failing,
     format_usd,
     incident_lines,
     native_lines,
@@ -36,7 +37,7 @@ from tracedesk.core.export import (
 )
 from tracedesk.core.importers import FORMATS, import_file
 from tracedesk.core.importers.base import TraceFormatError
-from tracedesk.core.model import SEVERITIES, Status, severity_rank
+from tracedesk.core.model import SEVERITIES, Status
 from tracedesk.core.samples import generate
 from tracedesk.core.store import ImportResult, Store, StoreError, default_db_path
 from tracedesk.core.text import (
@@ -353,10 +354,10 @@ def _check_runs(args: argparse.Namespace, rules: Rules, pricing: Pricing, scratc
     run_ids = [t for t in args.targets if not Path(t).is_file()]
     if files:
         with Store(scratch / "check.db") as store:
-            for path in files:
+            for path in files:  # the import finds the incidents with these rules
                 import_file(store, path, pricing=pricing, rules=rules)
             for run in store.runs("start_ns ASC"):
-                yield run, detect(run, store.steps(run.id), rules)
+                yield run, store.incidents(run.id)
     if run_ids:
         with Store(args.db) as store:
             refresh_costs(store, pricing)
@@ -374,8 +375,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     rules = Rules.load(user_file=args.rules, **overrides)
     with tempfile.TemporaryDirectory() as scratch:
         results = list(_check_runs(args, rules, _pricing(), Path(scratch)))
-    threshold = severity_rank(args.severity)
-    failing = [i for _, found in results for i in found if severity_rank(i.severity) >= threshold]
+    failed = [i for _, found in results for i in failing(found, args.severity)]
     report = CHECK_REPORTS[args.format](results, args.severity)
     if args.output:
         write_text_atomically(args.output, report)
@@ -383,10 +383,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         sys.stdout.write(report)
     print(
         f"{len(results)} runs checked, {sum(len(found) for _, found in results)} incidents,"
-        f" {len(failing)} at or above {args.severity}",
+        f" {len(failed)} at or above {args.severity}",
         file=sys.stderr,
     )
-    return 1 if failing else 0
+    return 1 if failed else 0
 
 
 def cmd_diff(store: Store, args: argparse.Namespace) -> int:

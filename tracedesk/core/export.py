@@ -231,14 +231,15 @@ def incident_lines(incident: Incident, names: dict[str, str] | None = None) -> l
 CheckResults = Sequence[tuple[Run, Sequence[Incident]]]
 
 
-def _failing(incidents: Sequence[Incident], threshold: str) -> list[Incident]:
+def failing(incidents: Iterable[Incident], threshold: str) -> list[Incident]:
+    """The incidents at or above a severity: what makes ``check`` fail."""
     return [i for i in incidents if severity_rank(i.severity) >= severity_rank(threshold)]
 
 
 def check_text(results: CheckResults, threshold: str = "warning") -> str:
     lines = []
     for run, incidents in results:
-        mark = "FAIL" if _failing(incidents, threshold) else "ok"
+        mark = "FAIL" if failing(incidents, threshold) else "ok"
         lines.append(f"{mark:4}  {run.name or run.id}  [{run.id}]  {run.step_count} steps")
         lines += ["      " + line for i in incidents for line in incident_lines(i)]
     return "\n".join(lines) + "\n"
@@ -259,7 +260,7 @@ def _incident_record(i: Incident) -> dict[str, Any]:
 def check_json(results: CheckResults, threshold: str = "warning") -> str:
     document = [
         {"run_id": run.id, "name": run.name, "steps": run.step_count,
-         "passed": not _failing(incidents, threshold),
+         "passed": not failing(incidents, threshold),
          "wasted_tokens": sum(i.wasted_tokens for i in incidents),
          "wasted_cost_usd": str(sum((i.wasted_cost for i in incidents), Decimal(0))),
          "wasted_seconds": sum(i.wasted_ns for i in incidents) / 1e9,
@@ -272,13 +273,13 @@ def check_json(results: CheckResults, threshold: str = "warning") -> str:
 def check_junit(results: CheckResults, threshold: str = "warning") -> str:
     """JUnit XML: one test case per run, one failure per incident at or above the
     threshold, for CI dashboards."""
-    failed_runs = sum(bool(_failing(incidents, threshold)) for _, incidents in results)
+    failed_runs = sum(bool(failing(incidents, threshold)) for _, incidents in results)
     suite = ElementTree.Element("testsuite", name="tracedesk check", tests=str(len(results)),
                                 failures=str(failed_runs))  # fmt: skip
     for run, incidents in results:
         case = ElementTree.SubElement(suite, "testcase", classname="tracedesk.runs",
                                       name=f"{run.name or 'run'} [{run.id}]")  # fmt: skip
-        for incident in _failing(incidents, threshold):
+        for incident in failing(incidents, threshold):
             failure = ElementTree.SubElement(case, "failure", message=incident.message,
                                              type=f"{incident.severity}:{incident.kind}")  # fmt: skip
             failure.text = "\n".join(incident_lines(incident))

@@ -233,10 +233,14 @@ class RunView:
         for step in self.steps:
             self.children[self.parent(step)].append(step)
         # Each action belongs to the sequence of its scope (see the module docstring).
+        self.scope_of = {s.id: self._scope(s) for s in self.steps if s.kind in ACTION_KINDS}
         self.scopes: dict[str | None, list[Step]] = defaultdict(list)
         for step in self.steps:
             if step.kind in ACTION_KINDS:
-                self.scopes[self._scope(step)].append(step)
+                self.scopes[self.scope_of[step.id]].append(step)
+        # Actions not nested inside another action, in start order.
+        self.top_actions = [s for s in self.steps if s.kind in ACTION_KINDS
+                            and self._is_agent_scope(self.scope_of[s.id])]  # fmt: skip
         self._call: dict[str, str | None] = {}
         self._outcome: dict[str, str | None] = {}
 
@@ -254,11 +258,8 @@ class RunView:
             current = self.parent(ancestor)
         return None
 
-    def top_actions(self) -> list[Step]:
-        """Every action that is not nested inside another action, in start order."""
-        top = {s.id for scope, actions in self.scopes.items() for s in actions
-               if scope is None or self.by_id[scope].kind == StepKind.AGENT}  # fmt: skip
-        return [s for s in self.steps if s.id in top]
+    def _is_agent_scope(self, scope: str | None) -> bool:
+        return scope is None or self.by_id[scope].kind == StepKind.AGENT
 
     # Evidence keys: None means "not recorded" and never equals anything.
     def call_key(self, step: Step) -> str | None:
@@ -311,7 +312,7 @@ class RunView:
 
     def between(self, first: Step, last: Step) -> list[Step]:
         """The actions of ``first``'s scope after it, up to and including ``last``."""
-        sequence = self.scopes[self._scope(first)]
+        sequence = self.scopes[self.scope_of[first.id]]
         return sequence[sequence.index(first) + 1 : sequence.index(last) + 1]
 
 
@@ -489,7 +490,7 @@ def answer_state(view: RunView) -> str:
     """
     candidates = [view.run.attributes.get("langfuse.output")]
     candidates += [s.output for s in view.children[None]]
-    actions = view.top_actions()
+    actions = view.top_actions
     if actions and actions[-1].kind == StepKind.LLM and actions[-1].status != Status.ERROR:
         candidates.append(actions[-1].output)
     recorded = [c for c in candidates if c is not None]
@@ -500,7 +501,7 @@ def answer_state(view: RunView) -> str:
 
 def detect_runaway(view: RunView) -> Iterator[Finding]:
     rules = view.rules
-    actions = view.top_actions()
+    actions = view.top_actions
     limits = [
         ("max_steps", "steps", lambda s: 1),
         ("max_tokens", "tokens", lambda s: (s.input_tokens or 0) + (s.output_tokens or 0)),
