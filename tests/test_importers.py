@@ -19,67 +19,90 @@ from .conftest import FIXTURES, REAL_FIXTURES, snapshot
 
 FORMAT_FIXTURES = FIXTURES / "formats"
 
-# Counted by hand from the files: (format, runs, steps, input, output, cached, reasoning, cost).
+# Counted by hand from the raw files (SOURCES.md says how each was read): format, runs, steps,
+# input / output / cached-input / reasoning tokens, reported cost, steps with errors, models.
 REAL = {
-    "otlp/opentelemetry-proto_examples_trace.json": ("otlp", 1, 1, 0, 0, 0, 0, None),
-    "openinference/agent-prism_test_data_2.json": ("otlp", 1, 8, 17952, 7122, 5504, 4352, None),
-    "openinference/agent-prism_test_data_3.json": ("otlp", 1, 18, 629, 19, 0, 0, None),
+    "otlp/opentelemetry-proto_examples_trace.json": ("otlp", 1, 1, 0, 0, 0, 0, None, 0, []),
+    "openinference/agent-prism_test_data_2.json":
+        ("otlp", 1, 8, 17952, 7122, 5504, 4352, None, 0, ["o1-2024-12-17"]),
+    "openinference/agent-prism_test_data_3.json":
+        ("otlp", 1, 18, 629, 19, 0, 0, None, 0, ["gpt-3.5-turbo"]),
     "langfuse/agent-prism_langfuse-1.json":
-        ("langfuse", 1, 11, 132451, 1372, 0, 0, "0.17928375"),
+        ("langfuse", 1, 11, 132451, 1372, 0, 0, "0.17928375", 0, ["gpt-5"]),
     "langfuse/langfuse_google-adk-2025-08-28.trace.json":
-        ("langfuse", 1, 5, 67, 9, 0, 0, "0.0000103"),
+        ("langfuse", 1, 5, 67, 9, 0, 0, "0.0000103", 0, ["gemini-2.0-flash"]),
     # The invoke_agent observation's usage (44/180, $0.000371) sums its children: not counted.
     "langfuse/langfuse_microsoft-agent-2025-12-17.trace.json":
-        ("langfuse", 1, 4, 293, 106, 0, 0, "0.00028525"),
+        ("langfuse", 1, 4, 293, 106, 0, 0, "0.00028525", 0, ["gpt-5-mini",
+                                                             "gpt-5-mini-2025-08-07"]),
     "langfuse/langfuse_openai-agents-2025-09-30.trace.json":
-        ("langfuse", 1, 5, 140, 44, 0, 0, "0.000632"),
+        ("langfuse", 1, 5, 140, 44, 0, 0, "0.000632", 0, ["gpt-4.1-2025-04-14"]),
     "langfuse/langfuse_pydantic-ai-tools-2025-12-04.trace.json":
-        ("langfuse", 1, 12, 1315, 209, 0, 0, "0.000322649999"),
+        ("langfuse", 1, 12, 1315, 209, 0, 0, "0.000322649999", 0, ["gpt-4o-mini-2024-07-18"]),
     "langsmith/langsmith-sdk_langsmith_py_wrap_openai_reasoning.json":
-        ("langsmith", 1, 1, 43, 2497, 0, 1408, None),
+        ("langsmith", 1, 1, 43, 2497, 0, 1408, None, 0, ["o1-mini-2024-09-12"]),
     "langsmith/langsmith-sdk_langsmith_py_wrap_openai_stream.json":
-        ("langsmith", 1, 1, 9, 9, 0, 0, None),
-    # Second collection (SOURCES.md B4-B11).
-    "otlp/agent-prism_test_data_1.json": ("otlp", 1, 29, 0, 0, 0, 0, None),
+        ("langsmith", 1, 1, 9, 9, 0, 0, None, 0, ["gpt-4o-mini-2024-07-18"]),
+    # Second collection (SOURCES.md B1-B13).
+    # Monocle: tokens from the `metadata` events of the 11 inference.framework spans; the 3
+    # errors are LangGraph ParentCommand handoffs.
+    "otlp/monocle_trace2.console.json": ("otlp", 1, 51, 5217, 506, 0, 0, None, 3, ["gpt-4o"]),
+    # Every span twice (kept once) and no roots: 6 one-step runs.
+    "otlp/monocle_test_bedrock_finish_reason_integratio.console.json":
+        ("otlp", 6, 6, 214, 256, 0, 0, None, 1, ["ai21.jamba-1-5-mini-v1:0", "invalid.model.id"]),
+    "otlp/monocle_test_openai_agents_sdk.console.json":
+        ("otlp", 1, 12, 320, 92, 0, 0, None, 0, ["gpt-4o"]),
+    "otlp/agent-prism_test_data_1.json":
+        ("otlp", 1, 29, 0, 0, 0, 0, None, 0, ["gpt-4o", "gpt-4o-2024-08-06"]),
     "langfuse/agent-prism_langfuse-2.json":
-        ("langfuse", 1, 11, 19578, 718, 0, 0, "0.031652499999"),
+        ("langfuse", 1, 11, 19578, 718, 0, 0, "0.031652499999", 0, ["gpt-5"]),
     "langfuse/langfuse_claude-agent-2025-12-22.trace.json":
-        ("langfuse", 1, 7, 34, 232, 0, 0, "0.003582"),
+        ("langfuse", 1, 7, 34, 232, 0, 0, "0.003582", 0, ["claude-sonnet-4-5-20250929"]),
     # usageDetails.output (59) leaves out output_reasoning (64); total (444) counts both.
     "langfuse/langfuse_langgraph-js-2025-10-30.trace.json":
-        ("langfuse", 1, 20, 321, 123, 0, 64, "0.00032625"),
+        ("langfuse", 1, 20, 321, 123, 0, 64, "0.00032625", 0, ["gpt-5-mini-2025-08-07"]),
     "langfuse/langfuse_seeder_openai-assistants-2024-05-29.json":
-        ("langfuse", 1, 4, 49, 40, 0, 0, "0.00387"),
+        ("langfuse", 1, 4, 49, 40, 0, 0, "0.00387", 0, ["gpt-4"]),
     "langfuse/langfuse_vertex-ai-2025-08-01.trace.json":
-        ("langfuse", 1, 1, 5, 845, 0, 0, "0.00085"),
+        ("langfuse", 1, 1, 5, 845, 0, 0, "0.00085", 0, [
+            "projects/vertex-ai-integration-467711/locations/europe-central2/publishers/google"
+            "/models/gemini-2.5-flash"]),
     "langsmith/langsmith-sdk_langsmith_py_wrap_openai_stream_no_usage.json":
-        ("langsmith", 1, 1, 0, 0, 0, 0, None),
+        ("langsmith", 1, 1, 0, 0, 0, 0, None, 0, ["gpt-4o-mini-2024-07-18"]),
+    # The patch has no id (the JS SDK sends it in the URL); times are epoch milliseconds.
+    "langsmith/langsmith-sdk_langsmith_js_wrap_openai_reasoning.json":
+        ("langsmith", 1, 1, 43, 1901, 0, 960, None, 0, ["o1-mini-2024-09-12"]),
+    "other/any-agent_GOOGLE_trace.json":
+        ("otlp", 1, 7, 2251, 86, 0, 0, "0.0002509", 0, ["mistral/mistral-small-latest"]),
+    # 142 in / 297 out over the chat calls (SOURCES.md) + the embedding call's 10 tokens; the
+    # outer generateText/streamText spans repeat their inner call's usage and are not counted.
+    "other/openinference-vercel_v6_all-spans.json":
+        ("otlp", 10, 10, 152, 297, 0, 0, None, 0, ["gpt-4o-mini", "gpt-4o-mini-2024-07-18",
+                                                   "text-embedding-3-small"]),
 }  # fmt: skip
-# Copied for the loop detectors' manifest (tests/fixtures/incidents.json); the importer does
-# not yet read Monocle's span types and metadata-event tokens (issue 12), so no counts here.
-NOT_YET_COUNTED = {
-    "otlp/monocle_trace2.console.json",
-    "otlp/monocle_test_bedrock_finish_reason_integratio.console.json",
-    "otlp/monocle_test_openai_agents_sdk.console.json",
-}
 
 
 def test_every_real_fixture_is_covered():
     found = {str(p.relative_to(REAL_FIXTURES)) for p in REAL_FIXTURES.rglob("*.json")}
-    assert found == set(REAL) | NOT_YET_COUNTED
+    assert found == set(REAL)
 
 
 @pytest.mark.parametrize("name", sorted(REAL))
 def test_real_fixture_imports(store, name):
-    fmt, runs, steps, tokens_in, tokens_out, cached, reasoning, cost = REAL[name]
-    path = REAL_FIXTURES / name
-    result = import_file(store, path)
+    fmt, runs, steps, tokens_in, tokens_out, cached, reasoning, cost, errors, models = REAL[name]
+    result = import_file(store, REAL_FIXTURES / name)
     assert (result.format, result.runs, result.steps) == (fmt, runs, steps)
-    [run] = store.runs()
-    assert (run.input_tokens, run.output_tokens) == (tokens_in, tokens_out)
-    assert (run.cached_input_tokens, run.reasoning_tokens) == (cached, reasoning)
-    assert run.reported_cost == (Decimal(cost) if cost else None)
-    assert run.step_count == steps and run.name
+    imported = store.runs()
+    assert len(imported) == runs and all(run.name for run in imported)
+    assert sum(run.step_count for run in imported) == steps
+    totals = [sum(getattr(run, field) for run in imported) for field in
+              ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens")]  # fmt: skip
+    assert totals == [tokens_in, tokens_out, cached, reasoning]
+    reported = [run.reported_cost for run in imported if run.reported_cost is not None]
+    assert (sum(reported) if reported else None) == (Decimal(cost) if cost else None)
+    assert sum(run.error_count for run in imported) == errors
+    found = {s.model for run in imported for s in store.steps(run.id) if s.model}
+    assert sorted(found) == models
 
 
 def steps_by_id(store: Store, run_id: str):
@@ -268,21 +291,129 @@ def test_reimporting_another_encoding_of_the_same_runs_adds_nothing(store, tmp_p
 
 
 RECORDED = FIXTURES / "recorded"
+RECORDED_FILES = sorted(
+    p for p in RECORDED.rglob("*")
+    if p.suffix in (".json", ".jsonl", ".pb", ".multipart") and not p.name.endswith(".counts.json")
+)  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    "counts", sorted(RECORDED.rglob("*.counts.json")), ids=lambda p: p.name.split(".")[0]
-)
-def test_recorded_sdk_traces_import_with_the_recorders_counts(store, counts):
+@pytest.mark.parametrize("path", RECORDED_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_recorded_sdk_traces_import_with_the_recorders_counts(store, path):
+    """Every file a real SDK wrote imports with the counts its recorder took from it."""
     import json
 
+    counts = path.parent / (path.name.split(".")[0] + ".counts.json")
     expected = json.loads(counts.read_text())
-    stem = counts.name.removesuffix(".counts.json")
-    [path] = [p for p in counts.parent.glob(stem + ".*") if p.suffix in (".json", ".jsonl")
-              and not p.name.endswith(".counts.json")]  # fmt: skip
     result = import_file(store, path)
     assert (result.runs, result.steps) == (expected["runs"], expected["steps"])
     runs = store.runs()
+    steps = [s for run in runs for s in store.steps(run.id)]
     assert sum(r.error_count for r in runs) == expected["errors"]
-    assert sum(r.input_tokens for r in runs) == expected["input_tokens"]
-    assert sum(r.output_tokens for r in runs) == expected["output_tokens"]
+    for field in ("input_tokens", "output_tokens", "cached_input_tokens", "cache_creation_tokens"):
+        if field in expected:
+            assert sum(getattr(r, field) for r in runs) == expected[field], field
+    if "llm_spans" in expected:
+        assert sum(s.kind == StepKind.LLM for s in steps) == expected["llm_spans"]
+        assert sum(s.kind == StepKind.TOOL for s in steps) == expected["tool_spans"]
+    if "models" in expected:
+        assert sorted({s.model for s in steps if s.model}) == expected["models"]
+    if expected.get("reported_cost") is not None:
+        assert sum(r.reported_cost or 0 for r in runs) == Decimal(expected["reported_cost"])
+
+
+def test_protobuf_and_json_encodings_give_the_same_steps(tmp_path):
+    """The .pb and the .otlp.json a recorder wrote from one message import identically."""
+    pairs = [(p, p.with_name(p.name.replace(".pb", ".otlp.json"))) for p in RECORDED.rglob("*.pb")]
+    assert pairs
+    for pb, json_file in pairs:
+        imported = []
+        for path in (pb, json_file):
+            with Store(tmp_path / f"{path.name}.db") as store:
+                import_file(store, path)
+                imported.append([store.steps(r.id) for r in store.runs("start_ns ASC")])
+        assert imported[0] == imported[1], pb.name
+
+
+def test_gzipped_protobuf_is_sniffed_by_content(store, tmp_path):
+    source = RECORDED / "otel-genai" / "retry_storm.pb"
+    packed = tmp_path / "export.bin"
+    packed.write_bytes(gzip.compress(source.read_bytes()))
+    assert import_file(store, packed).format == "otlp-protobuf"
+    assert store.runs()[0].step_count == 12
+
+
+def test_a_broken_protobuf_names_the_file_and_leaves_the_store_alone(store, tmp_path):
+    broken = tmp_path / "broken.pb"
+    broken.write_bytes((RECORDED / "otel-genai" / "retry_storm.pb").read_bytes()[:-40])
+    with pytest.raises(TraceFormatError, match=r"broken\.pb: message: not an OTLP protobuf"):
+        import_file(store, broken)
+    assert store.runs() == []
+
+
+@pytest.mark.parametrize(
+    ("content", "shown"),
+    [
+        (b'{"foo": 1, "bar": {"baz": 2}}', "it is JSON with keys foo, bar, baz"),
+        (b'[{"event": "click", "ts": 1}]', "it is a JSON array with keys event, ts"),
+        (b"hello\x1b[31m world", "it is not JSON (it starts with 'hello\\x1b[31m world')"),
+    ],
+)
+def test_an_unknown_shape_says_what_it_looked_like(store, tmp_path, content, shown):
+    path = tmp_path / "mystery.json"
+    path.write_bytes(content)
+    with pytest.raises(TraceFormatError) as error:
+        import_file(store, path)
+    message = str(error.value)
+    assert f"not a trace format tracedesk reads: {shown}" in message
+    assert "otlp-protobuf" in message and "langsmith" in message
+
+
+def test_any_agent_ids_wider_than_64_bits_are_exact(store):
+    import_file(store, REAL_FIXTURES / "other" / "any-agent_GOOGLE_trace.json")
+    [run] = store.runs()
+    assert run.id == f"{273475590164507581703505203264503192396:032x}"
+    steps = steps_by_id(store, run.id)
+    root = steps[f"{8588495004904668441:016x}"]
+    assert root.kind == StepKind.AGENT and root.output == {"steps": [
+        {"number": 1, "description": "Get current time in the America/New_York timezone."},
+        {"number": 2, "description": "Write the year to a file."}]}  # fmt: skip
+    tool = steps[f"{14962216559073945637:016x}"]
+    assert (tool.tool_name, tool.tool_args) == (
+        "get_current_time",
+        {"timezone": "America/New_York"},
+    )
+    llm = steps[f"{2932848494077650092:016x}"]
+    assert llm.reported_cost == Decimal("0.0000720")  # input_cost 6.72e-05 + output_cost 4.8e-06
+
+
+def test_monocle_entities_events_and_duplicates(store):
+    import_file(store, REAL_FIXTURES / "otlp" / "monocle_test_openai_agents_sdk.console.json")
+    [run] = store.runs()
+    steps = store.steps(run.id)
+    [first, second] = [s for s in steps if s.kind == StepKind.LLM]
+    assert (first.model, first.provider, first.input_tokens, first.output_tokens) == (
+        "gpt-4o", "openai", 45, 60)  # fmt: skip
+    assert (second.input_tokens, second.output_tokens) == (275, 32)
+    tools = [s for s in steps if s.kind == StepKind.TOOL]
+    assert {(t.name, t.tool_name) for t in tools} == {("get_weather", "get_weather")}
+    assert tools[0].attributes["otel.span_name"] == "agents.tool.FunctionTool.__init__"
+    result = import_file(
+        store, REAL_FIXTURES / "otlp" / "monocle_test_bedrock_finish_reason_integratio.console.json"
+    )
+    assert result.steps == 6 and "duplicate step id" in result.warnings[0]
+
+
+def test_vercel_ai_sdk_spans_from_the_javascript_sdk(store):
+    import_file(store, REAL_FIXTURES / "other" / "openinference-vercel_v6_all-spans.json")
+    steps = [s for run in store.runs() for s in store.steps(run.id)]
+    by_name = {}
+    for step in steps:
+        by_name.setdefault(step.name, []).append(step)
+    stream = by_name["ai.streamText.doStream"][0]
+    assert (stream.kind, stream.model, stream.input_tokens, stream.output_tokens) == (
+        "llm", "gpt-4o-mini-2024-07-18", 15, 112)  # fmt: skip
+    assert stream.start_ns is not None and stream.end_ns > stream.start_ns
+    outer = by_name["ai.streamText"][0]
+    assert outer.kind == StepKind.CHAIN and outer.input_tokens is None
+    assert outer.attributes["tracedesk.rollup_usage"]["output_tokens"] == 112
+    assert by_name["ai.embed.doEmbed"][0].kind == StepKind.EMBEDDING

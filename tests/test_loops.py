@@ -32,7 +32,8 @@ LABELLED_FILES = sorted(LOOPS.glob("*.jsonl"))
 MANIFEST = json.loads((FIXTURES / "incidents.json").read_text())
 REAL_FILES = sorted(
     p for p in [*(FIXTURES / "real").rglob("*.json*"), *(FIXTURES / "recorded").rglob("*")]
-    if p.is_file() and p.suffix in (".json", ".jsonl") and not p.name.endswith(".counts.json")
+    if p.is_file() and p.suffix in (".json", ".jsonl", ".pb", ".multipart")
+    and not p.name.endswith(".counts.json")
 )  # fmt: skip
 PRICING = Pricing.load(use_user_file=False)
 DEFAULT_RULES = Rules.load(use_user_file=False)
@@ -187,10 +188,12 @@ def test_one_loop_is_one_incident_with_its_waste_by_hand(scratch):
     assert oscillation.step_ids == [f"s{i:02d}" for i in range(2, 8)]
     assert oscillation.wasted_step_ids == ["s04", "s05", "s06", "s07"]
 
-    store, run = run_of(scratch, "ra_many_steps")
-    with store:
-        [runaway] = store.incidents(run.id)
-    # The 11th and 12th calls are over the limit; the 12th (a tool) is the waste beyond it.
+    [(run, [runaway])] = [
+        r
+        for r in incidents_by_run(LOOPS / "content-flat.jsonl", scratch)
+        if r[0].name == "ra_many_steps"
+    ]
+    # Over its case's 10-step limit, the 11th and 12th calls are over the limit; the 12th (a tool) is the waste beyond it.
     assert runaway.step_ids == ["s11", "s12"] and runaway.wasted_step_ids == ["s12"]
 
 

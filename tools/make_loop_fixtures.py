@@ -341,7 +341,12 @@ def cases() -> dict[str, Case]:
         t.llm("different")
 
     # -- runaway -------------------------------------------------------------------------
-    @case("ra_many_steps", ["runaway"], "12 distinct model and tool calls: over the 10-step limit")
+    @case(
+        "ra_many_steps",
+        ["runaway"],
+        "12 distinct model and tool calls: over a 10-step limit",
+        rules={"runaway__max_steps": 10},
+    )
     def _(t):
         for i in range(6):
             t.llm(f"next step {i}")

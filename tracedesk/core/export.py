@@ -65,6 +65,7 @@ _COST_COLUMNS = (
     "output_tokens",
     "cached_input_tokens",
     "reasoning_tokens",
+    "cache_creation_tokens",
     "cost_usd",
     "unpriced_steps",
 )
@@ -101,6 +102,7 @@ def _cells(row: CostRow) -> list[Any]:
         row.output_tokens,
         row.cached_input_tokens,
         row.reasoning_tokens,
+        row.cache_creation_tokens,
         row.cost,
         row.unpriced_steps,
     ]
@@ -167,15 +169,15 @@ def cost_summary_markdown(summary: CostSummary) -> str:
         ),
         "",
         f"| {summary.by} | steps | input tokens | output tokens | cached | reasoning"
-        " | cost (USD) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        " | cache writes | cost (USD) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in [*summary.rows, summary.total]:
         bold = "**" if row is summary.total else ""
         lines.append(
             f"| {bold}{_md_cell(row.label or row.key)}{bold} | {row.steps} | {row.input_tokens} |"
             f" {row.output_tokens} | {row.cached_input_tokens} | {row.reasoning_tokens} |"
-            f" {bold}{row.cost}{bold} |"
+            f" {row.cache_creation_tokens} | {bold}{row.cost}{bold} |"
         )
     if summary.unknown_models:
         lines += ["", "Steps not priced (model missing from the pricing table):", ""]

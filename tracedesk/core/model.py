@@ -50,9 +50,11 @@ class Step:
     provider: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
-    # Both are subsets: cached of input, reasoning of output (OTel GenAI and OpenAI count them so).
+    # Subsets, as OTel GenAI and OpenAI count them: cache reads and cache writes of input,
+    # reasoning of output. Importers add a source's on-top counts (Anthropic's) into input.
     cached_input_tokens: int | None = None
     reasoning_tokens: int | None = None
+    cache_creation_tokens: int | None = None
     reported_cost: Decimal | None = None
     tool_name: str | None = None
     tool_args: Any = None
@@ -91,6 +93,7 @@ class Run:
     output_tokens: int = 0
     cached_input_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_creation_tokens: int = 0
     reported_cost: Decimal | None = None
     cost: Decimal | None = None  # reported or computed, summed over the steps
     unpriced_steps: int = 0  # steps with tokens whose model has no price
@@ -116,6 +119,7 @@ RUN_DERIVED_FIELDS = (
     "output_tokens",
     "cached_input_tokens",
     "reasoning_tokens",
+    "cache_creation_tokens",
     "reported_cost",
     "cost",
     "unpriced_steps",

@@ -44,14 +44,15 @@ from tracedesk.core.model import (
     to_decimal,
 )
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 BATCH_SIZE = 5000
 MAX_LISTED_WARNINGS = 200  # per import; the count of all warnings is always kept
 
 STEP_COLUMNS = (
     "run_id", "id", "parent_id", "depth", "kind", "name", "start_ns", "end_ns",
     "status", "error", "model", "provider", "input_tokens", "output_tokens",
-    "cached_input_tokens", "reasoning_tokens", "reported_cost", "tool_name",
+    "cached_input_tokens", "reasoning_tokens", "cache_creation_tokens", "reported_cost",
+    "tool_name",
     "tool_args", "input", "output", "attributes", "import_id",
 )  # fmt: skip
 STEP_JSON_COLUMNS = frozenset({"tool_args", "input", "output", "attributes"})
@@ -221,8 +222,18 @@ def _v5(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v6(db: sqlite_utils.Database) -> None:
+    """Cache-creation (cache write) tokens, a subset of input billed at their own price."""
+    db.executescript(
+        """
+        ALTER TABLE steps ADD COLUMN cache_creation_tokens INTEGER;
+        ALTER TABLE runs ADD COLUMN cache_creation_tokens INTEGER NOT NULL DEFAULT 0;
+        """
+    )
+
+
 # Forward migrations: MIGRATIONS[n] takes a database from version n to n + 1.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -275,7 +286,7 @@ def _step_row(step: Step, import_id: int) -> tuple:
         step.run_id, step.id, step.parent_id, step.depth, str(step.kind), step.name,
         step.start_ns, step.end_ns, str(step.status), step.error, step.model, step.provider,
         step.input_tokens, step.output_tokens, step.cached_input_tokens, step.reasoning_tokens,
-        None if step.reported_cost is None else str(step.reported_cost), step.tool_name,
+        step.cache_creation_tokens, None if step.reported_cost is None else str(step.reported_cost), step.tool_name,
         _json_text(step.tool_args), _json_text(step.input), _json_text(step.output),
         _json_text(step.attributes or {}), import_id,
     )  # fmt: skip
@@ -323,16 +334,16 @@ def to_nusd(amount: Decimal | None) -> int:
 
 def _run_totals(run_id: str, rows: list[tuple], depths: dict[str, int]) -> tuple:
     """The UPDATE parameters of a run's totals from its step rows (see _finish_runs)."""
-    sums = [0, 0, 0, 0]
+    sums = [0, 0, 0, 0, 0]
     errors, root_failed = 0, False
     starts, ends, costs = [], [], []
     models: dict[str, None] = {}  # insertion-ordered sets
     tools: dict[str, None] = {}
     for row in rows:
-        if row[13]:
-            models[row[13]] = None
         if row[14]:
-            tools[row[14]] = None
+            models[row[14]] = None
+        if row[15]:
+            tools[row[15]] = None
         if row[5] == "error":
             errors += 1
             root_failed = root_failed or depths[row[2]] == 0
@@ -341,10 +352,10 @@ def _run_totals(run_id: str, rows: list[tuple], depths: dict[str, int]) -> tuple
         end = row[7] if row[7] is not None else row[6]
         if end is not None:
             ends.append(end)
-        for i in range(4):
+        for i in range(5):
             sums[i] += row[8 + i] or 0
-        if row[12] is not None:
-            costs.append(Decimal(row[12]))
+        if row[13] is not None:
+            costs.append(Decimal(row[13]))
     cost = sum(costs, Decimal(0)) if costs else None
     return (
         len(rows), errors, *sums, None if cost is None else str(cost), ",".join(models) or None,
@@ -544,7 +555,8 @@ class Store:
         conn.executemany("INSERT INTO touched VALUES (?)", ((r,) for r in run_ids))
         rows = conn.execute(
             "SELECT steps.rowid, run_id, id, parent_id, depth, status, start_ns, end_ns,"
-            " input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, reported_cost,"
+            " input_tokens, output_tokens, cached_input_tokens, reasoning_tokens,"
+            " cache_creation_tokens, reported_cost,"
             " model, tool_name"
             " FROM steps WHERE run_id IN (SELECT run_id FROM touched) ORDER BY run_id"
         )
@@ -559,7 +571,8 @@ class Store:
         conn.executemany(
             """
             UPDATE runs SET step_count=?, error_count=?, input_tokens=?, output_tokens=?,
-                cached_input_tokens=?, reasoning_tokens=?, reported_cost=?, models=?, tools=?,
+                cached_input_tokens=?, reasoning_tokens=?, cache_creation_tokens=?,
+                reported_cost=?, models=?, tools=?,
                 start_ns = coalesce(?, start_ns), end_ns = coalesce(?, end_ns),
                 status = CASE WHEN status != 'unset' THEN status WHEN ? THEN 'error'
                               WHEN ? > 0 THEN 'ok' ELSE status END

@@ -124,9 +124,11 @@ class DetailPane(QWidget):
                 f"model {step.model or '?'}" + (f" ({step.provider})" if step.provider else "")
             )
         if step.input_tokens is not None or step.output_tokens is not None:
+            written = step.cache_creation_tokens
             lines.append(
-                f"tokens: {step.input_tokens or 0} in ({step.cached_input_tokens or 0} cached),"
-                f" {step.output_tokens or 0} out ({step.reasoning_tokens or 0} reasoning)"
+                f"tokens: {step.input_tokens or 0} in ({step.cached_input_tokens or 0} cached"
+                + (f", {written} cache writes" if written else "")
+                + f"), {step.output_tokens or 0} out ({step.reasoning_tokens or 0} reasoning)"
             )
         if step.cost is not None or step.cost_source not in (None, "none"):
             lines.append(f"cost: {format_usd(step.cost)} ({step.cost_source})")

@@ -33,16 +33,19 @@ class CostSource(StrEnum):
 
 
 def token_cost(step: Step, price: ModelPrice) -> Decimal:
-    """USD for a step's tokens; cached ⊂ input and reasoning ⊂ output."""
+    """USD for a step's tokens; cache reads and writes ⊂ input, reasoning ⊂ output."""
     input_tokens = step.input_tokens or 0
     output_tokens = step.output_tokens or 0
     cached = min(step.cached_input_tokens or 0, input_tokens)
+    written = min(step.cache_creation_tokens or 0, input_tokens - cached)
     reasoning = min(step.reasoning_tokens or 0, output_tokens)
     cached_price = price.input if price.cached_input is None else price.cached_input
+    written_price = price.input if price.cache_write is None else price.cache_write
     reasoning_price = price.output if price.reasoning is None else price.reasoning
     micro = (
-        (input_tokens - cached) * price.input
+        (input_tokens - cached - written) * price.input
         + cached * cached_price
+        + written * written_price
         + (output_tokens - reasoning) * price.output
         + reasoning * reasoning_price
     )
@@ -107,6 +110,7 @@ class CostRow:
     output_tokens: int = 0
     cached_input_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_creation_tokens: int = 0
     cost: Decimal = ZERO
     unpriced_steps: int = 0
 
@@ -116,6 +120,7 @@ class CostRow:
         self.output_tokens += step.output_tokens or 0
         self.cached_input_tokens += step.cached_input_tokens or 0
         self.reasoning_tokens += step.reasoning_tokens or 0
+        self.cache_creation_tokens += step.cache_creation_tokens or 0
         if cost is not None:
             self.cost += cost
         self.unpriced_steps += source == CostSource.UNKNOWN_MODEL

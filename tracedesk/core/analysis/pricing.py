@@ -39,7 +39,8 @@ class ModelPrice:
     name: str
     input: Decimal
     output: Decimal
-    cached_input: Decimal | None = None
+    cached_input: Decimal | None = None  # cache read
+    cache_write: Decimal | None = None  # cache creation (Anthropic: 1.25 x input)
     reasoning: Decimal | None = None
     provider: str | None = None
     as_of: str | None = None
@@ -139,7 +140,7 @@ def _model_price(name: str, entry: Any, where: str) -> ModelPrice:
         raise PricingError(f"{where}: expected an object")
     optional = {
         key: _money(entry[key], f"{where}.{key}")
-        for key in ("cached_input", "reasoning")
+        for key in ("cached_input", "cache_write", "reasoning")
         if entry.get(key) is not None
     }
     return ModelPrice(

@@ -17,7 +17,7 @@ from tracedesk.core.analysis.cost import PRICING_META_KEY, apply_costs
 from tracedesk.core.analysis.loops import RULES_META_KEY, Rules, apply_incidents
 from tracedesk.core.analysis.pricing import Pricing
 from tracedesk.core.importers.base import ReadContext, TraceFormatError
-from tracedesk.core.importers.detect import FORMATS, detect
+from tracedesk.core.importers.detect import FORMATS, describe, detect
 from tracedesk.core.model import Run, Step
 from tracedesk.core.store import ImportResult, Store
 
@@ -76,7 +76,10 @@ def import_file(
         format = detect(head)
         if format is None:
             raise TraceFormatError(
-                name, "start of file", f"not a trace format tracedesk reads ({', '.join(FORMATS)})"
+                name,
+                "start of file",
+                f"not a trace format tracedesk reads: {describe(head)}."
+                f" tracedesk reads {', '.join(FORMATS)}",
             )
     elif format not in FORMATS:
         raise TraceFormatError(name, "--format", f"unknown format {format!r}")

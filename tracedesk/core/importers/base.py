@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -82,15 +83,22 @@ def iter_json_lines(
         yield line_no, value
 
 
+# An integer literal too long for 64 bits, which orjson would read as an inexact float.
+_HUGE_INT = re.compile(rb"[\[:,]\s*-?\d{20,}\s*[,\]}]")
+
+
 def load_json_document(stream: IO[bytes], ctx: ReadContext) -> Any:
     """A whole JSON document (for formats that are one object or array)."""
     raw = stream.read()
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     try:
-        return orjson.loads(raw)
+        value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise TraceFormatError(ctx.path, "document", _json_problem(raw, exc)) from None
+    if _HUGE_INT.search(raw):  # any-agent writes 128-bit trace ids as decimal integers
+        value = json.loads(raw)
+    return value
 
 
 def first_json_line(head: bytes) -> Any:
@@ -238,7 +246,7 @@ MAX_TOKENS = 10**12  # per step; anything above is corrupt data, and would overf
 MAX_COST = 10**9  # USD per step
 _STEP_TEXT = ("id", "run_id", "parent_id", "name", "error", "model", "provider", "tool_name")
 _STEP_INTS = ("start_ns", "end_ns", "input_tokens", "output_tokens", "cached_input_tokens",
-              "reasoning_tokens")  # fmt: skip
+              "reasoning_tokens", "cache_creation_tokens")  # fmt: skip
 _RUN_TEXT = ("id", "source_format", "name", "request", "session_id")
 _KINDS, _STATUSES = frozenset(StepKind), frozenset(Status)
 

@@ -15,14 +15,17 @@ from tracedesk.core.importers.base import (
     RECORD_ERRORS,
     ReadContext,
     as_cost,
-    as_int,
     checked,
     iter_records,
     maybe_json,
     parse_time,
     record_problem,
 )
-from tracedesk.core.importers.semconv import apply_attributes, move_rollup_usage
+from tracedesk.core.importers.semconv import (
+    apply_attributes,
+    apply_usage_details,
+    move_rollup_usage,
+)
 from tracedesk.core.model import Run, Status, Step, StepKind, request_text
 
 NAME = "langfuse"
@@ -38,10 +41,6 @@ TYPES = {
     "GUARDRAIL": StepKind.GUARDRAIL,
     "SPAN": StepKind.OTHER,  # refined from the OTel attributes where they say more
 }
-CACHED_KEYS = ("input_cached_tokens", "cache_read_input_tokens", "input_cache_read",
-               "prompt_details.cache_read", "cached_tokens")  # fmt: skip
-REASONING_KEYS = ("output_reasoning_tokens", "completion_details.reasoning",
-                  "output_reasoning", "reasoning_tokens")  # fmt: skip
 MAPPED = frozenset({
     "id", "traceId", "parentObservationId", "type", "name", "startTime", "endTime", "model",
     "level", "statusMessage", "input", "output", "metadata", "usageDetails", "usage",
@@ -129,29 +128,15 @@ def _observations(
             ctx.bad(where, record_problem(exc))
 
 
-def _first(values: dict[str, Any], keys: tuple[str, ...]) -> int | None:
-    for key in keys:
-        if values.get(key) is not None:
-            return as_int(values[key])
-    return None
-
-
 def _apply_usage(step: Step, observation: dict[str, Any]) -> None:
     details = observation.get("usageDetails") or observation.get("usage") or {}
     if not isinstance(details, dict):
         return
-    input_tokens = as_int(details.get("input", observation.get("promptTokens")))
-    output_tokens = as_int(details.get("output", observation.get("completionTokens")))
-    cached, reasoning = _first(details, CACHED_KEYS), _first(details, REASONING_KEYS)
-    total = as_int(details.get("total"))
-    # Producers differ: when the total counts cached and reasoning tokens on top of input
-    # and output, they are disjoint here; tracedesk counts them as subsets.
-    extra = (cached or 0) + (reasoning or 0)
-    if total is not None and extra and total == (input_tokens or 0) + (output_tokens or 0) + extra:
-        input_tokens = (input_tokens or 0) + (cached or 0)
-        output_tokens = (output_tokens or 0) + (reasoning or 0)
-    step.input_tokens, step.output_tokens = input_tokens, output_tokens
-    step.cached_input_tokens, step.reasoning_tokens = cached, reasoning
+    details = dict(details)
+    for key, legacy in (("input", "promptTokens"), ("output", "completionTokens")):
+        if details.get(key) is None and observation.get(legacy) is not None:
+            details[key] = observation[legacy]
+    apply_usage_details(step, details)
     if details:
         step.attributes["langfuse.usageDetails"] = details
 

@@ -52,10 +52,11 @@ def read(stream: IO[bytes], ctx: ReadContext) -> Iterator[Run | Step]:
             merged: dict[str, dict[str, Any]] = {}
             for part in ("post", "patch"):
                 for index, run in enumerate(record.get(part) or ()):
-                    if not isinstance(run, dict) or "id" not in run:
-                        ctx.bad(f"{where} {part}[{index}]", "missing required field 'id'")
+                    run_id = _run_id(run) if isinstance(run, dict) else None
+                    if run_id is None:
+                        ctx.bad(f"{where} {part}[{index}]", "no 'id' and no 'dotted_order'")
                         continue
-                    merged.setdefault(run["id"], {}).update(
+                    merged.setdefault(run_id, {"id": run_id}).update(
                         {k: v for k, v in run.items() if v is not None}
                     )
             runs = [(f"{where} run {run_id}", run) for run_id, run in merged.items()]
@@ -73,6 +74,17 @@ def read(stream: IO[bytes], ctx: ReadContext) -> Iterator[Run | Step]:
                     else str(exc)
                 )
                 ctx.bad(run_where, problem)
+
+
+def _run_id(run: dict[str, Any]) -> str | None:
+    """The run's id; the JS SDK leaves it out of a PATCH body (it is in the URL), but the
+    last segment of ``dotted_order`` (``<time>Z<id>``) names it too."""
+    if run.get("id"):
+        return str(run["id"])
+    dotted = run.get("dotted_order")
+    if isinstance(dotted, str) and "Z" in dotted:
+        return dotted.rsplit(".", 1)[-1].split("Z", 1)[1] or None
+    return None
 
 
 def _trace_id(run: dict[str, Any]) -> str:
@@ -136,9 +148,10 @@ def _run(run: dict[str, Any]) -> Iterator[Run | Step]:
         step.provider = metadata.get("ls_provider")
         step.input_tokens = as_int(usage.get("input_tokens", run.get("prompt_tokens")))
         step.output_tokens = as_int(usage.get("output_tokens", run.get("completion_tokens")))
-        step.cached_input_tokens = as_int(
-            (usage.get("input_token_details") or {}).get("cache_read")
-        )
+        # LangChain's usage_metadata counts cache reads and writes inside input_tokens.
+        input_details = usage.get("input_token_details") or {}
+        step.cached_input_tokens = as_int(input_details.get("cache_read"))
+        step.cache_creation_tokens = as_int(input_details.get("cache_creation"))
         step.reasoning_tokens = as_int((usage.get("output_token_details") or {}).get("reasoning"))
         # LangSmith rolls costs up into parent runs; only a model run's cost is its own.
         step.reported_cost = as_cost(usage.get("total_cost", run.get("total_cost")))

@@ -1,9 +1,12 @@
-"""OpenTelemetry traces: OTLP/JSON documents and the file exporter's JSON Lines.
+"""OpenTelemetry traces as JSON: OTLP documents, the file exporter's JSON Lines, and span dumps.
 
 Accepts the spec encoding (hex ids, integer enums, ns timestamps as strings or numbers),
 the protobuf-JSON dialect (base64 ids, enum names), pre-2022 ``instrumentationLibrarySpans``,
-a JSON array of requests, and the Python SDK's ``ConsoleSpanExporter`` span dicts.
-GenAI semantic-convention and OpenInference attributes are mapped by ``semconv``.
+a JSON array of requests, the Python SDK's ``ConsoleSpanExporter`` span dicts (which Monocle
+writes), any-agent's ``AgentTrace`` (``{spans, final_output}``, decimal integer ids) and the
+JavaScript SDK's ``ReadableSpan`` dumps (``spanContext``, ``[seconds, nanos]`` times).
+GenAI semantic-convention, OpenInference, Vercel AI SDK, Monocle and Langfuse attributes are
+mapped by ``semconv``.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from typing import IO, Any
 from tracedesk.core.importers.base import (
     RECORD_ERRORS,
     ReadContext,
+    as_int,
     checked,
     iter_records,
+    maybe_json,
     parse_time,
     record_problem,
     root_run,
@@ -48,7 +53,9 @@ def sniff(head: bytes) -> float:
     if b'"resourceSpans"' in head or b'"instrumentationLibrarySpans"' in head:
         return 0.9
     if b'"context"' in head and b'"trace_id"' in head and b'"span_id"' in head:
-        return 0.5  # the Python SDK's console exporter
+        return 0.5  # the Python SDK's console exporter, any-agent's AgentTrace
+    if b'"spanContext"' in head and b'"spanId"' in head:
+        return 0.5  # the JavaScript SDK's spans
     return 0.0
 
 
@@ -62,16 +69,23 @@ def read(stream: IO[bytes], ctx: ReadContext) -> Iterator[Run | Step]:
                 yield from _request(record)
             elif "context" in record:
                 yield from _console_span(record)
+            elif "spanContext" in record:
+                yield from _js_span(record)
+            elif isinstance(record.get("spans"), list):
+                yield from _agent_trace(record, where, ctx)
             else:
-                ctx.bad(where, "no 'resourceSpans' in this record")
+                ctx.bad(where, "not an OpenTelemetry span or request (no 'resourceSpans',"
+                        " 'context' or 'spanContext')")  # fmt: skip
         except RECORD_ERRORS as exc:
             ctx.bad(where, record_problem(exc))
 
 
 def normalize_id(value: Any, hex_length: int) -> str | None:
-    """Lower-case hex for hex or base64 OTLP ids; None for empty or all-zero ids."""
+    """Lower-case hex for hex, base64 or integer OTLP ids; None for empty or all-zero ids."""
     if value is None or value == "":
         return None
+    if type(value) is int and value >= 0:  # any-agent writes the ids as decimal integers
+        return f"{value:0{hex_length}x}" if value else None
     if not isinstance(value, str):
         raise ValueError(f"span or trace id must be a string, not {value!r}")
     text = value[2:] if value.startswith("0x") else value
@@ -154,7 +168,9 @@ def _finish(
         _apply_events(step, decoded)
     move_rollup_usage(step)
     if step.parent_id is None:
-        yield root_run(step, NAME, session, resource)
+        run = root_run(step, NAME, session, resource)
+        run.name = attrs.get("langfuse.trace.name") or run.name  # the Langfuse SDK names it
+        yield run
     yield checked(step)
 
 
@@ -179,23 +195,42 @@ def _apply_events(step: Step, events: list[dict[str, Any]]) -> None:
             step.input = attrs.get("gen_ai.prompt")
         elif event["name"] == "gen_ai.content.completion" and step.output is None:
             step.output = attrs.get("gen_ai.completion")
+        elif event["name"] == "metadata":  # Monocle: the model call's token counts
+            for field, key in MONOCLE_TOKENS:
+                if getattr(step, field) is None:
+                    setattr(step, field, as_int(attrs.get(key)))
+        elif event["name"] == "data.input" and step.input is None and attrs:
+            step.input = _only_value(attrs)
+        elif event["name"] == "data.output" and step.output is None and attrs:
+            step.output = _only_value(attrs)
+
+
+MONOCLE_TOKENS = (("input_tokens", "prompt_tokens"), ("output_tokens", "completion_tokens"))
+
+
+def _only_value(attrs: dict[str, Any]) -> Any:
+    """Monocle's data events hold one attribute (input, query, response, output …)."""
+    return maybe_json(next(iter(attrs.values()))) if len(attrs) == 1 else attrs
 
 
 CONSOLE_STATUS = {"UNSET": Status.UNSET, "OK": Status.OK, "ERROR": Status.ERROR}
 
 
 def _console_span(span: dict[str, Any]) -> Iterator[Run | Step]:
-    """One span as printed by opentelemetry-python's ``ReadableSpan.to_json()``."""
+    """One span as printed by opentelemetry-python's ``ReadableSpan.to_json()``, or as
+    any-agent writes it (integer ids, the parent's context as ``parent``)."""
     context = span["context"]
     status = span.get("status") or {}
+    parent = span.get("parent")
+    parent_id = parent.get("span_id") if isinstance(parent, dict) else span.get("parent_id")
     step = Step(
         id=normalize_id(context["span_id"], 16) or "",
         run_id=normalize_id(context["trace_id"], 32) or "",
-        parent_id=normalize_id(span.get("parent_id"), 16),
+        parent_id=normalize_id(parent_id, 16),
         name=span.get("name") or "",
         start_ns=parse_time(span.get("start_time")),
         end_ns=parse_time(span.get("end_time")),
-        status=CONSOLE_STATUS.get(str(status.get("status_code", "UNSET")), Status.UNSET),
+        status=CONSOLE_STATUS.get(str(status.get("status_code", "UNSET")).upper(), Status.UNSET),
         error=status.get("description"),
     )
     if not step.id or not step.run_id:
@@ -205,3 +240,61 @@ def _console_span(span: dict[str, Any]) -> Iterator[Run | Step]:
     yield from _finish(
         step, otel_attributes(span.get("attributes")), span.get("events"), extra, resource
     )
+
+
+def _agent_trace(record: dict[str, Any], where: str, ctx: ReadContext) -> Iterator[Run | Step]:
+    """any-agent's ``AgentTrace``: console-style spans, and the agent's ``final_output``,
+    which becomes the root step's output when the root recorded none."""
+    final_output = record.get("final_output")
+    for index, span in enumerate(record["spans"], 1):
+        try:
+            if not isinstance(span, dict):
+                raise ValueError("expected a JSON object")
+            for item in _console_span(span):
+                if type(item) is Step and item.parent_id is None and item.output is None:
+                    item.output = maybe_json(final_output)
+                yield item
+        except RECORD_ERRORS as exc:
+            ctx.bad(f"{where} span {index}", record_problem(exc))
+
+
+def _js_time(value: Any) -> int | None:
+    """The JavaScript SDK's ``HrTime``: ``[seconds, nanoseconds]``."""
+    if isinstance(value, list) and len(value) == 2:
+        seconds, nanos = value
+        if type(seconds) is int and type(nanos) is int:
+            return seconds * 1_000_000_000 + nanos
+        raise ValueError(f"not a [seconds, nanos] time: {value!r}")
+    return parse_time(value)
+
+
+def _js_span(span: dict[str, Any]) -> Iterator[Run | Step]:
+    """One span as the OpenTelemetry JavaScript SDK's ``ReadableSpan`` serialises to JSON."""
+    context = span["spanContext"]
+    parent = span.get("parentSpanContext")
+    parent_id = parent.get("spanId") if isinstance(parent, dict) else span.get("parentSpanId")
+    status = span.get("status") or {}
+    code = status.get("code", 0)
+    step = Step(
+        id=normalize_id(context["spanId"], 16) or "",
+        run_id=normalize_id(context["traceId"], 32) or "",
+        parent_id=normalize_id(parent_id, 16),
+        name=span.get("name") or "",
+        start_ns=_js_time(span.get("startTime")),
+        end_ns=_js_time(span.get("endTime")),
+        status=STATUS_CODES.get(code, Status.UNSET) if isinstance(code, int) else Status.UNSET,
+        error=status.get("message") or None,
+    )
+    if not step.id or not step.run_id:
+        raise ValueError("empty traceId or spanId")
+    resource = otel_attributes((span.get("resource") or {}).get("attributes"))
+    extra = {"otel.span_kind": _enum(span.get("kind"), JS_SPAN_KINDS, "")}
+    events = [
+        {**e, "timeUnixNano": _js_time(e.get("time"))} for e in span.get("events") or ()
+        if isinstance(e, dict)
+    ]  # fmt: skip
+    yield from _finish(step, otel_attributes(span.get("attributes")), events, extra, resource)
+
+
+# The JavaScript SDK numbers span kinds from 0 = INTERNAL (the protocol's 0 is UNSPECIFIED).
+JS_SPAN_KINDS = {0: "INTERNAL", 1: "SERVER", 2: "CLIENT", 3: "PRODUCER", 4: "CONSUMER"}

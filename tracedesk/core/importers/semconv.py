@@ -8,10 +8,11 @@ step's attributes.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from tracedesk.core.importers.base import as_cost, as_int, maybe_json
-from tracedesk.core.model import Step, StepKind
+from tracedesk.core.model import Status, Step, StepKind
 
 OPENINFERENCE_KINDS = {
     "LLM": StepKind.LLM,
@@ -29,6 +30,7 @@ GENAI_OPERATION_KINDS = {
     "chat": StepKind.LLM,
     "text_completion": StepKind.LLM,
     "generate_content": StepKind.LLM,
+    "call_llm": StepKind.LLM,  # Google ADK and any-agent
     "embeddings": StepKind.EMBEDDING,
     "retrieval": StepKind.RETRIEVER,
     "execute_tool": StepKind.TOOL,
@@ -36,30 +38,81 @@ GENAI_OPERATION_KINDS = {
     "invoke_agent": StepKind.AGENT,
     "invoke_workflow": StepKind.CHAIN,
 }
+# The Vercel AI SDK's ai.operationId: the doGenerate/doStream span is the model call; the
+# outer generateText/streamText span wraps it (and repeats its usage).
+VERCEL_KINDS = {
+    "ai.generateText.doGenerate": StepKind.LLM,
+    "ai.streamText.doStream": StepKind.LLM,
+    "ai.generateObject.doGenerate": StepKind.LLM,
+    "ai.streamObject.doStream": StepKind.LLM,
+    "ai.embed.doEmbed": StepKind.EMBEDDING,
+    "ai.embedMany.doEmbed": StepKind.EMBEDDING,
+    "ai.toolCall": StepKind.TOOL,
+}
+LANGFUSE_KINDS = {
+    "generation": StepKind.LLM,
+    "embedding": StepKind.EMBEDDING,
+    "agent": StepKind.AGENT,
+    "tool": StepKind.TOOL,
+    "chain": StepKind.CHAIN,
+    "retriever": StepKind.RETRIEVER,
+    "guardrail": StepKind.GUARDRAIL,
+    "evaluator": StepKind.EVENT,
+    "event": StepKind.EVENT,
+}
+# Monocle's span.type, longest prefix first. "inference.modelapi" is the raw client call
+# inside an "inference.framework" span, which carries the model and the tokens.
+MONOCLE_KINDS = (
+    ("inference.modelapi", StepKind.OTHER),
+    ("inference", StepKind.LLM),
+    ("agentic.tool.invocation", StepKind.TOOL),
+    ("agentic.delegation", StepKind.HANDOFF),
+    ("agentic.invocation", StepKind.AGENT),
+    ("agentic.request", StepKind.CHAIN),
+    ("agentic.turn", StepKind.CHAIN),
+    ("workflow", StepKind.CHAIN),
+    ("retrieval", StepKind.RETRIEVER),
+    ("embedding", StepKind.EMBEDDING),
+)
 
 MODEL_KEYS = ("gen_ai.response.model", "gen_ai.request.model", "llm.response.model_name",
-              "llm.model_name", "llm.request.model_name")  # fmt: skip
-PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
+              "llm.model_name", "llm.request.model_name", "langfuse.observation.model.name",
+              "ai.response.model", "ai.model.id")  # fmt: skip
+PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system",
+                 "ai.model.provider")  # fmt: skip
 INPUT_TOKEN_KEYS = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens",
-                    "llm.token_count.prompt")  # fmt: skip
+                    "llm.token_count.prompt", "ai.usage.inputTokens", "ai.usage.promptTokens",
+                    "ai.usage.tokens")  # fmt: skip
 OUTPUT_TOKEN_KEYS = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens",
-                     "llm.token_count.completion")  # fmt: skip
+                     "llm.token_count.completion", "ai.usage.outputTokens",
+                     "ai.usage.completionTokens")  # fmt: skip
 CACHED_TOKEN_KEYS = ("gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cached_tokens",
-                     "gen_ai.usage.cache_read_tokens",
-                     "llm.token_count.prompt_details.cache_read")  # fmt: skip
+                     "gen_ai.usage.cache_read_tokens", "gen_ai.usage.cache_read_input_tokens",
+                     "llm.token_count.prompt_details.cache_read",
+                     "ai.usage.cachedInputTokens")  # fmt: skip
+CACHE_CREATION_KEYS = ("gen_ai.usage.cache_creation.input_tokens",
+                       "gen_ai.usage.cache_creation_input_tokens",
+                       "llm.token_count.prompt_details.cache_write")  # fmt: skip
 REASONING_TOKEN_KEYS = ("gen_ai.usage.reasoning.output_tokens",
-                        "llm.token_count.completion_details.reasoning")  # fmt: skip
+                        "llm.token_count.completion_details.reasoning",
+                        "ai.usage.reasoningTokens")  # fmt: skip
 COST_KEYS = ("llm.cost.total",)
-TOOL_NAME_KEYS = ("gen_ai.tool.name", "tool.name")
-TOOL_ARGS_KEYS = ("gen_ai.tool.call.arguments", "tool_arguments", "tool.parameters")
-TOOL_RESULT_KEYS = ("gen_ai.tool.call.result", "tool_response")
-INPUT_KEYS = ("gen_ai.input.messages", "input.value", "gen_ai.prompt")
-OUTPUT_KEYS = ("gen_ai.output.messages", "output.value", "gen_ai.completion")
-SESSION_KEYS = ("gen_ai.conversation.id", "session.id")
-TOKEN_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens")
+TOOL_NAME_KEYS = ("gen_ai.tool.name", "tool.name", "ai.toolCall.name")
+TOOL_ARGS_KEYS = ("gen_ai.tool.call.arguments", "tool_arguments", "tool.parameters",
+                  "gen_ai.tool.args", "ai.toolCall.args")  # fmt: skip
+TOOL_RESULT_KEYS = ("gen_ai.tool.call.result", "tool_response", "ai.toolCall.result")
+INPUT_KEYS = ("gen_ai.input.messages", "input.value", "gen_ai.prompt",
+              "langfuse.observation.input", "ai.prompt.messages", "ai.prompt")  # fmt: skip
+OUTPUT_KEYS = ("gen_ai.output.messages", "output.value", "gen_ai.completion", "gen_ai.output",
+               "langfuse.observation.output", "ai.response.text", "ai.response.object",
+               "ai.response.toolCalls")  # fmt: skip
+SESSION_KEYS = ("gen_ai.conversation.id", "session.id", "langfuse.session.id")
+TOKEN_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens",
+                "cache_creation_tokens")  # fmt: skip
 SYNONYMS = {
     "model": MODEL_KEYS, "provider": PROVIDER_KEYS, "input_tokens": INPUT_TOKEN_KEYS,
     "output_tokens": OUTPUT_TOKEN_KEYS, "cached_input_tokens": CACHED_TOKEN_KEYS,
+    "cache_creation_tokens": CACHE_CREATION_KEYS,
     "reasoning_tokens": REASONING_TOKEN_KEYS, "reported_cost": COST_KEYS,
     "tool_name": TOOL_NAME_KEYS, "tool_args": TOOL_ARGS_KEYS, "input": INPUT_KEYS,
     "output": OUTPUT_KEYS, "tool_result": TOOL_RESULT_KEYS,
@@ -75,7 +128,7 @@ def _text(value: Any) -> Any:
 CONVERT = {
     "model": _text, "provider": _text, "tool_name": _text,
     "input_tokens": as_int, "output_tokens": as_int, "cached_input_tokens": as_int,
-    "reasoning_tokens": as_int, "reported_cost": as_cost,
+    "reasoning_tokens": as_int, "cache_creation_tokens": as_int, "reported_cost": as_cost,
     "tool_args": maybe_json, "input": maybe_json, "output": maybe_json, "tool_result": maybe_json,
 }  # fmt: skip
 # Containers whose usage, when a source reports it, is the sum of their children's.
@@ -125,6 +178,15 @@ def kind_from_attributes(attrs: dict[str, Any]) -> StepKind | None:
     operation = attrs.get("gen_ai.operation.name")
     if operation in GENAI_OPERATION_KINDS:
         return GENAI_OPERATION_KINDS[operation]
+    langfuse_type = attrs.get("langfuse.observation.type")
+    if isinstance(langfuse_type, str):
+        return LANGFUSE_KINDS.get(langfuse_type.lower(), StepKind.OTHER)
+    vercel = attrs.get("ai.operationId")
+    if isinstance(vercel, str):
+        return VERCEL_KINDS.get(vercel, StepKind.CHAIN)
+    monocle = attrs.get("span.type")
+    if isinstance(monocle, str):
+        return next((k for prefix, k in MONOCLE_KINDS if monocle.startswith(prefix)), None)
     if attrs.get("gen_ai.tool.name") or attrs.get("tool.name"):
         return StepKind.TOOL
     if attrs.get("gen_ai.agent.name") or attrs.get("agent.name"):
@@ -163,6 +225,7 @@ def apply_attributes(step: Step, attrs: dict[str, Any]) -> str | None:
             setattr(step, target, value)
     if "input_tokens" in chosen:
         rest["tracedesk.token_source"] = chosen["input_tokens"][1]
+    _apply_dialects(step, attrs)
     if step.kind == StepKind.TOOL:
         if step.tool_name is None:
             step.tool_name = step.name
@@ -171,6 +234,93 @@ def apply_attributes(step: Step, attrs: dict[str, Any]) -> str | None:
     step.attributes.update(rest)
     session = _first(attrs, SESSION_KEYS)
     return session if isinstance(session, str) else None
+
+
+def _apply_dialects(step: Step, attrs: dict[str, Any]) -> None:
+    """What the vocabularies that are not 1:1 synonyms say: Monocle's numbered entities,
+    any-agent's split costs, the Langfuse SDK's usage and cost objects and levels."""
+    if "span.type" in attrs:
+        _apply_monocle_entities(step, attrs)
+    costs = [as_cost(attrs.get(k)) for k in ("gen_ai.usage.input_cost", "gen_ai.usage.output_cost")]
+    if step.reported_cost is None and any(c is not None for c in costs):
+        step.reported_cost = sum((c for c in costs if c is not None), Decimal(0))
+    if "langfuse.observation.type" in attrs:
+        usage = maybe_json(attrs.get("langfuse.observation.usage_details"))
+        if isinstance(usage, dict) and step.input_tokens is None and step.output_tokens is None:
+            apply_usage_details(step, usage)
+        costs = maybe_json(attrs.get("langfuse.observation.cost_details"))
+        if isinstance(costs, dict) and step.reported_cost is None:
+            step.reported_cost = as_cost(costs.get("total"))
+        if attrs.get("langfuse.observation.level") == "ERROR":
+            step.status = Status.ERROR
+            step.error = step.error or attrs.get("langfuse.observation.status_message") or "ERROR"
+
+
+CACHED_DETAIL_KEYS = ("input_cached_tokens", "cache_read_input_tokens", "input_cache_read",
+                      "prompt_details.cache_read", "cached_tokens")  # fmt: skip
+CACHE_CREATION_DETAIL_KEYS = ("input_cache_creation", "cache_creation_input_tokens",
+                              "input_cache_creation_tokens", "prompt_details.cache_write",
+                              "cache_creation")  # fmt: skip
+REASONING_DETAIL_KEYS = ("output_reasoning_tokens", "completion_details.reasoning",
+                         "output_reasoning", "reasoning_tokens")  # fmt: skip
+
+
+def _first_count(values: dict[str, Any], keys: tuple[str, ...]) -> int | None:
+    for key in keys:
+        if values.get(key) is not None:
+            return as_int(values[key])
+    return None
+
+
+def apply_usage_details(step: Step, details: dict[str, Any]) -> None:
+    """Tokens from a Langfuse ``usage_details`` object, or a provider's own usage object.
+
+    Producers differ on whether cache reads, cache writes and reasoning are inside the
+    input and output counts. OpenAI's own usage (``prompt_tokens``) counts them inside.
+    Langfuse's convention (``input``, ``input_cache_read`` …) and Anthropic's own usage
+    (``input_tokens``, ``cache_read_input_tokens`` …) count them on top, unless a ``total``
+    equal to input + output says they are inside. tracedesk counts them as subsets.
+    """
+    if "prompt_tokens" in details and "input" not in details:
+        prompt = details.get("prompt_tokens_details") or {}
+        completion = details.get("completion_tokens_details") or {}
+        step.input_tokens = as_int(details["prompt_tokens"])
+        step.output_tokens = as_int(details.get("completion_tokens"))
+        step.cached_input_tokens = as_int(prompt.get("cached_tokens"))
+        step.reasoning_tokens = as_int(completion.get("reasoning_tokens"))
+        return
+    input_tokens = as_int(details.get("input", details.get("input_tokens")))
+    output_tokens = as_int(details.get("output", details.get("output_tokens")))
+    cached = _first_count(details, CACHED_DETAIL_KEYS)
+    written = _first_count(details, CACHE_CREATION_DETAIL_KEYS)
+    reasoning = _first_count(details, REASONING_DETAIL_KEYS)
+    total = as_int(details.get("total"))
+    cache = (cached or 0) + (written or 0)
+    if cache + (reasoning or 0) and total != (input_tokens or 0) + (output_tokens or 0):
+        input_tokens = (input_tokens or 0) + cache
+        output_tokens = (output_tokens or 0) + (reasoning or 0)
+    step.input_tokens, step.output_tokens = input_tokens, output_tokens
+    step.cached_input_tokens, step.reasoning_tokens = cached, reasoning
+    step.cache_creation_tokens = written
+
+
+def _apply_monocle_entities(step: Step, attrs: dict[str, Any]) -> None:
+    """``entity.N.type``/``entity.N.name``: ``model.*`` names the model, ``inference.*`` the
+    provider, ``tool.*`` the tool; a tool or agent step is named after its entity."""
+    for n in range(1, 10):
+        kind, name = attrs.get(f"entity.{n}.type"), attrs.get(f"entity.{n}.name")
+        if not isinstance(kind, str):
+            continue
+        if kind.startswith("model.") and step.model is None and isinstance(name, str):
+            step.model = name
+        elif kind.startswith("inference.") and step.provider is None:
+            step.provider = kind.removeprefix("inference.")
+        elif kind.startswith("tool.") and step.kind == StepKind.TOOL and isinstance(name, str):
+            step.tool_name = step.tool_name or name
+    entity = attrs.get("entity.1.name")
+    if step.kind in (StepKind.TOOL, StepKind.AGENT) and isinstance(entity, str) and entity:
+        step.attributes["otel.span_name"] = step.name
+        step.name = entity
 
 
 def move_rollup_usage(step: Step) -> None:
