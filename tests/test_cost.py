@@ -21,7 +21,7 @@ from tracedesk.core.export import COST_WRITERS, csv_safe
 from tracedesk.core.importers import import_file
 from tracedesk.core.model import Step, StepKind
 
-from .conftest import DEMO_STEPS, HEADER, write_jsonl
+from .conftest import DEMO_STEPS, FIXTURES, HEADER, write_jsonl
 
 
 @pytest.fixture
@@ -49,6 +49,20 @@ def test_computed_cost_by_hand(pricing):
         step(model="o3-mini", input_tokens=1000, output_tokens=2000, reasoning_tokens=1500), pricing
     )
     assert cost == Decimal("0.0099")
+
+
+def test_cache_writes_and_reads_are_priced_apart(pricing, store):
+    """Anthropic's usage as the Langfuse SDK recorded it: 24 uncached + 3,200 cache reads +
+    1,800 cache writes in, 310 out. claude-sonnet-4-5: $3 in, $0.30 read, $3.75 write, $15 out:
+    24 x 3 + 3200 x 0.30 + 1800 x 3.75 + 310 x 15 = 12,432 micro-dollars."""
+    import_file(store, FIXTURES / "recorded" / "langfuse-otlp" / "anthropic_cache.pb")
+    [run] = store.runs()
+    [call] = store.steps(run.id)
+    assert (call.input_tokens, call.cached_input_tokens, call.cache_creation_tokens) == (
+        5024, 3200, 1800)  # fmt: skip
+    call.reported_cost = None
+    assert price_step(call, pricing) == (Decimal("0.012432"), CostSource.COMPUTED)
+    assert run.reported_cost == Decimal("0.012432")  # what the SDK was told it cost
 
 
 def test_reported_cost_wins(pricing):

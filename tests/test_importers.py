@@ -321,10 +321,12 @@ def test_recorded_sdk_traces_import_with_the_recorders_counts(store, path):
         assert sum(r.reported_cost or 0 for r in runs) == Decimal(expected["reported_cost"])
 
 
-def test_protobuf_and_json_encodings_give_the_same_steps(tmp_path):
-    """The .pb and the .otlp.json a recorder wrote from one message import identically."""
+def test_binary_and_json_encodings_give_the_same_steps(tmp_path):
+    """A recorder's .pb and .otlp.json of one OTLP message, and its .multipart and .json of
+    one LangSmith upload, import identically."""
     pairs = [(p, p.with_name(p.name.replace(".pb", ".otlp.json"))) for p in RECORDED.rglob("*.pb")]
-    assert pairs
+    pairs += [(p, p.with_suffix(".json")) for p in RECORDED.rglob("*.multipart")]
+    assert len(pairs) > 20
     for pb, json_file in pairs:
         imported = []
         for path in (pb, json_file):
@@ -417,3 +419,38 @@ def test_vercel_ai_sdk_spans_from_the_javascript_sdk(store):
     assert outer.kind == StepKind.CHAIN and outer.input_tokens is None
     assert outer.attributes["tracedesk.rollup_usage"]["output_tokens"] == 112
     assert by_name["ai.embed.doEmbed"][0].kind == StepKind.EMBEDDING
+
+
+def test_langsmith_multipart_bodies(store, tmp_path):
+    """The Python SDK's multipart uploads: post and patch parts, fields in their own parts."""
+    result = import_file(store, RECORDED / "langsmith" / "tool_error_uncompressed.multipart")
+    assert result.format == "langsmith"
+    [run] = store.runs()
+    steps = store.steps(run.id)
+    [failed] = [s for s in steps if s.status == Status.ERROR]
+    assert (failed.kind, failed.tool_name) == (StepKind.TOOL, "fetch_url")
+    assert failed.error == "ServiceUnavailable('HTTP 503: Service Unavailable')"
+    assert failed.attributes["error.traceback"].startswith("Traceback (most recent call last)")
+    assert [s.kind for s in steps] == ["chain", "tool", "llm"]
+    truncated = tmp_path / "cut.multipart"
+    truncated.write_bytes((RECORDED / "langsmith" / "agent_tools.multipart").read_bytes()[:-60])
+    with pytest.raises(TraceFormatError, match="multipart body is truncated"):
+        import_file(store, truncated)
+    assert len(store.runs()) == 1
+
+
+def test_langfuse_sdk_otlp_output(store):
+    """The Langfuse SDK (v3+) writes langfuse.observation.* attributes and no gen_ai.* ones."""
+    import_file(store, RECORDED / "langfuse-otlp" / "tool_error.pb")
+    [run] = store.runs()
+    assert (run.name, run.session_id, run.request) == (
+        "report-fetch", "sess-3", "Get me the latest report.")  # fmt: skip
+    steps = store.steps(run.id)
+    assert [s.kind for s in steps] == ["agent", "llm", "tool", "llm", "tool", "llm"]
+    fetch = steps[2]
+    assert (fetch.tool_name, fetch.status, fetch.error) == (
+        "fetch_url", Status.ERROR, "HTTP 503: Service Unavailable")  # fmt: skip
+    assert fetch.tool_args == {"url": "https://example.com/report"}
+    call = steps[1]
+    assert (call.model, call.input_tokens, call.output_tokens) == ("gpt-4o-2024-08-06", 300, 20)
+    assert call.reported_cost is not None and call.output["tool_calls"][0]["name"] == "fetch_url"

@@ -103,3 +103,17 @@ def test_find_run_by_prefix(store, tmp_path):
 
 def test_store_in_tmp_path_is_a_real_file(store):
     assert Path(store.path).exists()
+
+
+def test_a_version_5_database_gains_cache_write_counts(tmp_path, monkeypatch):
+    db = tmp_path / "v5.db"
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 5)
+    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:5])
+    with Store(db) as old:
+        old.conn.execute("INSERT INTO runs(id, name, input_tokens) VALUES ('r', 'old', 7)")
+    monkeypatch.undo()
+    with Store(db) as store:
+        run = store.get_run("r")
+        assert (run.name, run.input_tokens, run.cache_creation_tokens) == ("old", 7, 0)
+        columns = {r[1] for r in store.conn.execute("PRAGMA table_info(steps)")}
+        assert "cache_creation_tokens" in columns

@@ -1,18 +1,27 @@
-"""LangSmith runs: an ingest batch ``{post, patch}``, a JSON array of runs, or JSON Lines.
+"""LangSmith runs: an ingest batch ``{post, patch}``, multipart ingest bodies, a JSON array
+of runs, or JSON Lines.
 
 A LangSmith "run" is one step; runs sharing a ``trace_id`` make one tracedesk run. The
 ingest batch splits a run's fields between its post and its patch, so they are merged by
-``id`` (that form is small by nature; arrays and JSON Lines stream).
+``id`` (that form is small by nature; arrays and JSON Lines stream). The Python SDK sends
+the same operations as ``POST /runs/multipart`` bodies: one part per operation
+(``post.<id>``, ``patch.<id>``) and one per large field (``post.<id>.inputs``, ``.outputs``,
+``.events``, ``.extra``, ``.error`` …); bodies saved one after another in a file are read
+as one batch.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import IO, Any
+
+import orjson
 
 from tracedesk.core.importers.base import (
     RECORD_ERRORS,
     ReadContext,
+    TraceFormatError,
     as_cost,
     as_int,
     checked,
@@ -33,6 +42,7 @@ RUN_TYPES = {
     "prompt": StepKind.CHAIN,
     "parser": StepKind.CHAIN,
 }
+CACHE_WRITE_KEYS = ("cache_creation", "ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")
 # Fields mapped onto the Step; everything else is kept in its attributes.
 MAPPED = frozenset({
     "id", "trace_id", "parent_run_id", "name", "run_type", "start_time", "end_time", "error",
@@ -40,14 +50,24 @@ MAPPED = frozenset({
 })  # fmt: skip
 
 
+MULTIPART_PART = re.compile(rb'Content-Disposition: form-data; name="(?:post|patch)\.')
+
+
 def sniff(head: bytes) -> float:
+    if head.startswith(b"--") and MULTIPART_PART.search(head[:1024]):
+        return 0.9
     if b'"run_type"' in head or b'"dotted_order"' in head:
         return 0.8
     return 0.0
 
 
 def read(stream: IO[bytes], ctx: ReadContext) -> Iterator[Run | Step]:
-    for where, record in iter_records(stream, ctx):
+    peek = getattr(stream, "peek", None)  # file and gzip streams can look ahead
+    if peek is not None and peek(2)[:2] == b"--":
+        records: Iterator[tuple[str, Any]] = iter([("multipart", _multipart(stream.read(), ctx))])
+    else:
+        records = iter_records(stream, ctx)
+    for where, record in records:
         if isinstance(record, dict) and ("post" in record or "patch" in record):
             merged: dict[str, dict[str, Any]] = {}
             for part in ("post", "patch"):
@@ -74,6 +94,57 @@ def read(stream: IO[bytes], ctx: ReadContext) -> Iterator[Run | Step]:
                     else str(exc)
                 )
                 ctx.bad(run_where, problem)
+
+
+def _multipart(data: bytes, ctx: ReadContext) -> dict[str, list[dict[str, Any]]]:
+    """Saved ``multipart/form-data`` ingest bodies as one ``{post, patch}`` batch."""
+    operations: dict[tuple[str, str], dict[str, Any]] = {}  # (post|patch, run id) -> fields
+    for number, (name, payload) in enumerate(_parts(data, ctx), 1):
+        op, _, rest = name.partition(".")
+        if op not in ("post", "patch"):
+            continue  # attachments and feedback are not steps
+        try:
+            value = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            ctx.bad(f"part {number} ({name})", f"malformed JSON ({exc})")
+            continue
+        run_id, _, field = rest.partition(".")  # run ids are UUIDs: no dots
+        run = operations.setdefault((op, run_id), {"id": run_id})
+        if field:
+            run[field] = value
+        elif isinstance(value, dict):
+            run.update(value)
+        else:
+            ctx.bad(f"part {number} ({name})", "expected a JSON object")
+    batch: dict[str, list[dict[str, Any]]] = {"post": [], "patch": []}
+    for (op, _), run in operations.items():
+        batch[op].append(run)
+    return batch
+
+
+def _parts(data: bytes, ctx: ReadContext) -> Iterator[tuple[str, bytes]]:
+    """(name, payload) of every part of one or more multipart bodies, in order."""
+    position = 0
+    while position < len(data):
+        line_end = data.find(b"\r\n", position)
+        delimiter = data[position:line_end]
+        if line_end < 0 or not delimiter.startswith(b"--"):
+            if data[position:].strip():
+                ctx.bad(f"byte {position}", "expected a multipart boundary line")
+            return
+        closing = data.find(b"\r\n" + delimiter + b"--", line_end)
+        if closing < 0:
+            raise TraceFormatError(ctx.path, f"byte {position}", "multipart body is truncated")
+        for part in data[line_end + 2 : closing].split(b"\r\n" + delimiter + b"\r\n"):
+            headers, _, payload = part.partition(b"\r\n\r\n")
+            match = re.search(rb'name="([^"]*)"', headers)
+            if match is None:
+                ctx.bad(f"byte {position}", "a multipart part without a name")
+                continue
+            yield match.group(1).decode("utf-8", "replace"), payload
+        position = closing + 2 + len(delimiter) + 2
+        while data[position : position + 2] == b"\r\n":
+            position += 2
 
 
 def _run_id(run: dict[str, Any]) -> str | None:
@@ -137,11 +208,17 @@ def _run(run: dict[str, Any]) -> Iterator[Run | Step]:
         start_ns=parse_time(run.get("start_time")),
         end_ns=parse_time(run.get("end_time")),
         status=status,
-        error=str(error) if error else None,
+        error=None,
         input=run.get("inputs"),
         output=run.get("outputs"),
         attributes={k: v for k, v in run.items() if k not in MAPPED},
     )
+    if error:
+        # The Python SDK writes repr(exception), a blank line, then the traceback.
+        message, _, traceback = str(error).partition("\n\nTraceback")
+        step.error = message
+        if traceback:
+            step.attributes["error.traceback"] = "Traceback" + traceback
     if kind in (StepKind.LLM, StepKind.EMBEDDING):
         metadata = (run.get("extra") or {}).get("metadata") or {}
         step.model = _model(run)
@@ -151,7 +228,11 @@ def _run(run: dict[str, Any]) -> Iterator[Run | Step]:
         # LangChain's usage_metadata counts cache reads and writes inside input_tokens.
         input_details = usage.get("input_token_details") or {}
         step.cached_input_tokens = as_int(input_details.get("cache_read"))
-        step.cache_creation_tokens = as_int(input_details.get("cache_creation"))
+        written = [as_int(input_details.get(k)) for k in CACHE_WRITE_KEYS]
+        if any(w is not None for w in written):  # cache_creation, or per cache lifetime
+            step.cache_creation_tokens = as_int(input_details.get("cache_creation")) or sum(
+                w or 0 for w in written[1:]
+            )
         step.reasoning_tokens = as_int((usage.get("output_token_details") or {}).get("reasoning"))
         # LangSmith rolls costs up into parent runs; only a model run's cost is its own.
         step.reported_cost = as_cost(usage.get("total_cost", run.get("total_cost")))
