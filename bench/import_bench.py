@@ -113,7 +113,7 @@ def run_floor(trace_file: str, db: str) -> dict:
                                 s["traceId"], s["spanId"], s.get("parentSpanId"), 0, "other",
                                 s["name"], int(s["startTimeUnixNano"]), int(s["endTimeUnixNano"]),
                                 "ok", None, None, None, None, None, None, None, None, None, None,
-                                None, None, orjson.dumps(s["attributes"]).decode(), None,
+                                None, None, None, orjson.dumps(s["attributes"]).decode(), None,
                             ))  # fmt: skip
                 if len(batch) >= 5000:
                     conn.executemany(INSERT_STEP_SQL, batch)

@@ -19,6 +19,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from PySide6.QtCore import QSettings, QThreadPool
 from PySide6.QtWidgets import QApplication
 
+from tracedesk.core.importers import import_file
+from tracedesk.core.store import Store
 from tracedesk.ui.app import application, fill_with_demo
 from tracedesk.ui.main_window import MainWindow
 
@@ -33,6 +35,13 @@ def settle(app: QApplication) -> None:
 SIZES = ((1280, 720), (1920, 1080))
 
 
+ROOT = Path(__file__).resolve().parent.parent
+IMPORTED = (
+    "real/otlp/monocle_trace2.console.json",
+    "recorded/langfuse-otlp/anthropic_cache.pb",
+)
+
+
 def take(out: Path, size: tuple[int, int] = SIZES[0]) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     app = application()
@@ -40,6 +49,9 @@ def take(out: Path, size: tuple[int, int] = SIZES[0]) -> list[Path]:
     with tempfile.TemporaryDirectory() as folder:
         db = Path(folder) / "demo.db"
         fill_with_demo(db)
+        with Store(db) as store:  # real traces beside the demo: a Monocle run, a cache write
+            for trace in IMPORTED:
+                import_file(store, ROOT / "tests" / "fixtures" / trace)
         settings = QSettings(str(Path(folder) / "settings.ini"), QSettings.Format.IniFormat)
         window = MainWindow(db, settings)
         window.resize(*size)
@@ -85,6 +97,17 @@ def take(out: Path, size: tuple[int, int] = SIZES[0]) -> list[Path]:
         settle(app)
         shots.append(out / "request-group.png")
         group.grab().save(str(shots[-1]))
+
+        for name, run_id, step_index in (
+            ("imported-monocle.png", "d0f75d77caca795afe46ccdd382339c2", 9),
+            ("imported-cache-write.png", "1c6dfec7f0ab4c20ee7812b763c7528d", 0),
+        ):
+            window.runs.select_run(run_id)
+            settle(app)
+            window.select_step(window.tree_model.steps[step_index].id)
+            settle(app)
+            shots.append(out / name)
+            window.grab().save(str(shots[-1]))
         window.close()
     return shots
 

@@ -44,6 +44,7 @@ from tracedesk.core.text import (
     format_count,
     format_duration,
     incidents_text,
+    plural,
     shorten,
     table,
     walk_tree,
@@ -255,7 +256,7 @@ def cmd_show(store: Store, args: argparse.Namespace) -> int:
     if run.request:
         print(f"request: {shorten(run.request, 100)}")
     print(
-        f"{run.step_count} steps, {format_count(run.input_tokens)} input +"
+        f"{plural(run.step_count, 'step')}, {format_count(run.input_tokens)} input +"
         f" {format_count(run.output_tokens)} output tokens,"
         f" {cost_text(run.cost, run.unpriced_steps)}, {format_duration(run.duration_ns)}"
     )

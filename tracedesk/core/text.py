@@ -65,8 +65,13 @@ def walk_tree(steps: Sequence[Step]) -> Iterator[tuple[int, Step]]:
         stack.extend((depth + 1, c) for c in reversed(children.get(step.id, ())))
 
 
+def plural(count: int, noun: str) -> str:
+    """'1 step', '2 steps'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def incidents_text(count: int, worst_severity: str | None) -> str:
     """'2 incidents · error', or '' for a run without any."""
     if not count:
         return ""
-    return f"{count} incident{'s' if count > 1 else ''} · {worst_severity}"
+    return f"{plural(count, 'incident')} · {worst_severity}"

@@ -58,7 +58,7 @@ from tracedesk.core.importers import import_file
 from tracedesk.core.importers.base import TraceFormatError
 from tracedesk.core.model import Run, severity_rank
 from tracedesk.core.store import ImportCancelled, ImportResult, Store
-from tracedesk.core.text import format_count, format_duration, incidents_text, shorten
+from tracedesk.core.text import format_count, format_duration, incidents_text, plural, shorten
 from tracedesk.ui.charts import ChartData, CostChartsView, chart_data
 from tracedesk.ui.compare import CompareView, RequestGroupView
 from tracedesk.ui.detail import DetailPane
@@ -157,7 +157,7 @@ class RunsPanel(QWidget):
 
 def run_summary(run: Run) -> str:
     """One line about a run for the header above its step tree."""
-    parts = [run.name or run.id, f"{run.step_count} steps",
+    parts = [run.name or run.id, plural(run.step_count, "step"),
              f"{format_count(run.input_tokens + run.output_tokens)} tokens",
              cost_text(run.cost, run.unpriced_steps), format_duration(run.duration_ns), run.status]  # fmt: skip
     if run.incident_count:
