@@ -21,7 +21,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import orjson
 from PySide6.QtCore import QEventLoop, QSettings, QThreadPool
 
-from tracedesk.core.importers import import_file
+from tracedesk.core.ingest import import_file
 from tracedesk.core.store import Store
 from tracedesk.ui.app import application
 from tracedesk.ui.main_window import MainWindow

@@ -84,7 +84,7 @@ def generate(path: Path, spans: int, seed: int = 1) -> None:
 
 
 def run_import(trace_file: str, db: str) -> dict:
-    from tracedesk.core.importers import import_file
+    from tracedesk.core.ingest import import_file
     from tracedesk.core.store import Store
 
     started = time.perf_counter()
@@ -96,7 +96,8 @@ def run_import(trace_file: str, db: str) -> dict:
 def run_floor(trace_file: str, db: str) -> dict:
     import orjson
 
-    from tracedesk.core.store import INSERT_STEP_SQL, Store
+    from tracedesk.core.store import Store
+    from tracedesk.core.store.schema import INSERT_STEP_SQL, STEP_COLUMNS
 
     started = time.perf_counter()
     with Store(db) as store:
@@ -109,12 +110,20 @@ def run_floor(trace_file: str, db: str) -> dict:
                 for rs in orjson.loads(line)["resourceSpans"]:
                     for ss in rs["scopeSpans"]:
                         for s in ss["spans"]:
-                            batch.append((
-                                s["traceId"], s["spanId"], s.get("parentSpanId"), 0, "other",
-                                s["name"], int(s["startTimeUnixNano"]), int(s["endTimeUnixNano"]),
-                                "ok", None, None, None, None, None, None, None, None, None, None,
-                                None, None, None, orjson.dumps(s["attributes"]).decode(), None,
-                            ))  # fmt: skip
+                            row = dict.fromkeys(STEP_COLUMNS)
+                            row.update(
+                                run_id=s["traceId"],
+                                id=s["spanId"],
+                                parent_id=s.get("parentSpanId"),
+                                depth=0,
+                                kind="other",
+                                name=s["name"],
+                                status="ok",
+                                start_ns=int(s["startTimeUnixNano"]),
+                                end_ns=int(s["endTimeUnixNano"]),
+                                attributes=orjson.dumps(s["attributes"]).decode(),
+                            )
+                            batch.append(tuple(row.values()))
                 if len(batch) >= 5000:
                     conn.executemany(INSERT_STEP_SQL, batch)
                     count += len(batch)

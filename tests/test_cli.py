@@ -91,7 +91,7 @@ def test_large_files_show_progress(db, tmp_path, capsys, monkeypatch):
     import tracedesk.cli as cli
 
     monkeypatch.setattr(cli, "LARGE_FILE", 0)
-    monkeypatch.setattr("tracedesk.core.importers.PROGRESS_EVERY", 10)
+    monkeypatch.setattr("tracedesk.core.ingest.PROGRESS_EVERY", 10)
     assert main(["demo", "--runs", "5"]) == 0
     path = tmp_path / "p.jsonl"
     path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in native_run(steps=40)))

@@ -9,7 +9,7 @@ import hashlib
 import orjson
 import pytest
 
-from tracedesk.core.importers import import_file
+from tracedesk.core.ingest import import_file
 from tracedesk.core.model import Status
 
 T0 = 1_772_359_200_000_000_000  # 2026-03-01T10:00:00Z

@@ -18,7 +18,7 @@ from tracedesk.core.analysis.cost import (
 )
 from tracedesk.core.analysis.pricing import Pricing, PricingError
 from tracedesk.core.export import COST_WRITERS, csv_safe
-from tracedesk.core.importers import import_file
+from tracedesk.core.ingest import import_file
 from tracedesk.core.model import Step, StepKind
 
 from .conftest import DEMO_STEPS, FIXTURES, HEADER, write_jsonl

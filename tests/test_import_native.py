@@ -9,9 +9,10 @@ import orjson
 import pytest
 
 from tracedesk.core.export import write_native
-from tracedesk.core.importers import detect, import_file
+from tracedesk.core.importers import detect
 from tracedesk.core.importers.base import TraceFormatError, parse_time
-from tracedesk.core.store import ImportCancelled, Store
+from tracedesk.core.ingest import ImportCancelled, import_file
+from tracedesk.core.store import Store
 from tracedesk.resources import demo_traces
 
 from .conftest import DEMO_STEPS, HEADER, native_run, snapshot, write_jsonl

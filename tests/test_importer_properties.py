@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tracedesk.core.importers import import_file
 from tracedesk.core.importers.base import TraceFormatError
+from tracedesk.core.ingest import import_file
 from tracedesk.core.store import Store
 
 from .conftest import FIXTURES, snapshot

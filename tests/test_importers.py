@@ -9,9 +9,10 @@ from decimal import Decimal
 
 import pytest
 
-from tracedesk.core.importers import detect, import_file
+from tracedesk.core.importers import detect
 from tracedesk.core.importers.base import TraceFormatError
 from tracedesk.core.importers.otlp import normalize_id
+from tracedesk.core.ingest import import_file
 from tracedesk.core.model import Status, StepKind
 from tracedesk.core.store import Store
 

@@ -19,7 +19,7 @@ from tracedesk.cli import main
 from tracedesk.core.analysis.loops import DETECTORS, Rules, RulesError, canonical, detect
 from tracedesk.core.analysis.loops import normal_error as normal
 from tracedesk.core.analysis.pricing import Pricing
-from tracedesk.core.importers import import_file
+from tracedesk.core.ingest import import_file
 from tracedesk.core.model import Incident, Run, severity_rank
 from tracedesk.core.store import Store
 
@@ -327,7 +327,7 @@ def test_check_run_ids_from_the_database(tmp_path, monkeypatch, capsys):
 
 
 def test_a_database_with_findings_is_migrated_to_incidents(tmp_path, monkeypatch, capsys):
-    import tracedesk.core.store as store_module
+    from tracedesk.core.store import schema as store_module
 
     db = tmp_path / "v4.db"
     monkeypatch.setattr(store_module, "SCHEMA_VERSION", 4)

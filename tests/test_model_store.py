@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tracedesk.core import store as store_module
-from tracedesk.core.importers import import_file
+from tracedesk.core.store import schema as store_module
+from tracedesk.core.ingest import import_file
 from tracedesk.core.model import Step, StepKind, to_decimal
 from tracedesk.core.store import SCHEMA_VERSION, Store, StoreError, default_db_path
 

@@ -19,7 +19,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from PySide6.QtCore import QSettings, QThreadPool
 from PySide6.QtWidgets import QApplication
 
-from tracedesk.core.importers import import_file
+from tracedesk.core.ingest import import_file
 from tracedesk.core.store import Store
 from tracedesk.ui.app import application, fill_with_demo
 from tracedesk.ui.main_window import MainWindow

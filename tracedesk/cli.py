@@ -35,11 +35,12 @@ from tracedesk.core.export import (
     write_native,
     write_text_atomically,
 )
-from tracedesk.core.importers import FORMATS, import_file
+from tracedesk.core.importers import FORMATS
 from tracedesk.core.importers.base import TraceFormatError
-from tracedesk.core.model import SEVERITIES, Status
+from tracedesk.core.ingest import import_file
+from tracedesk.core.model import SEVERITIES, ImportResult, Status
 from tracedesk.core.samples import generate
-from tracedesk.core.store import ImportResult, Store, StoreError, default_db_path
+from tracedesk.core.store import Store, StoreError, default_db_path
 from tracedesk.core.text import (
     format_count,
     format_duration,

@@ -260,3 +260,27 @@ class Incident:
     @property
     def last_step(self) -> str | None:
         return self.step_ids[-1] if self.step_ids else None
+
+
+MAX_LISTED_WARNINGS = 200  # per import; the count of all warnings is always kept
+
+
+@dataclass
+class ImportResult:
+    """What one import did: counts, and its warnings (the first MAX_LISTED_WARNINGS)."""
+
+    path: str
+    format: str
+    import_id: int | None = None
+    runs: int = 0
+    steps: int = 0
+    skipped: int = 0
+    bad_records: int = 0
+    warnings: list[str] = field(default_factory=list)
+    warning_count: int = 0
+    already_imported: bool = False
+
+    def warn(self, message: str) -> None:
+        self.warning_count += 1
+        if len(self.warnings) < MAX_LISTED_WARNINGS:
+            self.warnings.append(message)

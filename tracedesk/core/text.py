@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
 from tracedesk.core.model import Step
+from tracedesk.core.tree import children_by_parent
 
 
 def format_duration(ns: int | None) -> str:
@@ -54,10 +54,7 @@ def table(
 
 def walk_tree(steps: Sequence[Step]) -> Iterator[tuple[int, Step]]:
     """(depth, step) in depth-first order, children by start time; steps ordered by start."""
-    children: dict[str | None, list[Step]] = defaultdict(list)
-    ids = {s.id for s in steps}
-    for step in steps:
-        children[step.parent_id if step.parent_id in ids else None].append(step)
+    children = children_by_parent(steps)
     stack = [(0, s) for s in reversed(children[None])]
     while stack:
         depth, step = stack.pop()

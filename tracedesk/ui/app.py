@@ -15,7 +15,7 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from tracedesk import __version__
-from tracedesk.core.importers import import_file
+from tracedesk.core.ingest import import_file
 from tracedesk.core.store import Store, default_db_path
 from tracedesk.resources import demo_traces, resource
 from tracedesk.ui.main_window import MainWindow

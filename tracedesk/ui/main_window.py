@@ -54,10 +54,10 @@ from tracedesk.core.export import (
     write_native,
     write_text_atomically,
 )
-from tracedesk.core.importers import import_file
 from tracedesk.core.importers.base import TraceFormatError
-from tracedesk.core.model import Run, severity_rank
-from tracedesk.core.store import ImportCancelled, ImportResult, Store
+from tracedesk.core.ingest import ImportCancelled, import_file
+from tracedesk.core.model import ImportResult, Run, severity_rank
+from tracedesk.core.store import Store
 from tracedesk.core.text import format_count, format_duration, incidents_text, plural, shorten
 from tracedesk.ui.charts import ChartData, CostChartsView, chart_data
 from tracedesk.ui.compare import CompareView, RequestGroupView

@@ -22,6 +22,7 @@ from typing import Any
 
 from tracedesk.core.analysis.loops import canonical
 from tracedesk.core.model import Run, Step, StepKind
+from tracedesk.core.tree import children_by_parent
 
 MAX_EDIT_DISTANCE = 1500  # beyond this a level is aligned by a cheaper, coarser method
 _VOLATILE = frozenset({"timestamp", "ts", "time", "request_id", "requestid", "nonce", "trace_id",
@@ -191,10 +192,7 @@ def _coarse_script(a: Sequence[Any], b: Sequence[Any]) -> list[tuple[str, int, i
 
 
 def _children(steps: Sequence[Step]) -> dict[str | None, list[Step]]:
-    ids = {s.id for s in steps}
-    children: dict[str | None, list[Step]] = defaultdict(list)
-    for step in steps:
-        children[step.parent_id if step.parent_id in ids else None].append(step)
+    children = children_by_parent(steps)
     for siblings in children.values():
         _canonical_order(siblings)
     return children

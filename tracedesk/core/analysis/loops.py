@@ -53,6 +53,7 @@ from tracedesk.core.model import (
     StepKind,
     severity_rank,
 )
+from tracedesk.core.tree import children_by_parent
 from tracedesk.resources import resource
 
 DETECTORS = ("retry_storm", "oscillation", "no_progress", "repeated_error", "runaway")
@@ -229,9 +230,7 @@ class RunView:
                  cost_of: Callable[[Step], Decimal | None]):  # fmt: skip
         self.run, self.steps, self.rules, self.cost_of = run, list(steps), rules, cost_of
         self.by_id = {s.id: s for s in self.steps}
-        self.children: dict[str | None, list[Step]] = defaultdict(list)
-        for step in self.steps:
-            self.children[self.parent(step)].append(step)
+        self.children = children_by_parent(self.steps)
         # Each action belongs to the sequence of its scope (see the module docstring).
         self.scope_of = {s.id: self._scope(s) for s in self.steps if s.kind in ACTION_KINDS}
         self.scopes: dict[str | None, list[Step]] = defaultdict(list)

@@ -12,8 +12,15 @@ from typing import IO, Any, TypeVar
 
 import orjson
 
-from tracedesk.core.model import Run, Status, Step, StepKind, request_text, to_decimal
-from tracedesk.core.store import ImportResult
+from tracedesk.core.model import (
+    ImportResult,
+    Run,
+    Status,
+    Step,
+    StepKind,
+    request_text,
+    to_decimal,
+)
 
 RecordT = TypeVar("RecordT", Run, Step)
 

@@ -1,0 +1,305 @@
+"""One import, from a file to committed rows, in one transaction.
+
+reader → runs gathered in memory → tree repair → price → totals → incidents → write once.
+
+An importer yields runs and steps in file order. Steps are gathered per run; a run that has
+not been seen for ``QUIET_RECORDS`` records is taken as complete, analysed in memory and
+written with its costs, totals and incidents, and its steps are never read back. A run
+that gets more steps later in the file, or that is already in the database (a trace split
+over files), is merged instead: its new steps are added, and the run is analysed again from
+the database. Memory is bounded by the runs still open, whatever the file size.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import IO
+
+from tracedesk.core import tree
+from tracedesk.core.analysis.cost import PRICING_META_KEY, apply_costs, price_step
+from tracedesk.core.analysis.loops import RULES_META_KEY, Rules, apply_incidents, detect
+from tracedesk.core.analysis.pricing import Pricing
+from tracedesk.core.importers import FORMATS, describe
+from tracedesk.core.importers import detect as detect_format
+from tracedesk.core.importers.base import ReadContext, TraceFormatError
+from tracedesk.core.model import (
+    ImportResult,
+    Incident,
+    Run,
+    Status,
+    Step,
+    request_text,
+    severity_rank,
+)
+from tracedesk.core.store import Store
+
+HEAD_SIZE = 64 * 1024
+PROGRESS_EVERY = 2000  # records between progress reports
+QUIET_RECORDS = 20_000  # a run not seen for this many records is complete
+CHECK_EVERY = 1000  # records between looks for complete runs (and for a cancel)
+ZERO = Decimal(0)
+
+Progress = Callable[[int, int], None]  # (bytes read, total bytes)
+
+
+class ImportCancelled(Exception):
+    """The user cancelled an import; the database was rolled back."""
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _decompressed(raw: IO[bytes]) -> IO[bytes]:
+    """The file's content, gunzipped when it starts with the gzip magic bytes."""
+    magic = raw.read(2)
+    raw.seek(0)
+    if magic == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    return raw
+
+
+def import_file(
+    store: Store,
+    path: str | Path,
+    format: str | None = None,
+    skip_bad: bool = False,
+    progress: Progress | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    pricing: Pricing | None = None,
+    rules: Rules | None = None,
+) -> ImportResult:
+    """Import one trace file (optionally gzip-compressed) into the store, priced and checked.
+
+    Raises TraceFormatError for bad input (the store is left unchanged), ImportCancelled
+    when ``cancelled()`` turns true, and OSError when the file cannot be read.
+    """
+    path = Path(path)
+    name = str(path)
+    total = path.stat().st_size
+    if total == 0:
+        raise TraceFormatError(name, "file", "the file is empty")
+    sha256 = file_sha256(path)
+    with path.open("rb") as raw:
+        try:
+            head = _decompressed(raw).read(HEAD_SIZE)
+        except (OSError, EOFError) as exc:
+            raise TraceFormatError(name, "file", f"cannot decompress: {exc}") from None
+    if format is None:
+        format = detect_format(head)
+        if format is None:
+            raise TraceFormatError(
+                name,
+                "start of file",
+                f"not a trace format tracedesk reads: {describe(head)}."
+                f" tracedesk reads {', '.join(FORMATS)}",
+            )
+    elif format not in FORMATS:
+        raise TraceFormatError(name, "--format", f"unknown format {format!r}")
+    result = ImportResult(path=name, format=format)
+    if store.find_import(sha256) is not None:
+        result.already_imported = True
+        return result
+    ctx = ReadContext(path=name, result=result, skip_bad=skip_bad)
+    with path.open("rb") as raw:
+        stream = _decompressed(raw)
+        records = _watch(FORMATS[format].read(stream, ctx), raw, total, progress, ctx)
+        try:
+            ingest(store, records, result, sha256, pricing or Pricing.load(),
+                   rules or Rules.load(), cancelled)  # fmt: skip
+        except (OSError, EOFError) as exc:  # a corrupt gzip stream surfaces while reading
+            raise TraceFormatError(name, "file", f"cannot read: {exc}") from None
+    return result
+
+
+def _watch(
+    records: Iterator[Run | Step], raw: IO[bytes], total: int, progress: Progress | None,
+    ctx: ReadContext,
+) -> Iterator[Run | Step]:  # fmt: skip
+    """Pass records through, reporting progress, and refuse a file with no runs."""
+    count = 0
+    for count, record in enumerate(records, 1):
+        if progress is not None and count % PROGRESS_EVERY == 0:
+            progress(raw.tell(), total)
+        yield record
+    if count == 0:
+        raise TraceFormatError(ctx.path, "file", "contains no runs or steps")
+    if progress is not None:
+        progress(total, total)
+
+
+@dataclass
+class _OpenRun:
+    run: Run | None = None
+    steps: dict[str, Step] = field(default_factory=dict)
+    last_seen: int = 0
+
+
+def ingest(
+    store: Store,
+    records: Iterable[Run | Step],
+    result: ImportResult,
+    sha256: str,
+    pricing: Pricing,
+    rules: Rules,
+    cancelled: Callable[[], bool] | None = None,
+) -> ImportResult:
+    """Write the runs and steps of one import in one transaction, analysed.
+
+    Steps already in the database (same run and step id) are skipped, so importing the same
+    runs again changes nothing. On any exception the transaction is rolled back and the
+    exception propagates.
+    """
+    with store.import_transaction(result, sha256) as import_id:
+        # Runs stored under other prices or rules are brought up to date as well.
+        stale_prices = store.get_meta(PRICING_META_KEY) != pricing.fingerprint
+        stale_rules = stale_prices or store.get_meta(RULES_META_KEY) != rules.fingerprint
+        older = store.run_ids() if stale_rules else []
+        writer = _Writer(store, result, import_id, pricing, rules)
+        open_runs: dict[str, _OpenRun] = {}
+        for n, record in enumerate(records):
+            if n % CHECK_EVERY == 0:
+                if cancelled is not None and cancelled():
+                    raise ImportCancelled(result.path)
+                quiet = [k for k, o in open_runs.items() if o.last_seen < n - QUIET_RECORDS]
+                for run_id in quiet:
+                    writer.write(run_id, open_runs.pop(run_id))
+            run_id = record.run_id if type(record) is Step else record.id
+            entry = open_runs.get(run_id)
+            if entry is None:
+                entry = open_runs[run_id] = _OpenRun()
+            entry.last_seen = n
+            if type(record) is Step:
+                if record.id in entry.steps:
+                    result.warn(f"run {run_id}: duplicate step id {record.id!r}; kept the first")
+                else:
+                    entry.steps[record.id] = record
+            else:
+                entry.run = record if entry.run is None else _fill_gaps(entry.run, record)
+        if cancelled is not None and cancelled():
+            raise ImportCancelled(result.path)
+        for run_id, entry in open_runs.items():
+            writer.write(run_id, entry)
+        if older:
+            if stale_prices:
+                apply_costs(store, pricing, older)
+            apply_incidents(store, rules, older)
+        store.set_meta(PRICING_META_KEY, pricing.fingerprint)
+        store.set_meta(RULES_META_KEY, rules.fingerprint)
+        result.runs = len(writer.written)
+    return result
+
+
+class _Writer:
+    """Analyses complete runs and writes them (or merges them into what is stored)."""
+
+    def __init__(self, store: Store, result: ImportResult, import_id: int, pricing: Pricing,
+                 rules: Rules):  # fmt: skip
+        self.store, self.result, self.import_id = store, result, import_id
+        self.pricing, self.rules = pricing, rules
+        self.written: set[str] = set()
+
+    def write(self, run_id: str, entry: _OpenRun) -> None:
+        if run_id in self.written or self.store.has_run(run_id):
+            self._merge(run_id, entry)
+        else:
+            run = entry.run or Run(id=run_id, source_format=self.result.format)
+            steps = list(entry.steps.values())
+            incidents = self._analyse(run, steps)
+            self.store.insert_run(run, steps, incidents, self.import_id)
+            self.result.steps += len(steps)
+        self.written.add(run_id)
+
+    def _merge(self, run_id: str, entry: _OpenRun) -> None:
+        """Add a run's new steps to what the database holds, then analyse it whole again."""
+        store = self.store
+        if entry.run is not None:
+            store.upsert_run_record(entry.run, self.import_id)
+        else:
+            store.ensure_run(run_id, self.result.format, self.import_id)
+        added, skipped, duplicates = store.insert_new_steps(entry.steps.values(), self.import_id)
+        self.result.steps += added
+        self.result.skipped += skipped
+        for step_id in duplicates:
+            self.result.warn(f"run {run_id}: duplicate step id {step_id!r}; kept the first")
+        run = store.get_run(run_id)
+        assert run is not None
+        steps = store.steps(run_id)
+        incidents = self._analyse(run, steps)
+        store.update_run(run, steps, incidents)
+
+    def _analyse(self, run: Run, steps: list[Step]) -> list[Incident]:
+        """Repair the tree, price the steps, total the run and find its incidents, in memory;
+        the steps end up in start order."""
+        for step, reason, lost in tree.repair(steps):
+            self.result.warn(
+                f"run {run.id}: step {step.id!r} {reason} ({lost!r}); attached to the run root"
+            )
+        steps.sort(key=lambda s: (s.start_ns is None, s.start_ns or 0))
+        for step in steps:
+            step.cost, step.cost_source = price_step(step, self.pricing)
+        _total(run, steps)
+        incidents = detect(run, steps, self.rules)
+        run.incident_count = len(incidents)
+        run.worst_severity = max((i.severity for i in incidents), key=severity_rank, default=None)
+        run.wasted_tokens = sum(i.wasted_tokens for i in incidents)
+        run.wasted_cost = sum((i.wasted_cost for i in incidents), ZERO) if incidents else None
+        run.wasted_ns = sum(i.wasted_ns for i in incidents)
+        run.wasted_unpriced = sum(i.wasted_unpriced for i in incidents)
+        return incidents
+
+
+def _fill_gaps(known: Run, later: Run) -> Run:
+    """What is known wins; a later record of the same run only fills gaps (a trace split
+    over several lines or files names its run more than once)."""
+    known.name = known.name or later.name
+    known.request = known.request if known.request is not None else later.request
+    known.session_id = known.session_id or later.session_id
+    known.start_ns = known.start_ns if known.start_ns is not None else later.start_ns
+    known.end_ns = known.end_ns if known.end_ns is not None else later.end_ns
+    if known.status == Status.UNSET:
+        known.status = later.status
+    known.attributes = known.attributes or later.attributes
+    return known
+
+
+def _total(run: Run, steps: list[Step]) -> None:
+    """The run's totals from its steps (in start order), and its name and request when the
+    source gave none."""
+    run.step_count = len(steps)
+    run.error_count = sum(s.status == Status.ERROR for s in steps)
+    run.input_tokens = sum(s.input_tokens or 0 for s in steps)
+    run.output_tokens = sum(s.output_tokens or 0 for s in steps)
+    run.cached_input_tokens = sum(s.cached_input_tokens or 0 for s in steps)
+    run.reasoning_tokens = sum(s.reasoning_tokens or 0 for s in steps)
+    run.cache_creation_tokens = sum(s.cache_creation_tokens or 0 for s in steps)
+    reported = [s.reported_cost for s in steps if s.reported_cost is not None]
+    run.reported_cost = sum(reported, ZERO) if reported else None
+    costs = [s.cost for s in steps if s.cost is not None]
+    run.cost = sum(costs, ZERO) if costs else None
+    run.unpriced_steps = sum(s.cost_source == "unknown_model" for s in steps)
+    starts = [s.start_ns for s in steps if s.start_ns is not None]
+    ends = [s.end_ns if s.end_ns is not None else s.start_ns for s in steps]
+    run.start_ns = min(starts, default=run.start_ns)
+    run.end_ns = max((e for e in ends if e is not None), default=run.end_ns)
+    roots = [s for s in steps if s.parent_id is None]
+    if run.status == Status.UNSET and steps:
+        failed = any(s.status == Status.ERROR for s in roots)
+        run.status = Status.ERROR if failed else Status.OK
+    if not run.name and roots:
+        run.name = roots[0].name
+    if run.request is None:
+        for step in steps:
+            text = request_text(step.input) if step.input is not None else None
+            if text:
+                run.request = text
+                break

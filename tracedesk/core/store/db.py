@@ -1,0 +1,297 @@
+"""The connection, its transactions and everything that writes.
+
+Writes happen inside a transaction begun here (``transaction`` or ``import_transaction``);
+rows are inserted through the raw connection, the hot path, and sqlite-utils runs the
+schema migrations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+import platformdirs
+import sqlite_utils
+
+from tracedesk.core.model import ImportResult, Incident, Run, Step, severity_rank
+from tracedesk.core.store import schema
+from tracedesk.core.store.schema import INSERT_STEP_SQL, RUN_COLUMNS
+
+INSERT_RUN_SQL = (
+    f"INSERT INTO runs({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
+)
+# A merged run: every derived column is rewritten; the import that first brought it stays.
+UPDATE_RUN_SQL = f"UPDATE runs SET {', '.join(f'{c}=?' for c in RUN_COLUMNS[1:-1])} WHERE id=?"
+UPDATE_STEP_SQL = (
+    "UPDATE steps SET parent_id=?, depth=?, cost=?, cost_source=?, attributes=?"
+    " WHERE run_id=? AND id=?"
+)
+INSERT_INCIDENT_SQL = (
+    "INSERT INTO incidents(run_id, kind, severity, message, evidence, step_ids,"
+    " wasted_step_ids, wasted_tokens, wasted_cost, wasted_ns, wasted_unpriced)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+class StoreError(Exception):
+    """A problem with the database itself (not with an imported file)."""
+
+
+def default_db_path() -> Path:
+    """``$TRACEDESK_DB`` if set, else tracedesk.db in the user's data directory."""
+    env = os.environ.get("TRACEDESK_DB")
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_data_dir("tracedesk", appauthor=False)) / "tracedesk.db"
+
+
+def to_nusd(amount: Decimal | None) -> int:
+    """USD as integer nano-dollars, so that SQL can sort and sum costs."""
+    return 0 if amount is None else int((amount * 10**9).to_integral_value())
+
+
+def json_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # integers beyond 64 bits: the standard library writes them exactly
+        return json.dumps(value, default=str, ensure_ascii=False)
+
+
+def _text(amount: Decimal | None) -> str | None:
+    return None if amount is None else str(amount)
+
+
+def step_row(step: Step, import_id: int) -> tuple:
+    """A step as the values of INSERT_STEP_SQL (the column order of STEP_COLUMNS)."""
+    return (
+        step.run_id, step.id, step.parent_id, step.depth, str(step.kind), step.name,
+        step.start_ns, step.end_ns, str(step.status), step.error, step.model, step.provider,
+        step.input_tokens, step.output_tokens, step.cached_input_tokens, step.reasoning_tokens,
+        step.cache_creation_tokens, _text(step.reported_cost), step.tool_name,
+        json_text(step.tool_args), json_text(step.input), json_text(step.output),
+        json_text(step.attributes or {}), _text(step.cost), step.cost_source, import_id,
+    )  # fmt: skip
+
+
+def run_row(run: Run, steps: Iterable[Step], import_id: int | None) -> tuple:
+    """A run with its totals as the values of INSERT_RUN_SQL (the order of RUN_COLUMNS)."""
+    steps = list(steps)
+    models = ",".join(dict.fromkeys(s.model for s in steps if s.model)) or None
+    tools = ",".join(dict.fromkeys(s.tool_name for s in steps if s.tool_name)) or None
+    return (
+        run.id, run.source_format, run.name, run.request, run.session_id, run.start_ns,
+        run.end_ns, str(run.status), json_text(run.attributes or {}), run.step_count,
+        run.error_count, run.input_tokens, run.output_tokens, run.cached_input_tokens,
+        run.reasoning_tokens, run.cache_creation_tokens, _text(run.reported_cost),
+        _text(run.cost), to_nusd(run.cost), run.unpriced_steps, run.incident_count,
+        run.worst_severity, run.wasted_tokens, _text(run.wasted_cost), run.wasted_ns,
+        run.wasted_unpriced, models, tools, import_id,
+    )  # fmt: skip
+
+
+def incident_row(i: Incident) -> tuple:
+    return (
+        i.run_id, i.kind, i.severity, i.message,
+        orjson.dumps([[e.kind, e.severity, e.message] for e in i.evidence]).decode(),
+        orjson.dumps(i.step_ids).decode(), orjson.dumps(i.wasted_step_ids).decode(),
+        i.wasted_tokens, str(i.wasted_cost), i.wasted_ns, i.wasted_unpriced,
+    )  # fmt: skip
+
+
+class Database:
+    """The connection to one tracedesk database and the write side of a Store."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else default_db_path()
+        if str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit mode: transactions are begun and ended explicitly below.
+        # A generous busy timeout: the GUI reads while a worker import holds the write lock.
+        self.conn = sqlite3.connect(
+            str(self.path), isolation_level=None, check_same_thread=False, timeout=30
+        )
+        self.conn.row_factory = sqlite3.Row
+        self.db = sqlite_utils.Database(self.conn)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- schema -------------------------------------------------------------------------
+
+    @property
+    def schema_version(self) -> int:
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def _migrate(self) -> None:
+        version, latest = self.schema_version, schema.SCHEMA_VERSION
+        if version > latest:
+            raise StoreError(
+                f"{self.path}: database schema version {version} is newer than this "
+                f"tracedesk understands ({latest}); upgrade tracedesk"
+            )
+        for target in range(version, latest):
+            with self.transaction():
+                schema.MIGRATIONS[target](self.db)
+                self.conn.execute(f"PRAGMA user_version = {target + 1}")
+
+    # -- transactions -------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    @contextmanager
+    def import_transaction(self, result: ImportResult, sha256: str) -> Iterator[int]:
+        """One import: its ``imports`` row, whatever is written inside, its counts and
+        warnings, committed together or not at all. Yields the import id."""
+        try:
+            with self.transaction():
+                import_id = self.conn.execute(
+                    "INSERT INTO imports(path, sha256, format, imported_at) VALUES (?, ?, ?, ?)",
+                    (result.path, sha256, result.format, time.strftime("%Y-%m-%dT%H:%M:%S%z")),
+                ).lastrowid
+                assert import_id is not None
+                result.import_id = import_id
+                yield import_id
+                self.conn.execute(
+                    "UPDATE imports SET runs=?, steps=?, skipped=?, bad_records=?,"
+                    " warning_count=? WHERE id=?",
+                    (result.runs, result.steps, result.skipped, result.bad_records,
+                     result.warning_count, import_id),
+                )  # fmt: skip
+                self.conn.executemany(
+                    "INSERT INTO import_warnings(import_id, message) VALUES (?, ?)",
+                    [(import_id, w) for w in result.warnings],
+                )
+        except BaseException:
+            result.import_id = None
+            raise
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # -- runs and steps -----------------------------------------------------------------
+
+    def insert_run(
+        self, run: Run, steps: list[Step], incidents: list[Incident], import_id: int
+    ) -> None:
+        """A new run with its analysed steps and incidents, each row written once."""
+        self.conn.execute(INSERT_RUN_SQL, run_row(run, steps, import_id))
+        self.conn.executemany(INSERT_STEP_SQL, [step_row(s, import_id) for s in steps])
+        self.conn.executemany(INSERT_INCIDENT_SQL, [incident_row(i) for i in incidents])
+
+    def update_run(self, run: Run, steps: list[Step], incidents: list[Incident]) -> None:
+        """A stored run analysed again: its totals, its steps' tree and costs, its incidents."""
+        self.conn.execute(UPDATE_RUN_SQL, (*run_row(run, steps, None)[1:-1], run.id))
+        self.conn.executemany(
+            UPDATE_STEP_SQL,
+            ((s.parent_id, s.depth, _text(s.cost), s.cost_source, json_text(s.attributes),
+              s.run_id, s.id) for s in steps),
+        )  # fmt: skip
+        self.conn.execute("DELETE FROM incidents WHERE run_id=?", (run.id,))
+        self.conn.executemany(INSERT_INCIDENT_SQL, [incident_row(i) for i in incidents])
+
+    def ensure_run(self, run_id: str, source_format: str, import_id: int) -> None:
+        self.conn.execute(
+            "INSERT OR IGNORE INTO runs(id, source_format, import_id) VALUES (?, ?, ?)",
+            (run_id, source_format, import_id),
+        )
+
+    def upsert_run_record(self, run: Run, import_id: int) -> None:
+        """A run record for a run that may be stored: what is stored wins, the record
+        only fills gaps."""
+        self.conn.execute(
+            """
+            INSERT INTO runs(id, source_format, name, request, session_id, start_ns, end_ns,
+                             status, attributes, import_id)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT(id) DO UPDATE SET
+                name = CASE WHEN runs.name = '' THEN excluded.name ELSE runs.name END,
+                request = COALESCE(runs.request, excluded.request),
+                session_id = COALESCE(runs.session_id, excluded.session_id),
+                start_ns = COALESCE(runs.start_ns, excluded.start_ns),
+                end_ns = COALESCE(runs.end_ns, excluded.end_ns),
+                status = CASE WHEN runs.status = 'unset' THEN excluded.status
+                              ELSE runs.status END,
+                attributes = CASE WHEN runs.attributes = '{}' THEN excluded.attributes
+                                  ELSE runs.attributes END
+            """,
+            (run.id, run.source_format, run.name, run.request, run.session_id, run.start_ns,
+             run.end_ns, str(run.status), json_text(run.attributes or {}), import_id),
+        )  # fmt: skip
+
+    def insert_new_steps(self, steps: Iterable[Step], import_id: int) -> tuple[int, int, list[str]]:
+        """Insert the steps that are not stored yet. Returns how many were added, how many
+        an earlier import had stored already, and the ids this import repeated."""
+        added, skipped, repeated = 0, 0, []
+        for step in steps:
+            try:
+                self.conn.execute(INSERT_STEP_SQL, step_row(step, import_id))
+                added += 1
+            except sqlite3.IntegrityError:
+                owner = self.conn.execute(
+                    "SELECT import_id FROM steps WHERE run_id=? AND id=?", (step.run_id, step.id)
+                ).fetchone()
+                if owner is not None and owner[0] == import_id:
+                    repeated.append(step.id)
+                else:
+                    skipped += 1
+        return added, skipped, repeated
+
+    # -- costs and incidents of stored runs ---------------------------------------------
+
+    def write_costs(self, steps: Iterable[tuple], runs: Iterable[tuple]) -> None:
+        """Steps: (cost text, source, run id, step id); runs: (cost text, unpriced, run id)."""
+        self.conn.executemany(
+            "UPDATE steps SET cost=?, cost_source=? WHERE run_id=? AND id=?", steps
+        )
+        self.conn.executemany(
+            "UPDATE runs SET cost=?, cost_nusd=?, unpriced_steps=? WHERE id=?",
+            (
+                (cost, to_nusd(None if cost is None else Decimal(cost)), unpriced, run_id)
+                for cost, unpriced, run_id in runs
+            ),
+        )
+
+    def replace_incidents(self, run_ids: Iterable[str], incidents: Iterable[Incident]) -> None:
+        """Store the incidents of these runs in place of their old ones, with the runs'
+        wasted totals (inside a transaction)."""
+        conn = self.conn
+        by_run: dict[str, list[Incident]] = {run_id: [] for run_id in run_ids}
+        for incident in incidents:
+            by_run[incident.run_id].append(incident)
+        conn.executemany("DELETE FROM incidents WHERE run_id=?", ((r,) for r in by_run))
+        conn.executemany(
+            INSERT_INCIDENT_SQL, [incident_row(i) for found in by_run.values() for i in found]
+        )
+        conn.executemany(
+            "UPDATE runs SET incident_count=?, worst_severity=?, wasted_tokens=?,"
+            " wasted_cost=?, wasted_ns=?, wasted_unpriced=? WHERE id=?",
+            (
+                (len(found), max((i.severity for i in found), key=severity_rank, default=None),
+                 sum(i.wasted_tokens for i in found),
+                 str(sum((i.wasted_cost for i in found), Decimal(0))) if found else None,
+                 sum(i.wasted_ns for i in found), sum(i.wasted_unpriced for i in found), run_id)
+                for run_id, found in by_run.items()
+            ),
+        )  # fmt: skip

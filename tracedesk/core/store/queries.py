@@ -1,0 +1,163 @@
+"""Typed reads: every query the GUI and the CLI run, returning model dataclasses."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from decimal import Decimal
+
+import orjson
+
+from tracedesk.core.model import Evidence, Incident, Run, Step, to_decimal
+from tracedesk.core.store.schema import PAYLOAD_COLUMNS, READ_STEP_COLUMNS, STEP_JSON_COLUMNS
+
+
+def _row_to_step(row: sqlite3.Row) -> Step:
+    keys = row.keys()
+    values = {k: row[k] for k in keys if k in Step.__dataclass_fields__}
+    for name in STEP_JSON_COLUMNS & values.keys():
+        if values[name] is not None:
+            values[name] = orjson.loads(values[name])
+    if values.get("attributes") is None:
+        values["attributes"] = {}
+    values["reported_cost"] = to_decimal(values.get("reported_cost"))
+    values["cost"] = to_decimal(values.get("cost"))
+    return Step(**values)
+
+
+def _row_to_run(row: sqlite3.Row) -> Run:
+    values = {k: row[k] for k in row.keys() if k in Run.__dataclass_fields__}  # noqa: SIM118
+    values["attributes"] = orjson.loads(values["attributes"] or "{}")
+    values["reported_cost"] = to_decimal(values["reported_cost"])
+    values["cost"] = to_decimal(values["cost"])
+    values["wasted_cost"] = to_decimal(values["wasted_cost"])
+    return Run(**values)
+
+
+def _row_to_incident(row: sqlite3.Row) -> Incident:
+    headline = Evidence(row["kind"], row["severity"], row["message"])
+    return Incident(
+        run_id=row["run_id"],
+        findings=[headline, *(Evidence(*e) for e in orjson.loads(row["evidence"]))],
+        step_ids=orjson.loads(row["step_ids"]),
+        wasted_step_ids=orjson.loads(row["wasted_step_ids"]),
+        wasted_tokens=row["wasted_tokens"],
+        wasted_cost=Decimal(row["wasted_cost"]),
+        wasted_ns=row["wasted_ns"],
+        wasted_unpriced=row["wasted_unpriced"],
+    )
+
+
+class Queries:
+    """The read side of a Store (mixed into it): needs only ``self.conn``."""
+
+    conn: sqlite3.Connection
+
+    def find_import(self, sha256: str) -> sqlite3.Row | None:
+        return self.conn.execute(
+            "SELECT * FROM imports WHERE sha256 = ? ORDER BY id LIMIT 1", (sha256,)
+        ).fetchone()
+
+    def incidents(self, run_id: str | None = None) -> list[Incident]:
+        """Stored incidents of one run, or of all runs, in order."""
+        sql = "SELECT * FROM incidents"
+        if run_id is None:
+            rows = self.conn.execute(sql + " ORDER BY run_id, id")
+        else:
+            rows = self.conn.execute(sql + " WHERE run_id=? ORDER BY id", (run_id,))
+        return [_row_to_incident(r) for r in rows]
+
+    def has_run(self, run_id: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM runs WHERE id=?", (run_id,)).fetchone() is not None
+
+    def run_ids(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT id FROM runs ORDER BY start_ns, id")]
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def runs(self, order_by: str = "start_ns DESC", limit: int | None = None) -> list[Run]:
+        allowed = {"start_ns", "name", "cost_nusd", "step_count"}
+        column, _, direction = order_by.partition(" ")
+        if column not in allowed or direction.upper() not in ("", "ASC", "DESC"):
+            raise ValueError(f"cannot order runs by {order_by!r}")
+        sql = f"SELECT * FROM runs ORDER BY {column} {direction or 'ASC'}, id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [_row_to_run(r) for r in self.conn.execute(sql)]
+
+    def get_run(self, run_id: str) -> Run | None:
+        row = self.conn.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        return None if row is None else _row_to_run(row)
+
+    def find_run(self, id_or_prefix: str) -> Run:
+        """The run with this id, or the only run whose id starts with it."""
+        run = self.get_run(id_or_prefix)
+        if run is not None:
+            return run
+        escaped = id_or_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self.conn.execute(
+            "SELECT * FROM runs WHERE id LIKE ? ESCAPE '\\' LIMIT 2", (escaped + "%",)
+        ).fetchall()
+        if len(rows) == 1:
+            return _row_to_run(rows[0])
+        if not rows:
+            raise KeyError(f"no run with id {id_or_prefix!r}")
+        raise KeyError(f"run id prefix {id_or_prefix!r} is ambiguous")
+
+    def steps(self, run_id: str, payloads: bool = True) -> list[Step]:
+        """The steps of a run ordered by start time; ``payloads=False`` leaves out input,
+        output and attributes (tool arguments stay)."""
+        return list(self.iter_steps(run_id, payloads))
+
+    def iter_steps(self, run_id: str, payloads: bool = True) -> Iterator[Step]:
+        columns = list(READ_STEP_COLUMNS)
+        if not payloads:
+            columns = [c for c in columns if c not in PAYLOAD_COLUMNS]
+        sql = (
+            f"SELECT {', '.join(columns)} FROM steps WHERE run_id=?"
+            " ORDER BY start_ns IS NULL, start_ns, rowid"
+        )
+        for row in self.conn.execute(sql, (run_id,)):
+            yield _row_to_step(row)
+
+    def step_index(self, run_id: str) -> list[tuple]:
+        """Light rows for views of big runs, in start order: (id, parent_id, depth, kind,
+        name, start_ns, end_ns, status, input_tokens, output_tokens, cost, model, tool_name).
+        No payloads; ``step`` loads one step whole. Plain tuples: this is the hot path."""
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        return cursor.execute(
+            "SELECT id, parent_id, depth, kind, name, start_ns, end_ns, status,"
+            " coalesce(input_tokens, 0), coalesce(output_tokens, 0), cost, model, tool_name"
+            " FROM steps WHERE run_id=? ORDER BY start_ns, rowid",  # served by steps_run_start
+            (run_id,),
+        ).fetchall()
+
+    def step(self, run_id: str, step_id: str) -> Step | None:
+        """One step with its payloads."""
+        row = self.conn.execute(
+            f"SELECT {', '.join(READ_STEP_COLUMNS)} FROM steps WHERE run_id=? AND id=?",
+            (run_id, step_id),
+        ).fetchone()
+        return None if row is None else _row_to_step(row)
+
+    def library(self) -> list[sqlite3.Row]:
+        """Every run, newest first, as rows (with the models and tools it used)."""
+        return self.conn.execute("SELECT * FROM runs ORDER BY start_ns DESC, id").fetchall()
+
+    def import_warnings(self, import_id: int) -> list[str]:
+        return [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT message FROM import_warnings WHERE import_id=? ORDER BY rowid",
+                (import_id,),
+            )
+        ]
+
+    def counts(self) -> dict[str, int]:
+        return {
+            table: self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in ("runs", "steps", "imports")
+        }

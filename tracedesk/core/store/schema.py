@@ -1,0 +1,221 @@
+"""The database schema, column by column, and its forward migrations.
+
+Columns (steps): ``run_id``/``id`` identify a step; ``parent_id`` is NULL for a root;
+``depth`` is derived at import; times are ns since the epoch; token columns are the
+step's own counts (never a roll-up of children; cached is a subset of input and
+reasoning a subset of output); ``reported_cost`` is the source's USD figure as exact
+decimal text; ``tool_args``/``input``/``output``/``attributes`` are JSON text, stored
+whole. ``import_id`` says which import brought the row.
+
+Runs carry totals derived from their steps (``step_count`` … ``reported_cost``).
+``cost`` (steps and runs) is written by the cost engine: reported where the source has
+it, else computed from the pricing table; ``cost_nusd`` is the run's ``cost`` in integer
+nano-USD so that SQL can sort by it.
+
+An import is one transaction: rows are written as the file streams and the whole
+thing is rolled back on any error or cancel, so the database is left as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlite_utils
+
+SCHEMA_VERSION = 6
+
+STEP_COLUMNS = (
+    "run_id", "id", "parent_id", "depth", "kind", "name", "start_ns", "end_ns",
+    "status", "error", "model", "provider", "input_tokens", "output_tokens",
+    "cached_input_tokens", "reasoning_tokens", "cache_creation_tokens", "reported_cost",
+    "tool_name", "tool_args", "input", "output", "attributes", "cost", "cost_source",
+    "import_id",
+)  # fmt: skip
+STEP_JSON_COLUMNS = frozenset({"tool_args", "input", "output", "attributes"})
+INSERT_STEP_SQL = (
+    f"INSERT INTO steps({', '.join(STEP_COLUMNS)}) VALUES ({', '.join('?' * len(STEP_COLUMNS))})"
+)
+PAYLOAD_COLUMNS = ("input", "output", "attributes")  # tool_args are small and always read
+READ_STEP_COLUMNS = tuple(c for c in STEP_COLUMNS if c != "import_id")
+RUN_COLUMNS = (
+    "id", "source_format", "name", "request", "session_id", "start_ns", "end_ns", "status",
+    "attributes", "step_count", "error_count", "input_tokens", "output_tokens",
+    "cached_input_tokens", "reasoning_tokens", "cache_creation_tokens", "reported_cost",
+    "cost", "cost_nusd", "unpriced_steps", "incident_count", "worst_severity",
+    "wasted_tokens", "wasted_cost", "wasted_ns", "wasted_unpriced", "models", "tools",
+    "import_id",
+)  # fmt: skip
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE imports (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            format TEXT NOT NULL,
+            runs INTEGER NOT NULL DEFAULT 0,       -- runs touched by this import
+            steps INTEGER NOT NULL DEFAULT 0,      -- steps written
+            skipped INTEGER NOT NULL DEFAULT 0,    -- steps already in the database
+            bad_records INTEGER NOT NULL DEFAULT 0,
+            warning_count INTEGER NOT NULL DEFAULT 0,
+            imported_at TEXT NOT NULL
+        );
+        CREATE INDEX imports_sha256 ON imports(sha256);
+        CREATE TABLE import_warnings (
+            import_id INTEGER NOT NULL REFERENCES imports(id) ON DELETE CASCADE,
+            message TEXT NOT NULL
+        );
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            source_format TEXT NOT NULL DEFAULT '',
+            name TEXT NOT NULL DEFAULT '',
+            request TEXT,
+            session_id TEXT,
+            start_ns INTEGER,
+            end_ns INTEGER,
+            status TEXT NOT NULL DEFAULT 'unset',
+            attributes TEXT NOT NULL DEFAULT '{}',
+            step_count INTEGER NOT NULL DEFAULT 0,
+            error_count INTEGER NOT NULL DEFAULT 0,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            cached_input_tokens INTEGER NOT NULL DEFAULT 0,
+            reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+            reported_cost TEXT,
+            cost_nusd INTEGER NOT NULL DEFAULT 0,
+            import_id INTEGER REFERENCES imports(id)
+        );
+        CREATE INDEX runs_start ON runs(start_ns);
+        CREATE INDEX runs_name ON runs(name);
+        CREATE INDEX runs_cost ON runs(cost_nusd);
+        CREATE TABLE steps (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            id TEXT NOT NULL,
+            parent_id TEXT,
+            depth INTEGER NOT NULL DEFAULT 0,
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL DEFAULT '',
+            start_ns INTEGER,
+            end_ns INTEGER,
+            status TEXT NOT NULL DEFAULT 'unset',
+            error TEXT,
+            model TEXT,
+            provider TEXT,
+            input_tokens INTEGER,
+            output_tokens INTEGER,
+            cached_input_tokens INTEGER,
+            reasoning_tokens INTEGER,
+            reported_cost TEXT,
+            tool_name TEXT,
+            tool_args TEXT,
+            input TEXT,
+            output TEXT,
+            attributes TEXT NOT NULL DEFAULT '{}',
+            import_id INTEGER REFERENCES imports(id),
+            PRIMARY KEY (run_id, id)
+        );
+        CREATE INDEX steps_run_start ON steps(run_id, start_ns);
+        CREATE INDEX steps_run_parent ON steps(run_id, parent_id);
+        """
+    )
+
+
+def _v2(db: sqlite_utils.Database) -> None:
+    """Costs: each step's own cost and its source; run totals of reported + computed cost."""
+    db.executescript(
+        """
+        ALTER TABLE steps ADD COLUMN cost TEXT;          -- USD, exact decimal text
+        ALTER TABLE steps ADD COLUMN cost_source TEXT;   -- see analysis.cost.CostSource
+        ALTER TABLE runs ADD COLUMN cost TEXT;           -- USD, sum of the steps' costs
+        ALTER TABLE runs ADD COLUMN unpriced_steps INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        """
+    )
+
+
+def _v3(db: sqlite_utils.Database) -> None:
+    """Findings of the loop detectors, recomputed on import and when the rules change."""
+    db.executescript(
+        """
+        CREATE TABLE findings (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,             -- retry_storm, repeated_error, oscillation, ...
+            severity TEXT NOT NULL,         -- info, warning, error
+            first_step TEXT,
+            last_step TEXT,
+            step_ids TEXT NOT NULL,         -- JSON list: the steps involved
+            wasted_step_ids TEXT NOT NULL,  -- JSON list: the steps whose spend was wasted
+            message TEXT NOT NULL,
+            wasted_tokens INTEGER NOT NULL DEFAULT 0,
+            wasted_cost TEXT NOT NULL DEFAULT '0'
+        );
+        CREATE INDEX findings_run ON findings(run_id);
+        ALTER TABLE runs ADD COLUMN finding_count INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE runs ADD COLUMN worst_severity TEXT;
+        """
+    )
+
+
+def _v4(db: sqlite_utils.Database) -> None:
+    """The models and tools a run used, stored so the runs library needs no step scan."""
+    db.executescript(
+        """
+        ALTER TABLE runs ADD COLUMN models TEXT;   -- comma-separated
+        ALTER TABLE runs ADD COLUMN tools TEXT;
+        UPDATE runs SET
+            models = (SELECT group_concat(DISTINCT model) FROM steps
+                      WHERE run_id = runs.id AND model IS NOT NULL),
+            tools = (SELECT group_concat(DISTINCT tool_name) FROM steps
+                     WHERE run_id = runs.id AND tool_name IS NOT NULL);
+        """
+    )
+
+
+def _v5(db: sqlite_utils.Database) -> None:
+    """Incidents replace findings: the findings of every detector that saw the same steps
+    are one row, with the others as evidence and the waste counted once (time included)."""
+    db.executescript(
+        """
+        DROP TABLE findings;
+        CREATE TABLE incidents (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,             -- the headline detector: retry_storm, oscillation, ...
+            severity TEXT NOT NULL,         -- info, warning, error (the worst of its findings)
+            message TEXT NOT NULL,          -- the headline finding's message
+            evidence TEXT NOT NULL,         -- JSON list of the other findings [kind, severity, message]
+            step_ids TEXT NOT NULL,         -- JSON list: the steps involved, in start order
+            wasted_step_ids TEXT NOT NULL,  -- JSON list: the steps whose spend was wasted
+            wasted_tokens INTEGER NOT NULL,
+            wasted_cost TEXT NOT NULL,      -- USD, exact decimal text
+            wasted_ns INTEGER NOT NULL,     -- time covered by the wasted steps
+            wasted_unpriced INTEGER NOT NULL  -- wasted steps with tokens but no price
+        );
+        CREATE INDEX incidents_run ON incidents(run_id);
+        ALTER TABLE runs RENAME COLUMN finding_count TO incident_count;
+        ALTER TABLE runs ADD COLUMN wasted_tokens INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE runs ADD COLUMN wasted_cost TEXT;
+        ALTER TABLE runs ADD COLUMN wasted_ns INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE runs ADD COLUMN wasted_unpriced INTEGER NOT NULL DEFAULT 0;
+        UPDATE runs SET incident_count = 0, worst_severity = NULL;
+        DELETE FROM meta WHERE key = 'loop_rules_fingerprint';  -- recompute on next open
+        """
+    )
+
+
+def _v6(db: sqlite_utils.Database) -> None:
+    """Cache-creation (cache write) tokens, a subset of input billed at their own price."""
+    db.executescript(
+        """
+        ALTER TABLE steps ADD COLUMN cache_creation_tokens INTEGER;
+        ALTER TABLE runs ADD COLUMN cache_creation_tokens INTEGER NOT NULL DEFAULT 0;
+        """
+    )
+
+
+# Forward migrations: MIGRATIONS[n] takes a database from version n to n + 1.
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+assert len(MIGRATIONS) == SCHEMA_VERSION

@@ -1,0 +1,63 @@
+"""The step tree of one run: children by parent, depth, and repair of broken parent links."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from tracedesk.core.model import Step
+
+LOST_PARENT_KEY = "tracedesk.lost_parent_id"
+
+
+def children_by_parent(steps: Iterable[Step]) -> dict[str | None, list[Step]]:
+    """Steps grouped under their parent's id, in the order given; a step whose parent is not
+    among the steps is listed under None, with the roots."""
+    steps = list(steps)
+    ids = {step.id for step in steps}
+    children: dict[str | None, list[Step]] = defaultdict(list)
+    for step in steps:
+        children[step.parent_id if step.parent_id in ids else None].append(step)
+    return children
+
+
+def repair(steps: Iterable[Step]) -> list[tuple[Step, str, str]]:
+    """Set every step's depth. A step whose parent is missing, or whose parent links form a
+    cycle, becomes a root; its lost parent id is kept in its attributes. Returns
+    (step, reason, lost parent id) for each step that was repaired."""
+    by_id = {step.id: step for step in steps}
+    depth: dict[str, int] = {}
+    repaired: list[tuple[Step, str, str]] = []
+    for step_id in by_id:
+        chain: list[str] = []
+        on_chain: set[str] = set()
+        current = step_id
+        while current not in depth:
+            step = by_id[current]
+            if current in on_chain:  # a parent cycle closes here: cut it at this step
+                repaired.append((step, "is in a parent cycle", _detach(step)))
+                depth[current] = 0
+                chain = chain[: chain.index(current)]
+                break
+            if step.parent_id is not None and step.parent_id not in by_id:
+                repaired.append((step, "has a missing parent", _detach(step)))
+            if step.parent_id is None:
+                depth[current] = 0
+                break
+            chain.append(current)
+            on_chain.add(current)
+            current = step.parent_id
+        base = depth[current]
+        for node in reversed(chain):
+            base += 1
+            depth[node] = base
+    for step_id, step in by_id.items():
+        step.depth = depth[step_id]
+    return repaired
+
+
+def _detach(step: Step) -> str:
+    lost = step.parent_id or ""
+    step.parent_id = None
+    step.attributes[LOST_PARENT_KEY] = lost
+    return lost
