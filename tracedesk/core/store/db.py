@@ -125,6 +125,8 @@ class Database:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA foreign_keys=ON")
+        # 64 MB of page cache (the default is 2 MB): an import touches index pages all over.
+        self.conn.execute("PRAGMA cache_size=-65536")
         self._migrate()
 
     def close(self) -> None:

@@ -131,7 +131,7 @@ class Queries:
         return cursor.execute(
             "SELECT id, parent_id, depth, kind, name, start_ns, end_ns, status,"
             " coalesce(input_tokens, 0), coalesce(output_tokens, 0), cost, model, tool_name"
-            " FROM steps WHERE run_id=? ORDER BY start_ns, rowid",  # served by steps_run_start
+            " FROM steps WHERE run_id=? ORDER BY start_ns, rowid",  # found by the primary key
             (run_id,),
         ).fetchall()
 
