@@ -354,3 +354,40 @@ def test_empty_database_offers_the_demo(qtbot, tmp_path, monkeypatch):
         lambda: win.import_task is None and win.runs.model.rowCount() == 30, timeout=30_000
     )
     QThreadPool.globalInstance().waitForDone(10_000)
+
+
+def test_no_query_the_gui_runs_scans_every_step(qtbot, tmp_path, monkeypatch):
+    """Every statement the window sends while a user browses, compares and charts runs is
+    planned with EXPLAIN QUERY PLAN: none may read the whole steps table."""
+    from tracedesk.core.store import db as db_module
+
+    statements: list[str] = []
+    connect = db_module.sqlite3.connect
+
+    def traced(*args, **kwargs):
+        conn = connect(*args, **kwargs)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(db_module.sqlite3, "connect", traced)
+    db = tmp_path / "gui.db"
+    fill_with_demo(db)
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(db, settings)
+    qtbot.addWidget(window)
+    window.show()
+    statements.clear()
+    run_id = open_run(window, qtbot, lambda r: r["incident_count"])
+    window.select_step(window.tree_model.steps[3].id)
+    window.charts_dock.raise_()
+    same = window.request_group(run_id)
+    window.compare_runs_by_id(same[0], same[-1])
+    window.runs.search.setText("weather")
+    QThreadPool.globalInstance().waitForDone(10_000)
+    qtbot.wait(200)
+    selects = {s for s in statements if s.lstrip().upper().startswith("SELECT")}
+    assert len(selects) >= 5 and any("FROM steps" in s for s in selects)
+    with Store(db) as store:
+        for sql in selects:
+            plan = " / ".join(row[3] for row in store.conn.execute("EXPLAIN QUERY PLAN " + sql))
+            assert "SCAN steps" not in plan, f"{sql}\n  {plan}"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tracedesk.core.store import schema as store_module
 from tracedesk.core.ingest import import_file
 from tracedesk.core.model import Step, StepKind, to_decimal
 from tracedesk.core.store import SCHEMA_VERSION, Store, StoreError, default_db_path
+from tracedesk.core.store import schema as store_module
 
 from .conftest import native_run, write_jsonl
 
@@ -47,7 +47,7 @@ def test_new_database_has_schema_wal_and_indexes(store):
     indexes = {
         r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type='index'")
     }
-    assert {"steps_run_start", "runs_start", "runs_name", "runs_cost"} <= indexes
+    assert {"runs_start", "runs_name", "runs_cost", "incidents_run"} <= indexes
 
 
 def test_forward_migration_keeps_data(tmp_path, monkeypatch):

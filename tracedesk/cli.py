@@ -404,15 +404,16 @@ def cmd_pricing(store: Store, args: argparse.Namespace) -> int:
     )
     known = [m for m in used if pricing.resolve(m)]
     missing = [m for m in used if not pricing.resolve(m)]
-    names = sorted(pricing.models) if args.all else sorted({pricing.resolve(m).name for m in known})
+    prices = [p for m in (pricing.models if args.all else known) if (p := pricing.resolve(m))]
     rows = []
-    for name in names:
-        price = pricing.resolve(name)
-        rows.append([name, str(price.input), str(price.output),
+    for price in sorted({p.name: p for p in prices}.values(), key=lambda p: p.name):
+        rows.append([price.name, str(price.input), str(price.output),
                      "-" if price.cached_input is None else str(price.cached_input),
+                     "-" if price.cache_write is None else str(price.cache_write),
                      price.as_of or "", price.source or ""])  # fmt: skip
     print("USD per 1M tokens; user overrides:", user_pricing_path())
-    print(table(["MODEL", "INPUT", "OUTPUT", "CACHED", "AS OF", "SOURCE"], rows, {1, 2, 3}))
+    print(table(["MODEL", "INPUT", "OUTPUT", "CACHE READ", "CACHE WRITE", "AS OF", "SOURCE"],
+                rows, {1, 2, 3, 4}))  # fmt: skip
     for model in sorted(missing):
         print(f"missing: {model} ({used[model]} steps) has no price", file=sys.stderr)
     return 0

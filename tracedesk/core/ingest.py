@@ -173,12 +173,12 @@ def ingest(
                 quiet = [k for k, o in open_runs.items() if o.last_seen < n - QUIET_RECORDS]
                 for run_id in quiet:
                     writer.write(run_id, open_runs.pop(run_id))
-            run_id = record.run_id if type(record) is Step else record.id
+            run_id = record.run_id if isinstance(record, Step) else record.id
             entry = open_runs.get(run_id)
             if entry is None:
                 entry = open_runs[run_id] = _OpenRun()
             entry.last_seen = n
-            if type(record) is Step:
+            if isinstance(record, Step):
                 if record.id in entry.steps:
                     result.warn(f"run {run_id}: duplicate step id {record.id!r}; kept the first")
                 else:

@@ -153,6 +153,7 @@ def request_text(payload: Any, _depth: int = 0) -> str | None:
     """
     if _depth > 6 or payload is None:
         return None
+    text: str | None
     if isinstance(payload, str):
         text = payload.strip()
         if text[:1] in ("{", "[", '"'):

@@ -90,7 +90,7 @@ class _RunBuilder:
         )
         self.steps.append(step)
         if kind not in (StepKind.AGENT,):
-            self.clock = step.end_ns + self.rng.randint(2, 40) * MS
+            self.clock += ms * MS + self.rng.randint(2, 40) * MS
         else:
             self.clock += self.rng.randint(1, 5) * MS
         return step

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 
 from tracedesk.core.model import Step
 from tracedesk.core.tree import children_by_parent
@@ -36,7 +36,7 @@ def shorten(text: str | None, width: int) -> str:
 
 
 def table(
-    headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int] = frozenset()
+    headers: Sequence[str], rows: Sequence[Sequence[str]], right: Collection[int] = frozenset()
 ) -> str:
     """A plain text table; columns whose index is in ``right`` are right-aligned."""
     widths = [len(h) for h in headers]

@@ -22,7 +22,8 @@ from tracedesk.ui.main_window import MainWindow
 
 
 def application() -> QApplication:
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     app.setApplicationName("tracedesk")
     app.setOrganizationName("tracedesk")
     app.setApplicationVersion(__version__)

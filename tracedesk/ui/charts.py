@@ -41,7 +41,8 @@ def chart_data(db_path: str, run_ids: list[str], pricing: Pricing) -> ChartData:
             ]
             by_id = {s.id: s for s in steps}
             for incident in store.incidents(run.id):
-                first, last = by_id.get(incident.first_step), by_id.get(incident.last_step)
+                first = by_id.get(incident.first_step or "")
+                last = by_id.get(incident.last_step or "")
                 if first and last and first.start_ns is not None:
                     end = last.end_ns if last.end_ns is not None else last.start_ns
                     spans.append(

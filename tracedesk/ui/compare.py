@@ -221,10 +221,9 @@ class CompareView(QWidget):
             tree.setColumnWidth(4, 150)
         self.diff.setPlainText(outputs_diff(store, c))
         if c.first_divergence is not None:
-            index = self.models["a"].index_of_step(c.first_divergence.a.id) if c.first_divergence.a else (
-                self.models["b"].index_of_step(c.first_divergence.b.id))  # fmt: skip
-            side = "a" if c.first_divergence.a else "b"
-            self.trees[side].setCurrentIndex(index)
+            side, step = next((side, s) for side, s in
+                              (("a", c.first_divergence.a), ("b", c.first_divergence.b)) if s)  # fmt: skip
+            self.trees[side].setCurrentIndex(self.models[side].index_of_step(step.id))
         self.resize(1500, 950)
 
     def select_step(self, side: str, step_id: str) -> None:

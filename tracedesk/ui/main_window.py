@@ -351,9 +351,12 @@ class MainWindow(QMainWindow):
 
     def _build_status_bar(self) -> None:
         self.status_label = QLabel()
-        self.progress = QProgressBar(maximumWidth=220, visible=False)
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(220)
+        self.progress.setVisible(False)
         self.progress.setRange(0, 1000)
-        self.cancel_button = QPushButton("Cancel import", visible=False)
+        self.cancel_button = QPushButton("Cancel import")
+        self.cancel_button.setVisible(False)
         self.cancel_button.clicked.connect(self.cancel_import)
         self.statusBar().addWidget(self.status_label, 1)
         self.statusBar().addPermanentWidget(self.progress)
@@ -683,11 +686,12 @@ class MainWindow(QMainWindow):
             self.export_cost_summary(Path(path), scope, by, fmt)
 
     def export_cost_summary(self, path: Path, scope: str, by: str, fmt: str) -> None:
-        run_ids = {
-            "current": [self.current_run],
+        scopes: dict[str, list[str] | None] = {
+            "current": [self.current_run] if self.current_run else [],
             "selected": self.runs.selected_run_ids(),
             "all": None,
-        }[scope]
+        }
+        run_ids = scopes[scope]
         summary = summarize(self.store, self.pricing, run_ids, by=by)
         write_text_atomically(path, COST_WRITERS[fmt](summary))
         self.statusBar().showMessage(f"Cost summary written to {path}", 10000)

@@ -219,7 +219,7 @@ class StepTreeModel(QAbstractItemModel):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.steps: list[StepRow] = []
-        self.children: dict[int, list[int]] = {}  # parent row (-1 = roots) -> child rows
+        self.child_rows: dict[int, list[int]] = {}  # parent row (-1 = roots) -> child rows
         self.row_in_parent: list[int] = []
         self.loaded: dict[int, int] = {}
         self.by_id: dict[str, int] = {}
@@ -229,10 +229,10 @@ class StepTreeModel(QAbstractItemModel):
     def load(self, steps: list[StepRow], flagged: dict[str, str] | None = None) -> None:
         self.beginResetModel()
         self.steps = steps
-        self.children = {-1: []}
+        self.child_rows = {-1: []}
         self.row_in_parent = [0] * len(steps)
         for i, step in enumerate(steps):
-            siblings = self.children.setdefault(step.parent, [])
+            siblings = self.child_rows.setdefault(step.parent, [])
             self.row_in_parent[i] = len(siblings)
             siblings.append(i)
         self.loaded = {}
@@ -245,7 +245,7 @@ class StepTreeModel(QAbstractItemModel):
         return index.internalId() - 1 if index.isValid() else -1
 
     def _loaded(self, node: int) -> int:
-        return self.loaded.get(node, min(self.CHUNK, len(self.children.get(node, ()))))
+        return self.loaded.get(node, min(self.CHUNK, len(self.child_rows.get(node, ()))))
 
     def rowCount(self, parent: Index = ROOT) -> int:
         if parent.isValid() and parent.column() != 0:
@@ -258,15 +258,15 @@ class StepTreeModel(QAbstractItemModel):
     def hasChildren(self, parent: Index = ROOT) -> bool:
         if parent.isValid() and parent.column() != 0:
             return False
-        return bool(self.children.get(self._node(parent)))
+        return bool(self.child_rows.get(self._node(parent)))
 
     def canFetchMore(self, parent: Index) -> bool:
         node = self._node(parent)
-        return self._loaded(node) < len(self.children.get(node, ()))
+        return self._loaded(node) < len(self.child_rows.get(node, ()))
 
     def fetchMore(self, parent: Index) -> None:
         node = self._node(parent)
-        have, total = self._loaded(node), len(self.children.get(node, ()))
+        have, total = self._loaded(node), len(self.child_rows.get(node, ()))
         more = min(total, have + self.CHUNK)
         if more > have:
             self.beginInsertRows(parent, have, more - 1)
@@ -277,7 +277,7 @@ class StepTreeModel(QAbstractItemModel):
         node = self._node(parent)
         if row < 0 or column < 0 or column >= len(self.COLUMNS) or row >= self._loaded(node):
             return QModelIndex()
-        return self.createIndex(row, column, self.children[node][row] + 1)
+        return self.createIndex(row, column, self.child_rows[node][row] + 1)
 
     def parent(self, index: Index = ROOT) -> QModelIndex:  # type: ignore[override]
         if not index.isValid():

@@ -9,7 +9,7 @@ from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 
 from tracedesk.core.model import StepKind
 
-KIND_COLORS = {
+KIND_COLORS: dict[str, str] = {
     StepKind.AGENT: "#4C78A8",
     StepKind.LLM: "#B279A2",
     StepKind.TOOL: "#F58518",

@@ -140,7 +140,8 @@ def _agent_of(steps: Sequence[Step]) -> dict[str, str]:
     by_id = {s.id: s for s in steps}
     found: dict[str, str] = {}
     for step in steps:
-        chain, current = [], step
+        chain: list[str] = []
+        current: Step | None = step
         while current is not None and current.id not in found:
             if current.kind == StepKind.AGENT:
                 found[current.id] = current.name
@@ -221,11 +222,14 @@ def cumulative_cost(steps: Sequence[Step], pricing: Pricing) -> list[tuple[int, 
     """(time ns, cost so far) at the end of each priced step, in time order."""
     points: list[tuple[int, Decimal]] = []
     running = ZERO
-    timed = sorted((s for s in steps if s.end_ns is not None or s.start_ns is not None),
-                   key=lambda s: s.end_ns if s.end_ns is not None else s.start_ns)  # fmt: skip
-    for step in timed:
+    timed = sorted(
+        (end, step)
+        for step in steps
+        if (end := step.end_ns if step.end_ns is not None else step.start_ns) is not None
+    )
+    for end, step in timed:  # fmt: skip
         cost, _ = price_step(step, pricing)
         if cost:
             running += cost
-            points.append((step.end_ns if step.end_ns is not None else step.start_ns, running))
+            points.append((end, running))
     return points

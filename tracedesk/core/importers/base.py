@@ -277,7 +277,7 @@ def checked(record: RecordT) -> RecordT:
 
     Numbers given where text is expected (numeric ids) become text.
     """
-    is_step = type(record) is Step
+    is_step = isinstance(record, Step)
     for name in _STEP_TEXT if is_step else _RUN_TEXT:
         value = getattr(record, name)
         if value is not None and type(value) is not str:
@@ -297,7 +297,7 @@ def checked(record: RecordT) -> RecordT:
         raise ValueError("attributes must be an object")
     if not record.id:
         raise ValueError("empty id")
-    if is_step:
+    if isinstance(record, Step):
         cost = record.reported_cost
         if cost is not None and not (cost.is_finite() and abs(cost) < MAX_COST):
             raise ValueError(f"reported cost is not a plausible amount: {cost}")

@@ -143,12 +143,12 @@ def _apply_usage(step: Step, observation: dict[str, Any]) -> None:
 
 def _apply_cost(step: Step, observation: dict[str, Any]) -> None:
     details = observation.get("costDetails") or {}
-    usage = observation.get("usage") if isinstance(observation.get("usage"), dict) else {}
+    usage = observation.get("usage")
     for value in (
         details.get("total") if isinstance(details, dict) else None,
         observation.get("totalCost"),
         observation.get("calculatedTotalCost"),
-        usage.get("totalCost"),
+        usage.get("totalCost") if isinstance(usage, dict) else None,
     ):
         cost = as_cost(value)
         if cost is not None and (cost or details):

@@ -121,8 +121,8 @@ def _span(span: dict[str, Any]) -> Step:
         step.name = f"mcp_tools {data.get('server') or ''}".strip()
     elif span_type == "custom":
         # SDK 0.14+ task/turn spans carry the usage of the model calls below them.
-        custom = data.get("data") if isinstance(data.get("data"), dict) else {}
-        if custom.get("usage") is not None:
+        custom = data.get("data")
+        if isinstance(custom, dict) and custom.get("usage") is not None:
             step.attributes["tracedesk.rollup_usage"] = custom["usage"]
     step.attributes.update({f"span_data.{k}": v for k, v in data.items() if k not in mapped})
     return step

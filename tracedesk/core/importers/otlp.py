@@ -135,7 +135,8 @@ def _span(
         name=span.get("name") or "",
         start_ns=parse_time(span.get("startTimeUnixNano")),
         end_ns=parse_time(span.get("endTimeUnixNano")),
-        status=STATUS_CODES.get(code) if isinstance(code, int) else
+        # An unknown status code is no reason to refuse the span: it is unset.
+        status=STATUS_CODES.get(code, Status.UNSET) if isinstance(code, int) else
         STATUS_NAMES.get(str(code).removeprefix("STATUS_CODE_"), Status.UNSET),
     )  # fmt: skip
     if status.get("message"):
