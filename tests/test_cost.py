@@ -161,7 +161,7 @@ def test_import_stores_costs(store, tmp_path, pricing):
     steps = {s.id: s for s in store.steps("r1")}
     assert (steps["b"].cost, steps["b"].cost_source) == (Decimal("0.00725"), "computed")
     assert (steps["d"].cost_source, steps["e"].cost_source) == ("reported", "unknown_model")
-    assert store.runs("cost_nusd DESC")[0].id == "r1"
+    assert store.runs("cost_pusd DESC")[0].id == "r1"
 
 
 def test_aggregates_add_up_exactly(store, pricing):

@@ -34,7 +34,7 @@ def window(qtbot, tmp_path):
 
 
 def open_run(window, qtbot, predicate=lambda row: True) -> str:
-    run_id = next(r["id"] for r in window.runs.model.rows if predicate(r))
+    run_id = next(r.id for r in window.runs.model.rows if predicate(r))
     assert window.runs.select_run(run_id)
     qtbot.waitUntil(lambda: window.current_run == run_id)
     return run_id
@@ -43,7 +43,7 @@ def open_run(window, qtbot, predicate=lambda row: True) -> str:
 def test_models_pass_the_model_tester(window, qtbot, qtmodeltester):
     qtmodeltester.check(window.runs.model)
     qtmodeltester.check(window.runs.proxy)
-    open_run(window, qtbot, lambda r: r["incident_count"])
+    open_run(window, qtbot, lambda r: r.incident_count)
     qtmodeltester.check(window.tree_model)
     qtmodeltester.check(window.incidents_model)
     qtmodeltester.check(JsonModel({"a": [1, {"b": None}], "c": "text"}))
@@ -52,8 +52,8 @@ def test_models_pass_the_model_tester(window, qtbot, qtmodeltester):
 def test_library_lists_runs_with_costs_and_incidents(window):
     model: RunsTableModel = window.runs.model
     assert model.rowCount() == 30
-    assert sum(r["step_count"] for r in model.rows) == DEMO_STEPS
-    flagged = [r for r in model.rows if r["incident_count"]]
+    assert sum(r.step_count for r in model.rows) == DEMO_STEPS
+    flagged = [r for r in model.rows if r.incident_count]
     assert flagged and all(model.data(model.index(model.rows.index(r), 8)) for r in flagged)
     assert all(model.data(model.index(i, 5)).startswith("$") for i in range(model.rowCount()))
 
@@ -71,11 +71,11 @@ def test_search_and_filters(window, qtbot):
     assert all(proxy.index(r, 8).data() for r in range(proxy.rowCount()))
     window.runs.incidents_only.setChecked(False)
     window.runs.status.setCurrentText("error")
-    assert proxy.rowCount() == sum(r["status"] == "error" for r in window.runs.model.rows)
+    assert proxy.rowCount() == sum(r.status == "error" for r in window.runs.model.rows)
 
 
 def test_selecting_a_run_fills_tree_timeline_and_incidents(window, qtbot):
-    run_id = open_run(window, qtbot, lambda r: r["worst_severity"] == "error")
+    run_id = open_run(window, qtbot, lambda r: r.worst_severity == "error")
     with Store(window.db_path) as store:
         assert len(window.tree_model.steps) == store.get_run(run_id).step_count
         assert window.incidents_model.rowCount() == len(store.incidents(run_id))
@@ -84,7 +84,7 @@ def test_selecting_a_run_fills_tree_timeline_and_incidents(window, qtbot):
 
 
 def test_clicking_a_bar_selects_the_step_in_the_tree(window, qtbot):
-    open_run(window, qtbot, lambda r: r["incident_count"])
+    open_run(window, qtbot, lambda r: r.incident_count)
     timeline = window.timeline
     row = next(i for i, s in enumerate(timeline.steps) if s.kind == "tool")
     step = timeline.steps[row]
@@ -113,14 +113,14 @@ def test_tree_selection_shows_details_as_plain_text(window, qtbot, tmp_path):
     task = window.import_files([path])
     qtbot.waitSignal(task.signals.done, timeout=10_000)
     qtbot.waitUntil(lambda: window.import_task is None)
-    open_run(window, qtbot, lambda r: r["id"] == "html-run")
+    open_run(window, qtbot, lambda r: r.id == "html-run")
     window.select_step("s1")
     view = window.detail.views["Output"]
     assert view.text.toPlainText() == "<b>not bold</b><script>alert(1)</script>"
 
 
 def test_incident_highlights_its_steps(window, qtbot):
-    open_run(window, qtbot, lambda r: r["worst_severity"] == "error")
+    open_run(window, qtbot, lambda r: r.worst_severity == "error")
     window.incidents.selectRow(0)
     incident = window.incidents_model.rows[0]
     finding_steps = set(incident.step_ids)
@@ -255,7 +255,7 @@ def test_screenshots_script(tmp_path):
 
 def test_compare_two_runs_keeps_both_sides_in_step(window, qtbot, qtmodeltester):
     rows = window.runs.model.rows
-    storm = next(r["id"] for r in rows if r["worst_severity"] == "error")
+    storm = next(r.id for r in rows if r.worst_severity == "error")
     same = window.request_group(storm)
     assert len(same) >= 2 and storm in same
     # Select two runs of one request in the library (click, then Ctrl+click), then compare.
@@ -293,7 +293,7 @@ def test_compare_two_runs_keeps_both_sides_in_step(window, qtbot, qtmodeltester)
 
 
 def test_request_group_shows_spread_and_paths(window, qtbot, qtmodeltester):
-    run_id = open_run(window, qtbot, lambda r: r["worst_severity"] == "error")
+    run_id = open_run(window, qtbot, lambda r: r.worst_severity == "error")
     view = window.show_request_group()
     qtbot.addWidget(view)
     qtmodeltester.check(view.model)
@@ -311,7 +311,7 @@ def test_a_run_without_steps_opens(window, qtbot, tmp_path):
     with qtbot.waitSignal(task.signals.done, timeout=10_000):
         pass
     qtbot.waitUntil(lambda: window.import_task is None)
-    open_run(window, qtbot, lambda r: r["id"] == "lonely")
+    open_run(window, qtbot, lambda r: r.id == "lonely")
     assert window.tree_model.rowCount() == 0 and window.timeline.steps == []
     window.timeline.grab()
     assert "0 steps" in window.run_header.text()
@@ -333,12 +333,12 @@ def test_changed_rules_are_applied_in_a_worker(window, qtbot, tmp_path):
     path.write_text("[runaway]\nmax_steps = 3\n")
     from tracedesk.core.analysis.loops import Rules
 
-    before = sum(r["incident_count"] for r in window.runs.model.rows)
+    before = sum(r.incident_count for r in window.runs.model.rows)
     window.rules = Rules.load(user_file=path)
     window.reload()
     assert window.analysis_task is not None and "re-analysing" in window.status_label.text()
     qtbot.waitUntil(lambda: window.analysis_task is None, timeout=30_000)
-    assert sum(r["incident_count"] for r in window.runs.model.rows) > before
+    assert sum(r.incident_count for r in window.runs.model.rows) > before
 
 
 def test_empty_database_offers_the_demo(qtbot, tmp_path, monkeypatch):
@@ -377,7 +377,7 @@ def test_no_query_the_gui_runs_scans_every_step(qtbot, tmp_path, monkeypatch):
     qtbot.addWidget(window)
     window.show()
     statements.clear()
-    run_id = open_run(window, qtbot, lambda r: r["incident_count"])
+    run_id = open_run(window, qtbot, lambda r: r.incident_count)
     window.select_step(window.tree_model.steps[3].id)
     window.charts_dock.raise_()
     same = window.request_group(run_id)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from decimal import Decimal
@@ -12,7 +13,7 @@ from tracedesk.core.model import Step, StepKind, to_decimal
 from tracedesk.core.store import SCHEMA_VERSION, Store, StoreError, default_db_path
 from tracedesk.core.store import schema as store_module
 
-from .conftest import native_run, write_jsonl
+from .conftest import FIXTURES, native_run, write_jsonl
 
 
 def test_core_never_imports_qt():
@@ -117,3 +118,24 @@ def test_a_version_5_database_gains_cache_write_counts(tmp_path, monkeypatch):
         assert (run.name, run.input_tokens, run.cache_creation_tokens) == ("old", 7, 0)
         columns = {r[1] for r in store.conn.execute("PRAGMA table_info(steps)")}
         assert "cache_creation_tokens" in columns
+
+
+def test_a_database_written_by_the_previous_release_is_upgraded(tmp_path):
+    """tests/fixtures/db/tracedesk-schema5.db was written by the release before the ingest
+    redesign (commit e27024a, schema 5): an Agents SDK retry storm and a Langfuse run."""
+    db = tmp_path / "old.db"
+    shutil.copy(FIXTURES / "db" / "tracedesk-schema5.db", db)
+    with Store(db) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        runs = {run.name: run for run in store.runs()}
+        claude = runs["claude.conversation"]
+        assert claude.cost == Decimal("0.003582") and claude.step_count == 7
+        assert sum(s.cost or 0 for s in store.steps(claude.id)) == Decimal("0.003582")
+        storm = runs["Agent workflow"]
+        assert storm.incident_count == 1 and storm.step_count == 19
+        assert store.incidents(storm.id)[0].kind == "retry_storm"
+        # The same file again changes nothing; a new one imports beside the old runs.
+        again = import_file(store, FIXTURES / "recorded" / "openai-agents" / "retry_storm.jsonl")
+        assert again.already_imported
+        import_file(store, FIXTURES / "recorded" / "langfuse-otlp" / "anthropic_cache.pb")
+        assert len(store.runs()) == 3

@@ -58,7 +58,7 @@ def take(out: Path, size: tuple[int, int] = SIZES[0]) -> list[Path]:
         window.show()
         # A run whose retry storm is worth looking at.
         model = window.runs.model
-        storm = next(r["id"] for r in model.rows if r["worst_severity"] == "error")
+        storm = next(r.id for r in model.rows if r.worst_severity == "error")
         window.runs.select_run(storm)
         settle(app)
         window.select_step(window.tree_model.steps[2].id)

@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("runs", help="list the runs in the database")
     p.add_argument(
-        "--sort", default="start_ns", choices=["start_ns", "name", "cost_nusd", "step_count"]
+        "--sort", default="start_ns", choices=["start_ns", "name", "cost_pusd", "step_count"]
     )
     p.add_argument("--limit", type=int, default=None)
 
@@ -231,7 +231,7 @@ def cmd_import(store: Store, args: argparse.Namespace) -> int:
 
 
 def cmd_runs(store: Store, args: argparse.Namespace) -> int:
-    descending = args.sort in ("start_ns", "cost_nusd", "step_count")
+    descending = args.sort in ("start_ns", "cost_pusd", "step_count")
     _analysed(store)
     runs = store.runs(f"{args.sort} {'DESC' if descending else 'ASC'}", limit=args.limit)
     rows = [

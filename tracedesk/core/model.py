@@ -104,6 +104,8 @@ class Run:
     wasted_cost: Decimal | None = None
     wasted_ns: int = 0
     wasted_unpriced: int = 0
+    models: list[str] = field(default_factory=list)  # the models and tools it used
+    tools: list[str] = field(default_factory=list)
 
     @property
     def duration_ns(self) -> int | None:
@@ -129,6 +131,8 @@ RUN_DERIVED_FIELDS = (
     "wasted_cost",
     "wasted_ns",
     "wasted_unpriced",
+    "models",
+    "tools",
 )
 
 

@@ -526,10 +526,10 @@ class MainWindow(QMainWindow):
     def request_group(self, run_id: str) -> list[str]:
         """The runs of the same request as this one, oldest first."""
         rows = self.runs.model.rows
-        row = next(r for r in rows if r["id"] == run_id)
-        key = request_fingerprint(row["request"], row["name"])
-        same = [r for r in rows if request_fingerprint(r["request"], r["name"]) == key]
-        return [r["id"] for r in sorted(same, key=lambda r: r["start_ns"] or 0)]
+        row = next(r for r in rows if r.id == run_id)
+        key = request_fingerprint(row.request, row.name)
+        same = [r for r in rows if request_fingerprint(r.request, r.name) == key]
+        return [r.id for r in sorted(same, key=lambda r: r.start_ns or 0)]
 
     def show_request_group(self) -> RequestGroupView | None:
         if self.current_run is None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime
 import html
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from PySide6.QtCore import (
@@ -20,7 +19,8 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor, QFont
 
 from tracedesk.core.export import cost_text, format_usd, incident_lines
-from tracedesk.core.model import Incident, Status, severity_rank, to_decimal
+from tracedesk.core.model import Incident, Run, Status, severity_rank
+from tracedesk.core.store.queries import from_pusd
 from tracedesk.core.text import format_count, format_duration, incidents_text
 from tracedesk.ui.theme import ERROR_COLOR, LOOP_HIGHLIGHT, SEVERITY_COLORS, kind_icon
 
@@ -78,55 +78,46 @@ class RunsTableModel(RowsTableModel):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self._cost: list[Decimal | None] = []
 
-    def load(self, rows: list[Any]) -> None:
-        self._cost = [to_decimal(r["cost"]) for r in rows]
-        super().load(rows)
+    rows: list[Run]
 
     def run_id(self, row: int) -> str:
-        return self.rows[row]["id"]
+        return self.rows[row].id
 
     def data(self, index: Index, role: int = DISPLAY) -> Any:
         if not index.isValid():
             return None
         run, column = self.rows[index.row()], index.column()
         if role == RUN_ID_ROLE:
-            return run["id"]
+            return run.id
         if role == SEARCH_ROLE:
-            return " ".join(
-                str(run[k] or "") for k in ("name", "request", "models", "tools", "id")
-            ).lower()
-        tokens = run["input_tokens"] + run["output_tokens"]
-        duration = (
-            None
-            if run["start_ns"] is None or run["end_ns"] is None
-            else run["end_ns"] - run["start_ns"]
-        )
+            return " ".join([run.name, run.request or "", *run.models, *run.tools, run.id]).lower()
+        tokens = run.input_tokens + run.output_tokens
+        duration = None if run.start_ns is None or run.end_ns is None else run.end_ns - run.start_ns
         if role == DISPLAY or role == Qt.ItemDataRole.ToolTipRole:
             values = (
-                run["name"] or run["id"], (run["request"] or "").replace("\n", " "),
-                (run["models"] or "").replace(",", ", "), str(run["step_count"]),
-                format_count(tokens), cost_text(self._cost[index.row()], run["unpriced_steps"]),
-                format_duration(duration), run["status"],
-                incidents_text(run["incident_count"], run["worst_severity"]),
-                time_text(run["start_ns"]),
+                run.name or run.id, (run.request or "").replace("\n", " "),
+                ", ".join(run.models), str(run.step_count),
+                format_count(tokens), cost_text(run.cost, run.unpriced_steps),
+                format_duration(duration), run.status,
+                incidents_text(run.incident_count, run.worst_severity),
+                time_text(run.start_ns),
             )  # fmt: skip
             if role == Qt.ItemDataRole.ToolTipRole and column != 1:
-                return f"{run['name']}\n{run['id']}" if column == 0 else None
+                return f"{run.name}\n{run.id}" if column == 0 else None
             return values[column]
         if role == SORT_ROLE:
             return (
-                (run["name"] or "").lower(), (run["request"] or "").lower(), run["models"] or "",
-                run["step_count"], tokens, float(self._cost[index.row()] or 0), duration or 0,
-                run["status"], (severity_rank(run["worst_severity"]) + 1) * 1000 + run["incident_count"],
-                run["start_ns"] or 0,
+                (run.name or "").lower(), (run.request or "").lower(), ", ".join(run.models),
+                run.step_count, tokens, float(run.cost or 0), duration or 0,
+                run.status, (severity_rank(run.worst_severity) + 1) * 1000 + run.incident_count,
+                run.start_ns or 0,
             )[column]  # fmt: skip
         if role == Qt.ItemDataRole.ForegroundRole:
-            if column == 7 and run["status"] == Status.ERROR:
+            if column == 7 and run.status == Status.ERROR:
                 return QColor(ERROR_COLOR)
-            if column == 8 and run["worst_severity"]:
-                return QColor(SEVERITY_COLORS[run["worst_severity"]])
+            if column == 8 and run.worst_severity:
+                return QColor(SEVERITY_COLORS[run.worst_severity])
         if role == Qt.ItemDataRole.TextAlignmentRole and column in (3, 4, 5, 6):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
@@ -170,11 +161,11 @@ class RunsFilterProxy(QSortFilterProxyModel):
     def filterAcceptsRow(self, source_row: int, source_parent: Index) -> bool:
         model: RunsTableModel = self.sourceModel()  # type: ignore[assignment]
         run = model.rows[source_row]
-        if self.status and run["status"] != self.status:
+        if self.status and run.status != self.status:
             return False
-        if self.incidents_only and not run["incident_count"]:
+        if self.incidents_only and not run.incident_count:
             return False
-        if self.since_ns and (run["start_ns"] or 0) < self.since_ns:
+        if self.since_ns and (run.start_ns or 0) < self.since_ns:
             return False
         if self.text:
             haystack = model.data(model.index(source_row, 0), SEARCH_ROLE)
@@ -196,7 +187,7 @@ class StepRow:
     status: str
     input_tokens: int
     output_tokens: int
-    cost: str | None  # exact decimal text; made a Decimal only when shown
+    cost_pusd: int | None  # pico-dollars, as stored; made USD only when shown
     model: str | None
     tool_name: str | None
 
@@ -303,7 +294,7 @@ class StepTreeModel(QAbstractItemModel):
             tokens = step.input_tokens + step.output_tokens
             return (
                 step.name or step.id, step.kind, format_duration(duration),
-                format_count(tokens) if tokens else "", format_usd(to_decimal(step.cost)) if step.cost else "",
+                format_count(tokens) if tokens else "", format_usd(from_pusd(step.cost_pusd)) if step.cost_pusd else "",
                 "⟳ " + self.flagged[step.id] if step.id in self.flagged else "",
             )[column]  # fmt: skip
         if role == STEP_ID_ROLE:

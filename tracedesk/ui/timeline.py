@@ -10,7 +10,8 @@ from PySide6.QtGui import QCursor, QKeyEvent
 from PySide6.QtWidgets import QToolTip
 
 from tracedesk.core.export import format_usd
-from tracedesk.core.model import Status, to_decimal
+from tracedesk.core.model import Status
+from tracedesk.core.store.queries import from_pusd
 from tracedesk.core.text import format_count, format_duration
 from tracedesk.ui.models import StepRow
 from tracedesk.ui.theme import ERROR_COLOR, KIND_COLORS, LOOP_HIGHLIGHT
@@ -173,8 +174,8 @@ class TimelineView(pg.PlotWidget):
         lines = [step.name or step.id, f"{step.kind} · {format_duration(duration)}"]
         if tokens:
             lines.append(f"{format_count(tokens)} tokens")
-        if step.cost:
-            lines.append(format_usd(to_decimal(step.cost)))
+        if step.cost_pusd:
+            lines.append(format_usd(from_pusd(step.cost_pusd)))
         QToolTip.showText(QCursor.pos(), "\n".join(lines), self)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:

@@ -79,12 +79,12 @@ def apply_costs(store: Store, pricing: Pricing, run_ids: Iterable[str] | None = 
         total, priced, unpriced = ZERO, False, 0
         for step in store.iter_steps(run_id, payloads=False):
             cost, source = price_step(step, pricing)
-            step_rows.append((None if cost is None else str(cost), source, run_id, step.id))
+            step_rows.append((cost, source, run_id, step.id))
             if cost is not None:
                 total += cost
                 priced = True
             unpriced += source == CostSource.UNKNOWN_MODEL
-        run_rows.append((str(total) if priced else None, unpriced, run_id))
+        run_rows.append((total if priced else None, unpriced, run_id))
     store.write_costs(step_rows, run_rows)
     if run_ids is None:
         store.set_meta(PRICING_META_KEY, pricing.fingerprint)

@@ -3,12 +3,12 @@ transactions and writes) and ``queries`` (typed reads), joined in ``Store``."""
 
 from __future__ import annotations
 
-from tracedesk.core.store.db import Database, StoreError, default_db_path, to_nusd
+from tracedesk.core.store.db import Database, StoreError, default_db_path, to_pusd
 from tracedesk.core.store.queries import Queries
 from tracedesk.core.store.schema import INSERT_STEP_SQL, SCHEMA_VERSION
 
 __all__ = ["INSERT_STEP_SQL", "SCHEMA_VERSION", "Store", "StoreError", "default_db_path",
-           "to_nusd"]  # fmt: skip
+           "to_pusd"]  # fmt: skip
 
 
 class Store(Database, Queries):

@@ -31,7 +31,7 @@ INSERT_RUN_SQL = (
 # A merged run: every derived column is rewritten; the import that first brought it stays.
 UPDATE_RUN_SQL = f"UPDATE runs SET {', '.join(f'{c}=?' for c in RUN_COLUMNS[1:-1])} WHERE id=?"
 UPDATE_STEP_SQL = (
-    "UPDATE steps SET parent_id=?, depth=?, cost=?, cost_source=?, attributes=?"
+    "UPDATE steps SET parent_id=?, depth=?, cost_pusd=?, cost_source=?, attributes=?"
     " WHERE run_id=? AND id=?"
 )
 INSERT_INCIDENT_SQL = (
@@ -53,9 +53,9 @@ def default_db_path() -> Path:
     return Path(platformdirs.user_data_dir("tracedesk", appauthor=False)) / "tracedesk.db"
 
 
-def to_nusd(amount: Decimal | None) -> int:
-    """USD as integer nano-dollars, so that SQL can sort and sum costs."""
-    return 0 if amount is None else int((amount * 10**9).to_integral_value())
+def to_pusd(amount: Decimal | None) -> int | None:
+    """USD as integer pico-dollars, the stored form of every cost."""
+    return None if amount is None else int(amount.scaleb(12).to_integral_value())
 
 
 def json_text(value: Any) -> str | None:
@@ -79,21 +79,22 @@ def step_row(step: Step, import_id: int) -> tuple:
         step.input_tokens, step.output_tokens, step.cached_input_tokens, step.reasoning_tokens,
         step.cache_creation_tokens, _text(step.reported_cost), step.tool_name,
         json_text(step.tool_args), json_text(step.input), json_text(step.output),
-        json_text(step.attributes or {}), _text(step.cost), step.cost_source, import_id,
+        json_text(step.attributes or {}), to_pusd(step.cost), step.cost_source, import_id,
     )  # fmt: skip
 
 
 def run_row(run: Run, steps: Iterable[Step], import_id: int | None) -> tuple:
     """A run with its totals as the values of INSERT_RUN_SQL (the order of RUN_COLUMNS)."""
     steps = list(steps)
-    models = ",".join(dict.fromkeys(s.model for s in steps if s.model)) or None
-    tools = ",".join(dict.fromkeys(s.tool_name for s in steps if s.tool_name)) or None
+    models = ",".join(dict.fromkeys(s.model.replace(",", " ") for s in steps if s.model)) or None
+    tools = ",".join(dict.fromkeys(s.tool_name.replace(",", " ")
+                                   for s in steps if s.tool_name)) or None  # fmt: skip
     return (
         run.id, run.source_format, run.name, run.request, run.session_id, run.start_ns,
         run.end_ns, str(run.status), json_text(run.attributes or {}), run.step_count,
         run.error_count, run.input_tokens, run.output_tokens, run.cached_input_tokens,
         run.reasoning_tokens, run.cache_creation_tokens, _text(run.reported_cost),
-        _text(run.cost), to_nusd(run.cost), run.unpriced_steps, run.incident_count,
+        to_pusd(run.cost), run.unpriced_steps, run.incident_count,
         run.worst_severity, run.wasted_tokens, _text(run.wasted_cost), run.wasted_ns,
         run.wasted_unpriced, models, tools, import_id,
     )  # fmt: skip
@@ -207,7 +208,7 @@ class Database:
         self.conn.execute(UPDATE_RUN_SQL, (*run_row(run, steps, None)[1:-1], run.id))
         self.conn.executemany(
             UPDATE_STEP_SQL,
-            ((s.parent_id, s.depth, _text(s.cost), s.cost_source, json_text(s.attributes),
+            ((s.parent_id, s.depth, to_pusd(s.cost), s.cost_source, json_text(s.attributes),
               s.run_id, s.id) for s in steps),
         )  # fmt: skip
         self.conn.execute("DELETE FROM incidents WHERE run_id=?", (run.id,))
@@ -263,16 +264,15 @@ class Database:
     # -- costs and incidents of stored runs ---------------------------------------------
 
     def write_costs(self, steps: Iterable[tuple], runs: Iterable[tuple]) -> None:
-        """Steps: (cost text, source, run id, step id); runs: (cost text, unpriced, run id)."""
+        """Steps: (cost, source, run id, step id); runs: (cost, unpriced, run id); costs
+        are Decimals or None."""
         self.conn.executemany(
-            "UPDATE steps SET cost=?, cost_source=? WHERE run_id=? AND id=?", steps
+            "UPDATE steps SET cost_pusd=?, cost_source=? WHERE run_id=? AND id=?",
+            ((to_pusd(cost), source, run_id, step_id) for cost, source, run_id, step_id in steps),
         )
         self.conn.executemany(
-            "UPDATE runs SET cost=?, cost_nusd=?, unpriced_steps=? WHERE id=?",
-            (
-                (cost, to_nusd(None if cost is None else Decimal(cost)), unpriced, run_id)
-                for cost, unpriced, run_id in runs
-            ),
+            "UPDATE runs SET cost_pusd=?, unpriced_steps=? WHERE id=?",
+            ((to_pusd(cost), unpriced, run_id) for cost, unpriced, run_id in runs),
         )
 
     def replace_incidents(self, run_ids: Iterable[str], incidents: Iterable[Incident]) -> None:

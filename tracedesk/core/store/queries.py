@@ -21,7 +21,7 @@ def _row_to_step(row: sqlite3.Row) -> Step:
     if values.get("attributes") is None:
         values["attributes"] = {}
     values["reported_cost"] = to_decimal(values.get("reported_cost"))
-    values["cost"] = to_decimal(values.get("cost"))
+    values["cost"] = from_pusd(row["cost_pusd"]) if "cost_pusd" in keys else None
     return Step(**values)
 
 
@@ -29,7 +29,9 @@ def _row_to_run(row: sqlite3.Row) -> Run:
     values = {k: row[k] for k in row.keys() if k in Run.__dataclass_fields__}  # noqa: SIM118
     values["attributes"] = orjson.loads(values["attributes"] or "{}")
     values["reported_cost"] = to_decimal(values["reported_cost"])
-    values["cost"] = to_decimal(values["cost"])
+    values["cost"] = from_pusd(row["cost_pusd"])
+    values["models"] = (values["models"] or "").split(",") if values["models"] else []
+    values["tools"] = (values["tools"] or "").split(",") if values["tools"] else []
     values["wasted_cost"] = to_decimal(values["wasted_cost"])
     return Run(**values)
 
@@ -46,6 +48,14 @@ def _row_to_incident(row: sqlite3.Row) -> Incident:
         wasted_ns=row["wasted_ns"],
         wasted_unpriced=row["wasted_unpriced"],
     )
+
+
+PUSD = Decimal(10**12)
+
+
+def from_pusd(pusd: int | None) -> Decimal | None:
+    """A stored cost (integer pico-dollars) as USD."""
+    return None if pusd is None else Decimal(pusd) / PUSD
 
 
 class Queries:
@@ -78,7 +88,7 @@ class Queries:
         return None if row is None else row[0]
 
     def runs(self, order_by: str = "start_ns DESC", limit: int | None = None) -> list[Run]:
-        allowed = {"start_ns", "name", "cost_nusd", "step_count"}
+        allowed = {"start_ns", "name", "cost_pusd", "step_count"}
         column, _, direction = order_by.partition(" ")
         if column not in allowed or direction.upper() not in ("", "ASC", "DESC"):
             raise ValueError(f"cannot order runs by {order_by!r}")
@@ -130,7 +140,7 @@ class Queries:
         cursor.row_factory = None
         return cursor.execute(
             "SELECT id, parent_id, depth, kind, name, start_ns, end_ns, status,"
-            " coalesce(input_tokens, 0), coalesce(output_tokens, 0), cost, model, tool_name"
+            " coalesce(input_tokens, 0), coalesce(output_tokens, 0), cost_pusd, model, tool_name"
             " FROM steps WHERE run_id=? ORDER BY start_ns, rowid",  # found by the primary key
             (run_id,),
         ).fetchall()
@@ -143,9 +153,9 @@ class Queries:
         ).fetchone()
         return None if row is None else _row_to_step(row)
 
-    def library(self) -> list[sqlite3.Row]:
-        """Every run, newest first, as rows (with the models and tools it used)."""
-        return self.conn.execute("SELECT * FROM runs ORDER BY start_ns DESC, id").fetchall()
+    def library(self) -> list[Run]:
+        """Every run, newest first, with its totals and the models and tools it used."""
+        return self.runs("start_ns DESC")
 
     def import_warnings(self, import_id: int) -> list[str]:
         return [

@@ -8,27 +8,28 @@ decimal text; ``tool_args``/``input``/``output``/``attributes`` are JSON text, s
 whole. ``import_id`` says which import brought the row.
 
 Runs carry totals derived from their steps (``step_count`` … ``reported_cost``).
-``cost`` (steps and runs) is written by the cost engine: reported where the source has
-it, else computed from the pricing table; ``cost_nusd`` is the run's ``cost`` in integer
-nano-USD so that SQL can sort by it.
+``cost_pusd`` (steps and runs) is the cost in integer pico-dollars, the one stored truth
+for cost: the source's reported cost where it has one, else the tokens priced by the
+pricing table. Integers let SQL sort and sum costs exactly.
 
-An import is one transaction: rows are written as the file streams and the whole
-thing is rolled back on any error or cancel, so the database is left as it was.
+An import is one transaction (see ``tracedesk.core.ingest``): each run is written once,
+analysed, and the whole import is rolled back on any error or cancel.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 
 import sqlite_utils
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 STEP_COLUMNS = (
     "run_id", "id", "parent_id", "depth", "kind", "name", "start_ns", "end_ns",
     "status", "error", "model", "provider", "input_tokens", "output_tokens",
     "cached_input_tokens", "reasoning_tokens", "cache_creation_tokens", "reported_cost",
-    "tool_name", "tool_args", "input", "output", "attributes", "cost", "cost_source",
+    "tool_name", "tool_args", "input", "output", "attributes", "cost_pusd", "cost_source",
     "import_id",
 )  # fmt: skip
 STEP_JSON_COLUMNS = frozenset({"tool_args", "input", "output", "attributes"})
@@ -41,7 +42,7 @@ RUN_COLUMNS = (
     "id", "source_format", "name", "request", "session_id", "start_ns", "end_ns", "status",
     "attributes", "step_count", "error_count", "input_tokens", "output_tokens",
     "cached_input_tokens", "reasoning_tokens", "cache_creation_tokens", "reported_cost",
-    "cost", "cost_nusd", "unpriced_steps", "incident_count", "worst_severity",
+    "cost_pusd", "unpriced_steps", "incident_count", "worst_severity",
     "wasted_tokens", "wasted_cost", "wasted_ns", "wasted_unpriced", "models", "tools",
     "import_id",
 )  # fmt: skip
@@ -228,8 +229,29 @@ def _v7(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v8(db: sqlite_utils.Database) -> None:
+    """One source of truth for cost: integer pico-dollars (``cost_pusd``) on steps and runs,
+    which SQL sums exactly, in place of decimal text plus a nano-dollar copy for sorting."""
+    for table in ("steps", "runs"):
+        db.execute(f"ALTER TABLE {table} ADD COLUMN cost_pusd INTEGER")
+        rows = db.execute(f"SELECT rowid, cost FROM {table} WHERE cost IS NOT NULL").fetchall()
+        db.conn.executemany(
+            f"UPDATE {table} SET cost_pusd=? WHERE rowid=?",
+            ((int(Decimal(cost).scaleb(12).to_integral_value()), rowid) for rowid, cost in rows),
+        )
+    db.executescript(
+        """
+        DROP INDEX runs_cost;
+        ALTER TABLE steps DROP COLUMN cost;
+        ALTER TABLE runs DROP COLUMN cost;
+        ALTER TABLE runs DROP COLUMN cost_nusd;
+        CREATE INDEX runs_cost ON runs(cost_pusd);
+        """
+    )
+
+
 # Forward migrations: MIGRATIONS[n] takes a database from version n to n + 1.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _v1, _v2, _v3, _v4, _v5, _v6, _v7,
+    _v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8,
 ]  # fmt: skip
 assert len(MIGRATIONS) == SCHEMA_VERSION
