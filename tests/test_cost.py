@@ -193,7 +193,7 @@ def test_groupings(store, tmp_path, pricing):
 
 def test_cumulative_cost(store, tmp_path, pricing):
     import_file(store, cost_trace(tmp_path), pricing=pricing)
-    points = cumulative_cost(store.steps("r1"), pricing)
+    points = cumulative_cost(store.steps("r1"))
     assert points == [(10, Decimal("0.00725")), (30, Decimal("0.00825"))]
 
 

@@ -36,9 +36,7 @@ def chart_data(db_path: str, run_ids: list[str], pricing: Pricing) -> ChartData:
             run = store.find_run(run_ids[0])
             steps = store.steps(run.id, payloads=False)
             origin = min((s.start_ns for s in steps if s.start_ns is not None), default=0)
-            cumulative = [
-                ((t - origin) / 1e9, float(c)) for t, c in cumulative_cost(steps, pricing)
-            ]
+            cumulative = [((t - origin) / 1e9, float(c)) for t, c in cumulative_cost(steps)]
             by_id = {s.id: s for s in steps}
             for incident in store.incidents(run.id):
                 first = by_id.get(incident.first_step or "")

@@ -9,19 +9,21 @@ throughout, so aggregates add up to the run total exactly.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
+from itertools import groupby
 
 from tracedesk.core.analysis.pricing import MILLION, ModelPrice, Pricing
 from tracedesk.core.model import Run, Step, StepKind
 from tracedesk.core.store import Store
+from tracedesk.core.store.queries import CostGroup, CostStep, from_pusd
 
 PRICING_META_KEY = "pricing_fingerprint"
 GROUPINGS = ("run", "kind", "tool", "model", "agent", "step")
 ZERO = Decimal(0)
+NO_AGENT = "(no agent)"
 
 
 class CostSource(StrEnum):
@@ -114,16 +116,15 @@ class CostRow:
     cost: Decimal = ZERO
     unpriced_steps: int = 0
 
-    def add(self, step: Step, cost: Decimal | None, source: CostSource) -> None:
-        self.steps += 1
-        self.input_tokens += step.input_tokens or 0
-        self.output_tokens += step.output_tokens or 0
-        self.cached_input_tokens += step.cached_input_tokens or 0
-        self.reasoning_tokens += step.reasoning_tokens or 0
-        self.cache_creation_tokens += step.cache_creation_tokens or 0
-        if cost is not None:
-            self.cost += cost
-        self.unpriced_steps += source == CostSource.UNKNOWN_MODEL
+    def add(self, group: CostGroup) -> None:
+        self.steps += group.steps
+        self.input_tokens += group.input_tokens
+        self.output_tokens += group.output_tokens
+        self.cached_input_tokens += group.cached_input_tokens
+        self.reasoning_tokens += group.reasoning_tokens
+        self.cache_creation_tokens += group.cache_creation_tokens
+        self.cost += from_pusd(group.cost_pusd) or ZERO
+        self.unpriced_steps += group.unpriced_steps
 
 
 @dataclass
@@ -135,43 +136,30 @@ class CostSummary:
     unknown_models: dict[str, int] = field(default_factory=dict)  # model -> unpriced steps
 
 
-def _agent_of(steps: Sequence[Step]) -> dict[str, str]:
-    """Each step's nearest agent (itself included), by step id."""
-    by_id = {s.id: s for s in steps}
-    found: dict[str, str] = {}
-    for step in steps:
-        chain: list[str] = []
-        current: Step | None = step
-        while current is not None and current.id not in found:
-            if current.kind == StepKind.AGENT:
-                found[current.id] = current.name
-                break
-            chain.append(current.id)
-            current = by_id.get(current.parent_id) if current.parent_id else None
-        agent = found.get(current.id, "(no agent)") if current is not None else "(no agent)"
-        for step_id in chain:
-            found[step_id] = agent
-    return found
-
-
-def _group(
-    by: str, run: Run, step: Step, agents: dict[str, str], pricing: Pricing
-) -> tuple[str, str]:
-    """(key, label) of the group a step falls in."""
-    if by == "run":
-        return run.id, run.name
-    if by == "kind":
-        return str(step.kind), str(step.kind)
-    if by == "tool":
-        key = step.tool_name if step.kind == StepKind.TOOL and step.tool_name else f"({step.kind})"
-        return key, key
-    if by == "model":
-        price = pricing.resolve(step.model)
-        key = price.name if price else (step.model or "(no model)")
-        return key, key
-    if by == "agent":
-        return agents[step.id], agents[step.id]
-    return f"{run.id}/{step.id}", f"{run.name} › {step.name}"
+def _agent_groups(steps: Iterable[CostStep]) -> list[CostGroup]:
+    """Stored costs summed by each step's nearest agent (itself included), run by run."""
+    sums: dict[str, list[int]] = {}
+    for _, run_steps in groupby(steps, key=lambda s: s.run_id):
+        listed = list(run_steps)
+        by_id = {s.id: s for s in listed}
+        agent_of: dict[str, str] = {}
+        for step in listed:
+            chain: list[str] = []
+            current: CostStep | None = step
+            while current is not None and current.id not in agent_of:
+                if current.kind == StepKind.AGENT:
+                    agent_of[current.id] = current.name
+                    break
+                chain.append(current.id)
+                current = by_id.get(current.parent_id) if current.parent_id else None
+            agent = agent_of.get(current.id, NO_AGENT) if current is not None else NO_AGENT
+            for step_id in chain:
+                agent_of[step_id] = agent
+            row = sums.setdefault(agent_of[step.id], [0] * 8)
+            for i, value in enumerate((1, *step[5:10], step.cost_pusd or 0,
+                                       step.cost_source == CostSource.UNKNOWN_MODEL)):  # fmt: skip
+                row[i] += value
+    return [CostGroup(key, *values) for key, values in sums.items()]
 
 
 def summarize(
@@ -184,52 +172,64 @@ def summarize(
 def summarize_many(
     store: Store, pricing: Pricing, run_ids: Iterable[str] | None, groupings: Sequence[str]
 ) -> dict[str, CostSummary]:
-    """``summarize`` for several groupings, reading each run's steps once."""
+    """``summarize`` for several groupings: sums of the stored step costs, made by SQL.
+
+    Costs are as last priced: call ``refresh_costs`` first when the prices may have changed.
+    """
     for by in groupings:
         if by not in GROUPINGS:
             raise ValueError(f"cannot group costs by {by!r}; choose one of {', '.join(GROUPINGS)}")
     runs = [store.find_run(r) for r in run_ids] if run_ids is not None else store.runs()
-    groups: dict[str, dict[str, CostRow]] = {by: {} for by in groupings}
-    total = CostRow(key="total", label="Total")
-    unknown: dict[str, int] = defaultdict(int)
-    for run in runs:
-        steps = store.steps(run.id, payloads=False)
-        agents = _agent_of(steps) if "agent" in groupings else {}
-        for step in steps:
-            cost, source = price_step(step, pricing)
-            for by in groupings:
-                key, label = _group(by, run, step, agents, pricing)
-                row = groups[by].get(key)
-                if row is None:
-                    row = groups[by][key] = CostRow(key=key, label=label)
-                row.add(step, cost, source)
-            total.add(step, cost, source)
-            if source == CostSource.UNKNOWN_MODEL:
-                unknown[step.model or "(no model)"] += 1
-    return {
-        by: CostSummary(
+    ids = [run.id for run in runs] if run_ids is not None else None
+    names = {run.id: run.name for run in runs}
+    summaries = {}
+    for by in groupings:
+        step_names: dict[str, str] = {}
+        if by == "agent":
+            groups = _agent_groups(store.cost_steps(ids))
+        elif by == "step":
+            groups = []
+            for step in store.cost_steps(ids):
+                key = f"{step.run_id}/{step.id}"
+                step_names[key] = f"{names.get(step.run_id, step.run_id)} › {step.name}"
+                groups.append(CostGroup(key, 1, *step[5:11], int(
+                    step.cost_source == CostSource.UNKNOWN_MODEL)))  # fmt: skip
+        else:
+            groups = store.cost_groups(by, ids)
+        rows: dict[str, CostRow] = {}
+        total = CostRow(key="total", label="Total")
+        for group in groups:
+            key, label = group.key, group.key
+            if by == "model":  # model names group under the price they resolve to
+                price = pricing.resolve(None if key == "(no model)" else key)
+                key = label = price.name if price else key
+            elif by == "run":
+                label = names.get(key, key)
+            elif by == "step":
+                label = step_names[key]
+            rows.setdefault(key, CostRow(key=key, label=label)).add(group)
+            total.add(group)
+        summaries[by] = CostSummary(
             by=by,
             rows=sorted(rows.values(), key=lambda r: (-r.cost, -r.steps, r.key)),
             total=total,
             runs=runs,
-            unknown_models=dict(unknown),
+            unknown_models=store.unpriced_models(ids),
         )
-        for by, rows in groups.items()
-    }
+    return summaries
 
 
-def cumulative_cost(steps: Sequence[Step], pricing: Pricing) -> list[tuple[int, Decimal]]:
-    """(time ns, cost so far) at the end of each priced step, in time order."""
+def cumulative_cost(steps: Sequence[Step]) -> list[tuple[int, Decimal]]:
+    """(time ns, cost so far) at the end of each step with a stored cost, in time order."""
     points: list[tuple[int, Decimal]] = []
     running = ZERO
     timed = sorted(
-        (end, step)
-        for step in steps
-        if (end := step.end_ns if step.end_ns is not None else step.start_ns) is not None
-    )
-    for end, step in timed:  # fmt: skip
-        cost, _ = price_step(step, pricing)
-        if cost:
-            running += cost
-            points.append((end, running))
+        ((end, step.cost) for step in steps
+         if step.cost and (end := step.end_ns if step.end_ns is not None else step.start_ns)
+         is not None),
+        key=lambda point: point[0],
+    )  # fmt: skip
+    for end, cost in timed:
+        running += cost
+        points.append((end, running))
     return points

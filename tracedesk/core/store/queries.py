@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from decimal import Decimal
+from typing import NamedTuple
 
 import orjson
 
@@ -51,6 +52,54 @@ def _row_to_incident(row: sqlite3.Row) -> Incident:
 
 
 PUSD = Decimal(10**12)
+# The group key of each cost grouping that SQL can compute ("agent" needs the tree).
+COST_GROUP_KEYS = {
+    "run": "run_id",
+    "kind": "kind",
+    "tool": "CASE WHEN kind = 'tool' AND tool_name IS NOT NULL THEN tool_name"
+    " ELSE '(' || kind || ')' END",
+    "model": "coalesce(model, '(no model)')",
+}
+_RUN_FILTER = " WHERE run_id IN (SELECT value FROM json_each(?))"
+
+
+class CostGroup(NamedTuple):
+    """Steps, tokens and cost of one group of a cost summary, summed by SQL."""
+
+    key: str
+    steps: int
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    reasoning_tokens: int
+    cache_creation_tokens: int
+    cost_pusd: int | None
+    unpriced_steps: int
+
+
+class CostStep(NamedTuple):
+    """What a cost summary needs of one step (grouping by agent walks the tree)."""
+
+    run_id: str
+    id: str
+    parent_id: str | None
+    kind: str
+    name: str
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    reasoning_tokens: int
+    cache_creation_tokens: int
+    cost_pusd: int | None
+    cost_source: str | None
+
+
+_COST_SUMS = (
+    "count(*), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),"
+    " coalesce(sum(cached_input_tokens), 0), coalesce(sum(reasoning_tokens), 0),"
+    " coalesce(sum(cache_creation_tokens), 0), sum(cost_pusd),"
+    " count(*) FILTER (WHERE cost_source = 'unknown_model')"
+)
 
 
 def from_pusd(pusd: int | None) -> Decimal | None:
@@ -76,6 +125,43 @@ class Queries:
         else:
             rows = self.conn.execute(sql + " WHERE run_id=? ORDER BY id", (run_id,))
         return [_row_to_incident(r) for r in rows]
+
+    def cost_groups(self, by: str, run_ids: list[str] | None = None) -> list[CostGroup]:
+        """Stored step costs and tokens summed per group (see COST_GROUP_KEYS), in SQL."""
+        sql = f"SELECT {COST_GROUP_KEYS[by]}, {_COST_SUMS} FROM steps"
+        params: tuple = ()
+        if run_ids is not None:
+            sql, params = sql + _RUN_FILTER, (orjson.dumps(run_ids).decode(),)
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        return [CostGroup(*row) for row in cursor.execute(sql + " GROUP BY 1", params)]
+
+    def unpriced_models(self, run_ids: list[str] | None = None) -> dict[str, int]:
+        """Models without a price, with how many steps used them."""
+        sql = "SELECT coalesce(model, '(no model)'), count(*) FROM steps"
+        params: tuple = ()
+        if run_ids is not None:
+            sql, params = sql + _RUN_FILTER + " AND", (orjson.dumps(run_ids).decode(),)
+        else:
+            sql += " WHERE"
+        rows = self.conn.execute(sql + " cost_source = 'unknown_model' GROUP BY 1", params)
+        return {model: count for model, count in rows}
+
+    def cost_steps(self, run_ids: list[str] | None = None) -> Iterator[CostStep]:
+        """Every step of these runs (all when None) with its tokens and stored cost."""
+        sql = (
+            "SELECT run_id, id, parent_id, kind, name, coalesce(input_tokens, 0),"
+            " coalesce(output_tokens, 0), coalesce(cached_input_tokens, 0),"
+            " coalesce(reasoning_tokens, 0), coalesce(cache_creation_tokens, 0), cost_pusd,"
+            " cost_source FROM steps"
+        )
+        params: tuple = ()
+        if run_ids is not None:
+            sql, params = sql + _RUN_FILTER, (orjson.dumps(run_ids).decode(),)
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        for row in cursor.execute(sql + " ORDER BY run_id", params):
+            yield CostStep(*row)
 
     def has_run(self, run_id: str) -> bool:
         return self.conn.execute("SELECT 1 FROM runs WHERE id=?", (run_id,)).fetchone() is not None
