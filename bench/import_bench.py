@@ -134,10 +134,52 @@ def run_floor(trace_file: str, db: str) -> dict:
     return {"seconds": time.perf_counter() - started, "spans": count}
 
 
-def measure(mode: str, trace_file: Path, folder: Path) -> dict:
+def run_costs(trace_file: str, db: str) -> dict:
+    """``costs --by model`` as the CLI computes it, on the imported database."""
+    from tracedesk.core.analysis.cost import summarize
+    from tracedesk.core.analysis.pricing import Pricing
+    from tracedesk.core.store import Store
+
+    started = time.perf_counter()
+    with Store(db) as store:
+        summary = summarize(store, Pricing.load(use_user_file=False), by="model")
+    return {"seconds": time.perf_counter() - started, "spans": summary.total.steps}
+
+
+def run_costs_floor(trace_file: str, db: str) -> dict:
+    """The same sums as one plain SQL GROUP BY (float costs: no exactness, no pricing)."""
+    import sqlite3
+
+    started = time.perf_counter()
+    conn = sqlite3.connect(db)
+    rows = conn.execute(
+        "SELECT model, count(*), sum(input_tokens), sum(output_tokens), sum(cost_pusd)"
+        " FROM steps GROUP BY model"
+    ).fetchall()
+    return {"seconds": time.perf_counter() - started, "spans": sum(r[1] for r in rows)}
+
+
+def run_check(trace_file: str, db: str) -> dict:
+    """``tracedesk check FILE``: import into a scratch database and report the incidents."""
+    import contextlib
+    import io
+
+    from tracedesk.cli import main as cli
+
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        cli(["check", trace_file])
+    return {"seconds": time.perf_counter() - started, "spans": 0}
+
+
+MODES = {"import": run_import, "floor": run_floor, "costs": run_costs,
+         "costs-floor": run_costs_floor, "check": run_check}  # fmt: skip
+
+
+def measure(mode: str, trace_file: Path, folder: Path, db: str | None = None) -> dict:
     """Run one mode in a fresh interpreter so that its peak RSS is its own."""
     done = subprocess.run(
-        [sys.executable, __file__, "--child", mode, str(trace_file), str(folder / f"{mode}.db")],
+        [sys.executable, __file__, "--child", mode, str(trace_file), db or str(folder / f"{mode}.db")],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     return json.loads(done.stdout)
@@ -151,7 +193,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         mode, trace_file, db = args.child
-        figures = (run_import if mode == "import" else run_floor)(trace_file, db)
+        figures = MODES[mode](trace_file, db)
         figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(figures))
         return
@@ -170,7 +212,25 @@ def main() -> None:
         print(f"{name:>17}: {fig['spans']:,} spans in {fig['seconds']:.1f} s = {rate:,.0f} spans/s,"
               f" peak RSS {fig['peak_rss_mb']:,.0f} MB")  # fmt: skip
     ratio = (imported["spans"] / imported["seconds"]) / (floor["spans"] / floor["seconds"])
-    print(f"ratio import/floor: {ratio:.0%} (target >= 50%); peak RSS target < 1024 MB")
+    print(f"ratio import/floor: {ratio:.0%} (target: 100%); peak RSS target < 300 MB")
+    db = str(folder / "import.db")
+    size = sum(f.stat().st_size for f in folder.glob("import.db*"))
+    floor_size = sum(f.stat().st_size for f in folder.glob("floor.db*"))
+    print(f"database: {size / args.spans:,.0f} B/span (floor {floor_size / args.spans:,.0f});"
+          " target <= 500")  # fmt: skip
+    costs, costs_floor = (
+        measure("costs", trace_file, folder, db),
+        measure("costs-floor", trace_file, folder, db),
+    )
+    print(
+        f"costs --by model: {costs['seconds']:.2f} s, peak RSS {costs['peak_rss_mb']:,.0f} MB"
+        f" (SQL GROUP BY floor {costs_floor['seconds']:.2f} s); target < 1.5 s at 1M"
+    )
+    check = measure("check", trace_file, folder)
+    print(
+        f"check FILE: {check['seconds']:.1f} s, peak RSS {check['peak_rss_mb']:,.0f} MB;"
+        " target < 20 s and 300 MB at 1M"
+    )
     if not args.keep:
         for file in folder.iterdir():
             file.unlink()

@@ -214,7 +214,9 @@ def summarize_many(
             rows=sorted(rows.values(), key=lambda r: (-r.cost, -r.steps, r.key)),
             total=total,
             runs=runs,
-            unknown_models=store.unpriced_models(ids),
+            unknown_models={g.key: g.unpriced_steps for g in groups if g.unpriced_steps}
+            if by == "model"
+            else store.unpriced_models(ids),
         )
     return summaries
 

@@ -10,7 +10,12 @@ from typing import NamedTuple
 import orjson
 
 from tracedesk.core.model import Evidence, Incident, Run, Step, to_decimal
-from tracedesk.core.store.schema import PAYLOAD_COLUMNS, READ_STEP_COLUMNS, STEP_JSON_COLUMNS
+from tracedesk.core.store.schema import (
+    PAYLOAD_COLUMNS,
+    READ_STEP_COLUMNS,
+    RUN_COLUMNS,
+    STEP_JSON_COLUMNS,
+)
 
 
 def _row_to_step(row: sqlite3.Row) -> Step:
@@ -26,15 +31,26 @@ def _row_to_step(row: sqlite3.Row) -> Step:
     return Step(**values)
 
 
-def _row_to_run(row: sqlite3.Row) -> Run:
-    values = {k: row[k] for k in row.keys() if k in Run.__dataclass_fields__}  # noqa: SIM118
-    values["attributes"] = orjson.loads(values["attributes"] or "{}")
-    values["reported_cost"] = to_decimal(values["reported_cost"])
-    values["cost"] = from_pusd(row["cost_pusd"])
-    values["models"] = (values["models"] or "").split(",") if values["models"] else []
-    values["tools"] = (values["tools"] or "").split(",") if values["tools"] else []
-    values["wasted_cost"] = to_decimal(values["wasted_cost"])
-    return Run(**values)
+# The runs columns that are Run fields as they are; the others are converted below.
+_RUN_PLAIN = tuple(c for c in RUN_COLUMNS if c in Run.__dataclass_fields__ and c not in
+                   ("attributes", "reported_cost", "models", "tools", "wasted_cost"))  # fmt: skip
+_SELECT_RUN = (
+    f"SELECT {', '.join(_RUN_PLAIN)}, attributes, reported_cost, cost_pusd, models, tools,"
+    " wasted_cost FROM runs"
+)
+
+
+def _run(row: tuple) -> Run:
+    """A row of _SELECT_RUN as a Run."""
+    run = Run(**dict(zip(_RUN_PLAIN, row, strict=False)))
+    attributes, reported, pusd, models, tools, wasted = row[len(_RUN_PLAIN) :]
+    run.attributes = orjson.loads(attributes) if attributes and attributes != "{}" else {}
+    run.reported_cost = to_decimal(reported)
+    run.cost = from_pusd(pusd)
+    run.models = models.split(",") if models else []
+    run.tools = tools.split(",") if tools else []
+    run.wasted_cost = to_decimal(wasted)
+    return run
 
 
 def _row_to_incident(row: sqlite3.Row) -> Incident:
@@ -178,14 +194,19 @@ class Queries:
         column, _, direction = order_by.partition(" ")
         if column not in allowed or direction.upper() not in ("", "ASC", "DESC"):
             raise ValueError(f"cannot order runs by {order_by!r}")
-        sql = f"SELECT * FROM runs ORDER BY {column} {direction or 'ASC'}, id"
+        sql = f"{_SELECT_RUN} ORDER BY {column} {direction or 'ASC'}, id"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [_row_to_run(r) for r in self.conn.execute(sql)]
+        return self._runs(sql)
+
+    def _runs(self, sql: str, params: tuple = ()) -> list[Run]:
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        return [_run(row) for row in cursor.execute(sql, params)]
 
     def get_run(self, run_id: str) -> Run | None:
-        row = self.conn.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
-        return None if row is None else _row_to_run(row)
+        found = self._runs(_SELECT_RUN + " WHERE id=?", (run_id,))
+        return found[0] if found else None
 
     def find_run(self, id_or_prefix: str) -> Run:
         """The run with this id, or the only run whose id starts with it."""
@@ -193,11 +214,9 @@ class Queries:
         if run is not None:
             return run
         escaped = id_or_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        rows = self.conn.execute(
-            "SELECT * FROM runs WHERE id LIKE ? ESCAPE '\\' LIMIT 2", (escaped + "%",)
-        ).fetchall()
+        rows = self._runs(_SELECT_RUN + " WHERE id LIKE ? ESCAPE '\\' LIMIT 2", (escaped + "%",))
         if len(rows) == 1:
-            return _row_to_run(rows[0])
+            return rows[0]
         if not rows:
             raise KeyError(f"no run with id {id_or_prefix!r}")
         raise KeyError(f"run id prefix {id_or_prefix!r} is ambiguous")
