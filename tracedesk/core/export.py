@@ -21,6 +21,7 @@ from tracedesk.core.analysis.cost import CostRow, CostSummary
 from tracedesk.core.importers.native import FORMAT_VERSION, NAME
 from tracedesk.core.model import RUN_DERIVED_FIELDS, Incident, Run, Step, severity_rank
 from tracedesk.core.store import Store
+from tracedesk.core.store.queries import Waste
 from tracedesk.core.text import format_duration, table
 
 # Derived by the store on import, so not written out.
@@ -132,24 +133,23 @@ def cost_summary_json(summary: CostSummary) -> str:
 
     document = {
         "group_by": summary.by,
-        "runs": [run.id for run in summary.runs],
+        "runs": list(summary.runs),
         "rows": [record(row) for row in summary.rows],
         "total": record(summary.total),
         "unknown_models": summary.unknown_models,
-        "wasted": _wasted(summary.runs),
+        "wasted": _wasted(summary.waste),
     }
     return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n"
 
 
-def _wasted(runs: Sequence[Run]) -> dict[str, Any]:
+def _wasted(waste: Waste) -> dict[str, Any]:
     """What the runs' loop incidents wasted, each wasted step counted once."""
-    cost = sum((r.wasted_cost or Decimal(0) for r in runs), Decimal(0))
     return {
-        "incidents": sum(r.incident_count for r in runs),
-        "tokens": sum(r.wasted_tokens for r in runs),
-        "cost_usd": str(cost),
-        "seconds": round(sum(r.wasted_ns for r in runs) / 1e9, 3),
-        "steps_without_price": sum(r.wasted_unpriced for r in runs),
+        "incidents": waste.incidents,
+        "tokens": waste.tokens,
+        "cost_usd": str(waste.cost),
+        "seconds": round(waste.ns / 1e9, 3),
+        "steps_without_price": waste.unpriced,
     }
 
 
@@ -165,7 +165,7 @@ def cost_summary_markdown(summary: CostSummary) -> str:
         f"total {format_usd(summary.total.cost)}.",
         "",
         "Wasted in {incidents} loop incidents: {tokens} tokens, {cost_usd} USD, {seconds} s.".format(
-            **_wasted(summary.runs)
+            **_wasted(summary.waste)
         ),
         "",
         f"| {summary.by} | steps | input tokens | output tokens | cached | reasoning"

@@ -16,9 +16,9 @@ from enum import StrEnum
 from itertools import groupby
 
 from tracedesk.core.analysis.pricing import MILLION, ModelPrice, Pricing
-from tracedesk.core.model import Run, Step, StepKind
+from tracedesk.core.model import Step, StepKind
 from tracedesk.core.store import Store
-from tracedesk.core.store.queries import CostGroup, CostStep, from_pusd
+from tracedesk.core.store.queries import CostGroup, CostStep, Waste, from_pusd
 
 PRICING_META_KEY = "pricing_fingerprint"
 GROUPINGS = ("run", "kind", "tool", "model", "agent", "step")
@@ -132,7 +132,8 @@ class CostSummary:
     by: str
     rows: list[CostRow]
     total: CostRow
-    runs: list[Run]
+    runs: dict[str, str]  # id -> name of the runs summed, in start order
+    waste: Waste  # what their loop incidents wasted
     unknown_models: dict[str, int] = field(default_factory=dict)  # model -> unpriced steps
 
 
@@ -179,9 +180,9 @@ def summarize_many(
     for by in groupings:
         if by not in GROUPINGS:
             raise ValueError(f"cannot group costs by {by!r}; choose one of {', '.join(GROUPINGS)}")
-    runs = [store.find_run(r) for r in run_ids] if run_ids is not None else store.runs()
-    ids = [run.id for run in runs] if run_ids is not None else None
-    names = {run.id: run.name for run in runs}
+    ids = [store.find_run(r).id for r in run_ids] if run_ids is not None else None
+    names = store.run_names(ids)
+    waste = store.waste(ids)
     summaries = {}
     for by in groupings:
         step_names: dict[str, str] = {}
@@ -213,7 +214,8 @@ def summarize_many(
             by=by,
             rows=sorted(rows.values(), key=lambda r: (-r.cost, -r.steps, r.key)),
             total=total,
-            runs=runs,
+            runs=names,
+            waste=waste,
             unknown_models={g.key: g.unpriced_steps for g in groups if g.unpriced_steps}
             if by == "model"
             else store.unpriced_models(ids),

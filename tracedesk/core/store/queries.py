@@ -76,7 +76,23 @@ COST_GROUP_KEYS = {
     " ELSE '(' || kind || ')' END",
     "model": "coalesce(model, '(no model)')",
 }
-_RUN_FILTER = " WHERE run_id IN (SELECT value FROM json_each(?))"
+
+
+def _only(run_ids: list[str] | None, column: str = "run_id") -> tuple[str, tuple]:
+    """A WHERE clause (and its parameter) keeping the rows of these runs; none for None."""
+    if run_ids is None:
+        return "", ()
+    return f" WHERE {column} IN (SELECT value FROM json_each(?))", (orjson.dumps(run_ids).decode(),)
+
+
+class Waste(NamedTuple):
+    """Spent in loop incidents, each wasted step counted once."""
+
+    incidents: int
+    tokens: int
+    cost: Decimal
+    ns: int
+    unpriced: int
 
 
 class CostGroup(NamedTuple):
@@ -144,24 +160,18 @@ class Queries:
 
     def cost_groups(self, by: str, run_ids: list[str] | None = None) -> list[CostGroup]:
         """Stored step costs and tokens summed per group (see COST_GROUP_KEYS), in SQL."""
-        sql = f"SELECT {COST_GROUP_KEYS[by]}, {_COST_SUMS} FROM steps"
-        params: tuple = ()
-        if run_ids is not None:
-            sql, params = sql + _RUN_FILTER, (orjson.dumps(run_ids).decode(),)
+        where, params = _only(run_ids)
+        sql = f"SELECT {COST_GROUP_KEYS[by]}, {_COST_SUMS} FROM steps{where} GROUP BY 1"
         cursor = self.conn.cursor()
         cursor.row_factory = None
-        return [CostGroup(*row) for row in cursor.execute(sql + " GROUP BY 1", params)]
+        return [CostGroup(*row) for row in cursor.execute(sql, params)]
 
     def unpriced_models(self, run_ids: list[str] | None = None) -> dict[str, int]:
         """Models without a price, with how many steps used them."""
-        sql = "SELECT coalesce(model, '(no model)'), count(*) FROM steps"
-        params: tuple = ()
-        if run_ids is not None:
-            sql, params = sql + _RUN_FILTER + " AND", (orjson.dumps(run_ids).decode(),)
-        else:
-            sql += " WHERE"
-        rows = self.conn.execute(sql + " cost_source = 'unknown_model' GROUP BY 1", params)
-        return {model: count for model, count in rows}
+        where, params = _only(run_ids)
+        sql = (f"SELECT coalesce(model, '(no model)'), count(*) FROM steps{where}"
+               f" {'AND' if where else 'WHERE'} cost_source = 'unknown_model' GROUP BY 1")  # fmt: skip
+        return {model: count for model, count in self.conn.execute(sql, params)}
 
     def cost_steps(self, run_ids: list[str] | None = None) -> Iterator[CostStep]:
         """Every step of these runs (all when None) with its tokens and stored cost."""
@@ -171,13 +181,27 @@ class Queries:
             " coalesce(reasoning_tokens, 0), coalesce(cache_creation_tokens, 0), cost_pusd,"
             " cost_source FROM steps"
         )
-        params: tuple = ()
-        if run_ids is not None:
-            sql, params = sql + _RUN_FILTER, (orjson.dumps(run_ids).decode(),)
+        where, params = _only(run_ids)
         cursor = self.conn.cursor()
         cursor.row_factory = None
-        for row in cursor.execute(sql + " ORDER BY run_id", params):
+        for row in cursor.execute(sql + where + " ORDER BY run_id", params):
             yield CostStep(*row)
+
+    def run_names(self, run_ids: list[str] | None = None) -> dict[str, str]:
+        """Run id -> name, in start order."""
+        where, params = _only(run_ids, "id")
+        sql = f"SELECT id, name FROM runs{where} ORDER BY start_ns, id"
+        return dict(self.conn.execute(sql, params).fetchall())
+
+    def waste(self, run_ids: list[str] | None = None) -> Waste:
+        """What the loop incidents of these runs (all when None) wasted."""
+        sql = ("SELECT sum(incident_count), sum(wasted_tokens), sum(wasted_ns),"
+               " sum(wasted_unpriced),"
+               " json_group_array(wasted_cost) FILTER (WHERE wasted_cost IS NOT NULL) FROM runs")  # fmt: skip
+        where, params = _only(run_ids, "id")
+        incidents, tokens, ns, unpriced, costs = self.conn.execute(sql + where, params).fetchone()
+        cost = sum((Decimal(c) for c in orjson.loads(costs or "[]")), Decimal(0))
+        return Waste(incidents or 0, tokens or 0, cost, ns or 0, unpriced or 0)
 
     def has_run(self, run_id: str) -> bool:
         return self.conn.execute("SELECT 1 FROM runs WHERE id=?", (run_id,)).fetchone() is not None
