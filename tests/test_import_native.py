@@ -15,7 +15,7 @@ from tracedesk.core.ingest import ImportCancelled, import_file
 from tracedesk.core.store import Store
 from tracedesk.resources import demo_traces
 
-from .conftest import DEMO_STEPS, HEADER, native_run, snapshot, write_jsonl
+from .conftest import DEMO_STEPS, FIXTURES, HEADER, native_run, snapshot, write_jsonl
 
 
 @pytest.fixture
@@ -266,3 +266,34 @@ def test_50_mb_payload_is_stored_whole(store, tmp_path):
     out = io.BytesIO()
     write_native(store, ["r1"], out)
     assert payload.encode() in out.getvalue()
+
+
+def test_a_reader_process_gives_the_same_import(tmp_path, monkeypatch):
+    """Big files are parsed in a second process: same rows, same errors, same warnings."""
+    import tracedesk.core.ingest as ingest_module
+
+    sources = [
+        FIXTURES / "real" / "otlp" / "monocle_trace2.console.json",
+        FIXTURES / "recorded" / "langsmith" / "tool_error.multipart",
+        FIXTURES / "recorded" / "otel-genai" / "retry_storm.pb",
+        FIXTURES / "real" / "other" / "any-agent_GOOGLE_trace.json",  # 128-bit ids: pickled
+    ]
+    dumps = {}
+    for parallel in (False, True):
+        monkeypatch.setattr(ingest_module, "PARALLEL_BYTES", 0 if parallel else 1 << 40)
+        with Store(tmp_path / f"{parallel}.db") as store:
+            results = [import_file(store, path) for path in sources]
+            dumps[parallel] = (
+                [(r.runs, r.steps, r.warnings) for r in results],
+                [(run, store.steps(run.id), store.incidents(run.id)) for run in store.runs()],
+            )
+    assert dumps[True] == dumps[False]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes((FIXTURES / "formats" / "otlp_genai.jsonl").read_bytes() + b"{oops\n")
+    monkeypatch.setattr(ingest_module, "PARALLEL_BYTES", 0)
+    with Store(tmp_path / "bad.db") as store:
+        with pytest.raises(TraceFormatError, match=r"bad\.jsonl: line \d+: malformed JSON"):
+            import_file(store, bad)
+        assert store.runs() == []
+        result = import_file(store, bad, skip_bad=True)
+        assert result.bad_records == 1 and "skipped" in result.warnings[0]

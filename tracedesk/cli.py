@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -137,6 +138,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    multiprocessing.freeze_support()  # a frozen app's reader process starts here
     argv = list(sys.argv[1:] if argv is None else argv)
     # "tracedesk FILE..." opens the app on those files.
     positional = [i for i, a in enumerate(argv)

@@ -12,21 +12,22 @@ the database. Memory is bounded by the runs still open, whatever the file size.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-from collections.abc import Callable, Iterable, Iterator
+import os
+from collections.abc import Callable, Generator, Iterable
+from contextlib import closing
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import IO
 
-from tracedesk.core import tree
+from tracedesk.core import reader_process, tree
 from tracedesk.core.analysis.cost import PRICING_META_KEY, apply_costs, price_step
 from tracedesk.core.analysis.loops import RULES_META_KEY, Rules, apply_incidents, detect
 from tracedesk.core.analysis.pricing import Pricing
 from tracedesk.core.importers import FORMATS, describe
 from tracedesk.core.importers import detect as detect_format
-from tracedesk.core.importers.base import ReadContext, TraceFormatError
+from tracedesk.core.importers.base import ReadContext, TraceFormatError, open_decompressed
 from tracedesk.core.model import (
     ImportResult,
     Incident,
@@ -39,6 +40,8 @@ from tracedesk.core.model import (
 from tracedesk.core.store import Store
 
 HEAD_SIZE = 64 * 1024
+# Files from this size on are read and mapped in a second process (it costs ~0.3 s to start).
+PARALLEL_BYTES = 16 << 20
 PROGRESS_EVERY = 2000  # records between progress reports
 QUIET_RECORDS = 20_000  # a run not seen for this many records is complete
 CHECK_EVERY = 1000  # records between looks for complete runs (and for a cancel)
@@ -57,15 +60,6 @@ def file_sha256(path: Path) -> str:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _decompressed(raw: IO[bytes]) -> IO[bytes]:
-    """The file's content, gunzipped when it starts with the gzip magic bytes."""
-    magic = raw.read(2)
-    raw.seek(0)
-    if magic == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
-    return raw
 
 
 def import_file(
@@ -91,7 +85,7 @@ def import_file(
     sha256 = file_sha256(path)
     with path.open("rb") as raw:
         try:
-            head = _decompressed(raw).read(HEAD_SIZE)
+            head = open_decompressed(raw).read(HEAD_SIZE)
         except (OSError, EOFError) as exc:
             raise TraceFormatError(name, "file", f"cannot decompress: {exc}") from None
     if format is None:
@@ -109,30 +103,37 @@ def import_file(
     if store.find_import(sha256) is not None:
         result.already_imported = True
         return result
-    ctx = ReadContext(path=name, result=result, skip_bad=skip_bad)
-    with path.open("rb") as raw:
-        stream = _decompressed(raw)
-        records = _watch(FORMATS[format].read(stream, ctx), raw, total, progress, ctx)
+    pricing, rules = pricing or Pricing.load(), rules or Rules.load()
+    with (
+        path.open("rb") as raw,
+        closing(_records(raw, total, result, skip_bad, progress)) as records,
+    ):
         try:
-            ingest(store, records, result, sha256, pricing or Pricing.load(),
-                   rules or Rules.load(), cancelled)  # fmt: skip
+            ingest(store, records, result, sha256, pricing, rules, cancelled)
         except (OSError, EOFError) as exc:  # a corrupt gzip stream surfaces while reading
             raise TraceFormatError(name, "file", f"cannot read: {exc}") from None
     return result
 
 
-def _watch(
-    records: Iterator[Run | Step], raw: IO[bytes], total: int, progress: Progress | None,
-    ctx: ReadContext,
-) -> Iterator[Run | Step]:  # fmt: skip
-    """Pass records through, reporting progress, and refuse a file with no runs."""
+def _records(
+    raw: IO[bytes], total: int, result: ImportResult, skip_bad: bool, progress: Progress | None,
+) -> Generator[Run | Step, None, None]:  # fmt: skip
+    """The file's records with progress reports; a big file is read by a reader process.
+    Refuses a file with no runs."""
     count = 0
-    for count, record in enumerate(records, 1):
-        if progress is not None and count % PROGRESS_EVERY == 0:
-            progress(raw.tell(), total)
-        yield record
+    if total >= PARALLEL_BYTES and os.cpu_count() != 1:
+        report = None if progress is None else (lambda done: progress(done, total))
+        records = reader_process.records(result.path, result.format, skip_bad, result, report)
+        for count, record in enumerate(records, 1):  # noqa: B007
+            yield record
+    else:
+        ctx = ReadContext(path=result.path, result=result, skip_bad=skip_bad)
+        for count, record in enumerate(FORMATS[result.format].read(open_decompressed(raw), ctx), 1):
+            if progress is not None and count % PROGRESS_EVERY == 0:
+                progress(raw.tell(), total)
+            yield record
     if count == 0:
-        raise TraceFormatError(ctx.path, "file", "contains no runs or steps")
+        raise TraceFormatError(result.path, "file", "contains no runs or steps")
     if progress is not None:
         progress(total, total)
 

@@ -6,6 +6,7 @@ Times are integer nanoseconds since the Unix epoch; money is a Decimal in USD.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -31,6 +32,28 @@ class Status(StrEnum):
     OK = "ok"
     ERROR = "error"
     UNSET = "unset"
+
+
+class EncodedJSON(str):
+    """A value already encoded as JSON text. A step read in another process carries its
+    attributes so (nothing in an import looks inside them) and they are stored as they are."""
+
+
+def decoded(value: Any) -> Any:
+    """The value itself, decoding EncodedJSON."""
+    return orjson.loads(str(value)) if type(value) is EncodedJSON else value
+
+
+def json_text(value: Any) -> str | None:
+    """A value as the JSON text the database stores."""
+    if value is None:
+        return None
+    if type(value) is EncodedJSON:
+        return str(value)
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # integers beyond 64 bits: the standard library writes them exactly
+        return json.dumps(value, default=str, ensure_ascii=False)
 
 
 @dataclass(slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from tracedesk.core.model import Step
+from tracedesk.core.model import Step, decoded
 
 LOST_PARENT_KEY = "tracedesk.lost_parent_id"
 
@@ -59,5 +59,6 @@ def repair(steps: Iterable[Step]) -> list[tuple[Step, str, str]]:
 def _detach(step: Step) -> str:
     lost = step.parent_id or ""
     step.parent_id = None
+    step.attributes = decoded(step.attributes)
     step.attributes[LOST_PARENT_KEY] = lost
     return lost

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import gzip
 import json
 import re
 from collections.abc import Iterator
@@ -50,6 +51,15 @@ class ReadContext:
 
     def warn(self, where: str, problem: str) -> None:
         self.result.warn(f"{where}: {problem}")
+
+
+def open_decompressed(raw: IO[bytes]) -> IO[bytes]:
+    """The file's content, gunzipped when it starts with the gzip magic bytes."""
+    magic = raw.read(2)
+    raw.seek(0)
+    if magic == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    return raw
 
 
 RECORD_ERRORS = (ValueError, TypeError, KeyError, AttributeError)

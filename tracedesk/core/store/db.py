@@ -7,7 +7,6 @@ schema migrations.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import time
@@ -15,13 +14,12 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import orjson
 import platformdirs
 import sqlite_utils
 
-from tracedesk.core.model import ImportResult, Incident, Run, Step, severity_rank
+from tracedesk.core.model import ImportResult, Incident, Run, Step, json_text, severity_rank
 from tracedesk.core.store import schema
 from tracedesk.core.store.schema import INSERT_STEP_SQL, RUN_COLUMNS
 
@@ -56,15 +54,6 @@ def default_db_path() -> Path:
 def to_pusd(amount: Decimal | None) -> int | None:
     """USD as integer pico-dollars, the stored form of every cost."""
     return None if amount is None else int(amount.scaleb(12).to_integral_value())
-
-
-def json_text(value: Any) -> str | None:
-    if value is None:
-        return None
-    try:
-        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-    except TypeError:  # integers beyond 64 bits: the standard library writes them exactly
-        return json.dumps(value, default=str, ensure_ascii=False)
 
 
 def _text(amount: Decimal | None) -> str | None:
