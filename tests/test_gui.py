@@ -12,13 +12,14 @@ from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QMessageBox
 
 from tracedesk.core.export import native_lines
+from tracedesk.core.ingest import import_file
 from tracedesk.core.samples import generate
 from tracedesk.core.store import Store
 from tracedesk.ui.app import fill_with_demo, self_test
 from tracedesk.ui.main_window import ExportDialog, MainWindow
 from tracedesk.ui.models import RUN_ID_ROLE, JsonModel, RunsTableModel, StepTreeModel, step_rows
 
-from .conftest import DEMO_STEPS, FIXTURES, snapshot
+from .conftest import DEMO_STEPS, FIXTURES, HEADER, snapshot, write_jsonl
 
 
 @pytest.fixture
@@ -170,16 +171,16 @@ def test_cancel_leaves_the_database_unchanged(window, qtbot, tmp_path):
     assert "cancelled" in window.statusBar().currentMessage()
 
 
-def test_bad_file_shows_an_error_naming_file_and_line(window, qtbot, tmp_path, monkeypatch):
-    shown = []
-    monkeypatch.setattr(QMessageBox, "critical", lambda parent, title, text: shown.append(text))
+def test_bad_file_shows_an_error_naming_file_and_line(window, qtbot, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"type":"header","format":"tracedesk","version":1}\n{"type": "step", "id": \n')
     task = window.import_files([bad])
     with qtbot.waitSignal(task.signals.failed, timeout=10_000):
         pass
-    qtbot.waitUntil(lambda: bool(shown))
-    assert f"{bad}: line 2: malformed JSON" in shown[0] and "unchanged" in shown[0]
+    qtbot.waitUntil(lambda: getattr(window, "last_message", None) is not None)
+    box = window.last_message
+    assert box.textFormat() == Qt.TextFormat.PlainText and box.isVisible()
+    assert f"{bad}: line 2: malformed JSON" in box.text() and "unchanged" in box.text()
 
 
 def test_drop_files_onto_the_window(window, qtbot):
@@ -391,3 +392,71 @@ def test_no_query_the_gui_runs_scans_every_step(qtbot, tmp_path, monkeypatch):
         for sql in selects:
             plan = " / ".join(row[3] for row in store.conn.execute("EXPLAIN QUERY PLAN " + sql))
             assert "SCAN steps" not in plan, f"{sql}\n  {plan}"
+
+
+HOSTILE = [
+    '<img src="file:///dev/zero">',
+    "<a href='https://example.com'>click</a><b>bold</b>",
+    "\x1b]0;pwned\x07\x1b[2K",
+    "invoice \u202e4321 gnp.exe",
+    "<table>" + "<tr><td>x</td></tr>" * 2000 + "</table>",
+    "n" * 5000,
+]
+
+
+def test_trace_text_is_never_markup_and_never_too_long(qtbot, tmp_path):
+    """Hostile names, errors and payloads: every tooltip is escaped plain text, every cell is
+    bounded with its controls spelled out, labels are plain text, and the window keeps its
+    width."""
+    from tracedesk.ui.models import CELL_CHARS
+
+    records = [HEADER, {"type": "run", "id": "evil", "name": HOSTILE[0], "request": HOSTILE[3]}]
+    for i, text in enumerate(HOSTILE):
+        records.append({"type": "step", "run_id": "evil", "id": f"s{i}", "kind": "tool",
+                        "name": text, "tool_name": text, "status": "error", "error": text,
+                        "start_ns": 1_000 * i, "end_ns": 1_000 * i + 500,
+                        "output": "x" * 1_000_000 if i == 0 else {"k": text}})  # fmt: skip
+    db = tmp_path / "hostile.db"
+    with Store(db) as store:
+        import_file(store, write_jsonl(tmp_path / "evil.jsonl", records))
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(db, settings)
+    qtbot.addWidget(window)
+    window.resize(1280, 720)
+    window.show()
+    assert window.runs.select_run("evil")
+    qtbot.waitUntil(lambda: window.current_run == "evil")
+    for step in window.tree_model.steps:
+        window.select_step(step.id)
+        qtbot.wait(10)
+    models = [window.runs.model, window.tree_model, window.incidents_model,
+              *(view.model for view in window.detail.views.values())]  # fmt: skip
+    for model in models:
+        for index in _indexes(model):
+            text = model.data(index, Qt.ItemDataRole.DisplayRole)
+            if isinstance(text, str):
+                assert len(text) <= CELL_CHARS and "\x1b" not in text and "\u202e" not in text
+            tip = model.data(index, Qt.ItemDataRole.ToolTipRole)
+            if tip is not None:
+                assert tip.startswith("<p style='white-space:pre-wrap'>") and "<img" not in tip
+                assert "<a href" not in tip and "\x1b" not in tip and len(tip) < 30_000
+    assert window.width() <= 1280
+    assert window.run_header.textFormat() == Qt.TextFormat.PlainText
+    assert window.status_label.textFormat() == Qt.TextFormat.PlainText
+    assert "\u202e" not in window.windowTitle() and len(window.windowTitle()) < 120
+    window.select_step("s0")
+    shown = window.detail.views["Output"].text.toPlainText()
+    assert len(shown) < 220_000 and max(len(line) for line in shown.split("\n")) <= 4_000
+    assert not window.detail.views["Output"].show_all.isHidden()
+
+
+def _indexes(model, parent=None):
+    from PySide6.QtCore import QModelIndex
+
+    parent = parent or QModelIndex()
+    for row in range(model.rowCount(parent)):
+        for column in range(model.columnCount(parent)):
+            index = model.index(row, column, parent)
+            yield index
+            if column == 0 and model.rowCount(index):
+                yield from _indexes(model, index)

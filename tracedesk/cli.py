@@ -9,12 +9,14 @@ import argparse
 import datetime
 import multiprocessing
 import os
+import sqlite3
 import sys
 import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from importlib.resources import as_file
 from pathlib import Path
+from typing import Any
 
 from tracedesk import __version__
 from tracedesk.core.analysis.compare import compare_runs, request_fingerprint
@@ -49,6 +51,7 @@ from tracedesk.core.text import (
     plural,
     shorten,
     table,
+    visible,
     walk_tree,
 )
 from tracedesk.resources import demo_traces
@@ -157,6 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                   " command line: tracedesk --help)", file=sys.stderr)  # fmt: skip
             return 1
         return gui_main(args.db, getattr(args, "files", []), args.demo)
+    stdout = sys.stdout
+    if stdout.isatty():  # trace text never drives the terminal
+        sys.stdout = VisibleText(stdout)  # type: ignore[assignment]
     try:
         if args.command == "check":  # may need no database at all
             return cmd_check(args)
@@ -164,8 +170,45 @@ def main(argv: Sequence[str] | None = None) -> int:
             return COMMANDS[args.command](store, args)
     except (UserError, TraceFormatError, StoreError, KeyError, RulesError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
-        print(f"tracedesk: {message}", file=sys.stderr)
+        print(f"tracedesk: {visible(message)}", file=sys.stderr)
         return 1
+    except sqlite3.Error as exc:
+        print(f"tracedesk: {args.db or default_db_path()}: {database_problem(exc)}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"tracedesk: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    finally:
+        sys.stdout = stdout
+
+
+class VisibleText:
+    """A text stream that spells out control and bidi characters (see ``visible``)."""
+
+    def __init__(self, stream: Any):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write(visible(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def database_problem(exc: sqlite3.Error) -> str:
+    """What went wrong with the database, in words a user can act on."""
+    text = str(exc)
+    if "readonly" in text or "read-only" in text:
+        return "the database is read-only (or its folder is not writable)"
+    if "locked" in text or "busy" in text:
+        return "the database is busy: another tracedesk is writing to it; try again"
+    if "disk is full" in text or "disk I/O" in text:
+        return f"cannot write: {text}"
+    if "not a database" in text or "malformed" in text:
+        return "this is not a tracedesk database, or it is damaged"
+    return text
 
 
 def _has_display() -> bool:
@@ -217,19 +260,29 @@ def _summary(result: ImportResult) -> str:
 
 
 def cmd_import(store: Store, args: argparse.Namespace) -> int:
+    """Each file is its own transaction: a bad one is reported and the others go in."""
+    failed = 0
     for path in args.files:
         try:
             result = import_file(
                 store, path, format=args.format, skip_bad=args.skip_bad, progress=_progress(path)
             )
         except OSError as exc:
-            raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from None
+            failed += 1
+            print(f"tracedesk: {path}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+            continue
+        except TraceFormatError as exc:
+            failed += 1
+            print(f"tracedesk: {visible(str(exc))} (nothing imported from it)", file=sys.stderr)
+            continue
         print(_summary(result))
         for warning in result.warnings[:SHOWN_WARNINGS]:
-            print(f"  warning: {warning}", file=sys.stderr)
+            print(f"  warning: {visible(warning)}", file=sys.stderr)
         if result.warning_count > SHOWN_WARNINGS:
             print(f"  … and {result.warning_count - SHOWN_WARNINGS} more warnings", file=sys.stderr)
-    return 0
+    if failed and len(args.files) > 1:
+        print(f"tracedesk: {failed} of {len(args.files)} files not imported", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_runs(store: Store, args: argparse.Namespace) -> int:
@@ -255,7 +308,7 @@ def cmd_runs(store: Store, args: argparse.Namespace) -> int:
 def cmd_show(store: Store, args: argparse.Namespace) -> int:
     _analysed(store)
     run = store.find_run(args.run_id)
-    print(f"{run.name}  [{run.id}]  {run.status}")
+    print(f"{shorten(run.name, 200)}  [{visible(run.id)}]  {run.status}")
     if run.request:
         print(f"request: {shorten(run.request, 100)}")
     print(
@@ -274,12 +327,12 @@ def cmd_show(store: Store, args: argparse.Namespace) -> int:
         error = f"  ERROR: {shorten(step.error, 60)}" if step.status == Status.ERROR else ""
         loop = "  ⟳" if step.id in flagged else ""
         print(
-            f"{'  ' * depth}{step.kind:<9} {step.name}  {format_duration(step.duration_ns)}"
+            f"{'  ' * depth}{step.kind:<9} {shorten(step.name, 120)}  {format_duration(step.duration_ns)}"
             f"{tokens}{cost}{error}{loop}"
         )
     names = {s.id: f"{s.name} [{s.id}]" for s in steps}
     for incident in incidents:
-        print("\n".join(incident_lines(incident, names)))
+        print(visible("\n".join(incident_lines(incident, names))))
     if len(incidents) > 1:
         print(f"wasted in all: {waste_text(run)}")
     return 0
@@ -342,6 +395,8 @@ def cmd_costs(store: Store, args: argparse.Namespace) -> int:
         text = table(headers, rows, {1, 2, 3, 4, 5}) + "\n"
     else:
         text = COST_WRITERS[args.format](summary)
+        if args.format == "md":
+            text = visible(text)
     if args.output:
         write_text_atomically(args.output, text)
         print(f"{args.output}: cost summary of {len(summary.runs)} runs by {args.by}")
@@ -381,6 +436,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         results = list(_check_runs(args, rules, _pricing(), Path(scratch)))
     failed = [i for _, found in results for i in failing(found, args.severity)]
     report = CHECK_REPORTS[args.format](results, args.severity)
+    if args.format != "json":  # text reports spell out what would act (JSON escapes itself)
+        report = visible(report)
     if args.output:
         write_text_atomically(args.output, report)
     else:
@@ -395,7 +452,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_diff(store: Store, args: argparse.Namespace) -> int:
     _analysed(store)
-    sys.stdout.write(DIFF_WRITERS[args.format](compare_runs(store, args.run_a, args.run_b)))
+    report = DIFF_WRITERS[args.format](compare_runs(store, args.run_a, args.run_b))
+    sys.stdout.write(report if args.format == "json" else visible(report))
     return 0
 
 

@@ -30,8 +30,28 @@ def format_count(n: int | None) -> str:
     return f"{n / 1_000_000:.2f}M"
 
 
+# Characters that would act rather than show: C0 and C1 controls (terminal escapes, line
+# clears), DEL, and the bidirectional controls that reorder the text around them.
+_ACTING = {
+    **{c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (9, 10)},
+    **{c: f"\\u{c:04x}" for c in (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F),
+                                    *range(0x2066, 0x206A))},
+    # Not characters at all: lone surrogates (from JSON escapes) and the non-characters
+    # that XML refuses.
+    **{c: f"\\u{c:04x}" for c in (*range(0xD800, 0xE000), 0xFFFE, 0xFFFF)},
+}  # fmt: skip
+
+
+def visible(text: str) -> str:
+    """Trace text made safe to show: controls and bidi overrides spelled out (``\\x1b``,
+    ``\\u202e``), so that they neither drive a terminal nor reorder what is around them.
+    Newlines and tabs stay."""
+    return text.translate(_ACTING)
+
+
 def shorten(text: str | None, width: int) -> str:
-    text = " ".join((text or "").split())
+    """One line of at most ``width`` characters, with controls made visible."""
+    text = " ".join(visible((text or "")[: width * 4]).split())
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

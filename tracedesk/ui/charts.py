@@ -12,6 +12,7 @@ from tracedesk.core.analysis.cost import CostSummary, cumulative_cost, summarize
 from tracedesk.core.analysis.pricing import Pricing
 from tracedesk.core.export import format_usd
 from tracedesk.core.store import Store
+from tracedesk.core.text import shorten
 from tracedesk.ui.theme import KIND_COLORS, LOOP_HIGHLIGHT
 
 GROUPS = ("tool", "model", "kind")
@@ -113,4 +114,4 @@ class CostChartsView(QWidget):
 
 
 def _short(text: str, width: int = 22) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return shorten(text, width)

@@ -33,10 +33,18 @@ from tracedesk.core.analysis.compare import (
 from tracedesk.core.export import format_usd, step_label
 from tracedesk.core.model import Run, Status, Step
 from tracedesk.core.store import Store
-from tracedesk.core.text import format_count, format_duration
+from tracedesk.core.text import format_count, format_duration, shorten
 from tracedesk.ui.detail import pretty
-from tracedesk.ui.models import ROOT, Index, RowsTableModel, column_header, step_rows, time_text
-from tracedesk.ui.theme import ERROR_COLOR, kind_icon
+from tracedesk.ui.models import (
+    ROOT,
+    Index,
+    RowsTableModel,
+    cell,
+    column_header,
+    step_rows,
+    time_text,
+)
+from tracedesk.ui.theme import ERROR_COLOR, kind_icon, plain_label
 from tracedesk.ui.timeline import TimelineView
 
 MATCH_COLORS = {
@@ -133,7 +141,7 @@ class PairTreeModel(QAbstractItemModel):
             if step is None:
                 return ""
             tokens = (step.input_tokens or 0) + (step.output_tokens or 0)
-            return (step_label(step), format_duration(step.duration_ns),
+            return (cell(step_label(step)), format_duration(step.duration_ns),
                     format_count(tokens) if tokens else "", format_usd(step.cost) if step.cost else "",
                     "")[column]  # fmt: skip
         if role == Qt.ItemDataRole.DecorationRole and column == 0 and step is not None:
@@ -163,8 +171,10 @@ class CompareView(QWidget):
         self.store = store
         self.comparison = comparison
         c = comparison
-        self.setWindowTitle(f"Compare: {c.run_a.name} vs {c.run_b.name} — tracedesk")
-        self.summary = QLabel(summary_text(c), textFormat=Qt.TextFormat.PlainText, wordWrap=True)
+        self.setWindowTitle(
+            f"Compare: {shorten(c.run_a.name, 60)} vs {shorten(c.run_b.name, 60)} — tracedesk"
+        )
+        self.summary = plain_label(summary_text(c))
         self.models = {side: PairTreeModel(c, side, self) for side in ("a", "b")}
         self.trees: dict[str, QTreeView] = {}
         self.timelines: dict[str, TimelineView] = {}
@@ -182,7 +192,8 @@ class CompareView(QWidget):
             layout.setContentsMargins(0, 0, 0, 0)
             layout.addWidget(
                 QLabel(
-                    f"{side.upper()}: {run.name}  [{run.id}]", textFormat=Qt.TextFormat.PlainText
+                    f"{side.upper()}: {shorten(run.name, 120)}  [{shorten(run.id, 60)}]",
+                    textFormat=Qt.TextFormat.PlainText,
                 )
             )
             layout.addWidget(tree)
@@ -325,7 +336,7 @@ class GroupRunsModel(RowsTableModel):
         if not index.isValid() or role != Qt.ItemDataRole.DisplayRole:
             return None
         run = self.rows[index.row()]
-        return (run.name or run.id, time_text(run.start_ns), f"path {self.path_of[run.id] + 1}",
+        return (cell(run.name or run.id), time_text(run.start_ns), f"path {self.path_of[run.id] + 1}",
                 str(run.step_count), format_usd(run.cost), format_duration(run.duration_ns),
                 str(run.incident_count))[index.column()]  # fmt: skip
 
@@ -344,7 +355,7 @@ class RequestGroupView(QWidget):
         request = runs[0].request if runs else ""
         self.setWindowTitle("Runs of one request — tracedesk")
         costs = [float(r.cost or 0) for r in runs]
-        header = QLabel(textFormat=Qt.TextFormat.PlainText, wordWrap=True)
+        header = plain_label()
         header.setText(
             f"{len(runs)} runs of: {request}\n" + spread_text(runs) +
             f"\n{len(self.groups)} paths; the most common was taken by {len(self.groups[0].run_ids) if self.groups else 0} runs."

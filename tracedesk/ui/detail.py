@@ -22,10 +22,23 @@ from PySide6.QtWidgets import (
 
 from tracedesk.core.export import format_usd
 from tracedesk.core.model import Step
-from tracedesk.core.text import format_duration
+from tracedesk.core.text import format_duration, shorten, visible
 from tracedesk.ui.models import JsonModel
+from tracedesk.ui.theme import plain_label
 
-SHOWN_CHARS = 1_000_000  # a longer payload is shown in part (and copied whole)
+SHOWN_CHARS = 200_000  # a longer payload is shown in part ("Show all"; Copy takes it whole)
+LINE_CHARS = 4_000  # a longer line is broken for display: laying out one huge line freezes Qt
+
+
+def for_display(text: str) -> str:
+    """Text as the pane shows it: controls spelled out, very long lines broken."""
+    lines = visible(text).split("\n")
+    if all(len(line) <= LINE_CHARS for line in lines):
+        return "\n".join(lines)
+    return "\n".join(
+        "\n".join(line[i : i + LINE_CHARS] for i in range(0, len(line), LINE_CHARS)) or line
+        for line in lines
+    )
 
 
 def pretty(value: Any) -> str:
@@ -58,11 +71,15 @@ class PayloadView(QWidget):
             "Tree", checkable=True, toolTip="Show the JSON as a collapsible tree"
         )
         self.toggle.toggled.connect(lambda on: self.stack.setCurrentIndex(1 if on else 0))
+        self.show_all = QPushButton("Show all", toolTip="Show the whole payload (may be slow)")
+        self.show_all.clicked.connect(lambda: self._show(len(self.full_text)))
+        self.show_all.setVisible(False)
         self.copy = QPushButton("Copy", toolTip="Copy the whole payload")
         self.copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.full_text))
         buttons = QHBoxLayout()
         buttons.addWidget(self.note)
         buttons.addStretch(1)
+        buttons.addWidget(self.show_all)
         buttons.addWidget(self.toggle)
         buttons.addWidget(self.copy)
         layout = QVBoxLayout(self)
@@ -72,14 +89,7 @@ class PayloadView(QWidget):
 
     def show_value(self, value: Any) -> None:
         self.full_text = pretty(value)
-        shown = self.full_text[:SHOWN_CHARS]
-        self.text.setPlainText(shown)
-        cut = len(self.full_text) > SHOWN_CHARS
-        self.note.setText(
-            f"Showing the first {SHOWN_CHARS // 1000:,} k of {len(self.full_text) // 1000:,} k characters; Copy takes all."
-            if cut else ""
-        )  # fmt: skip
-        self.note.setVisible(cut)
+        self._show(SHOWN_CHARS)
         structured = isinstance(value, (dict, list))
         self.toggle.setEnabled(structured)
         if not structured:
@@ -87,6 +97,16 @@ class PayloadView(QWidget):
         self.model.set_value(value if structured else None)
         if structured:
             self.tree.expandToDepth(0)
+
+    def _show(self, chars: int) -> None:
+        self.text.setPlainText(for_display(self.full_text[:chars]))
+        cut = len(self.full_text) > chars
+        self.note.setText(
+            f"Showing the first {chars // 1000:,} k of {len(self.full_text) // 1000:,} k"
+            " characters; Copy takes all." if cut else ""
+        )  # fmt: skip
+        self.note.setVisible(cut)
+        self.show_all.setVisible(cut)
 
 
 class DetailPane(QWidget):
@@ -96,7 +116,7 @@ class DetailPane(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.summary = QLabel("Select a step.", textFormat=Qt.TextFormat.PlainText, wordWrap=True)
+        self.summary = plain_label("Select a step.")
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.tabs = QTabWidget()
         self.views: dict[str, PayloadView] = {}
@@ -117,11 +137,13 @@ class DetailPane(QWidget):
                 view.show_value(None)
             return
         lines = [
-            f"{step.name}  ·  {step.kind}  ·  {step.status}  ·  {format_duration(step.duration_ns)}"
+            f"{shorten(step.name, 200)}  ·  {step.kind}  ·  {step.status}"
+            f"  ·  {format_duration(step.duration_ns)}"
         ]
         if step.model or step.provider:
             lines.append(
-                f"model {step.model or '?'}" + (f" ({step.provider})" if step.provider else "")
+                f"model {shorten(step.model or '?', 120)}"
+                + (f" ({shorten(step.provider, 60)})" if step.provider else "")
             )
         if step.input_tokens is not None or step.output_tokens is not None:
             written = step.cache_creation_tokens
@@ -133,8 +155,8 @@ class DetailPane(QWidget):
         if step.cost is not None or step.cost_source not in (None, "none"):
             lines.append(f"cost: {format_usd(step.cost)} ({step.cost_source})")
         if step.tool_name:
-            lines.append(f"tool: {step.tool_name}")
-        lines.append(f"id: {step.id}")
+            lines.append(f"tool: {shorten(step.tool_name, 120)}")
+        lines.append(f"id: {shorten(step.id, 120)}")
         self.summary.setText("\n".join(lines))
         values = {
             "Input": step.input, "Output": step.output, "Tool arguments": step.tool_args,

@@ -70,6 +70,7 @@ from tracedesk.ui.models import (
     StepTreeModel,
     step_rows,
 )
+from tracedesk.ui.theme import plain_label
 from tracedesk.ui.timeline import TimelineView
 from tracedesk.ui.workers import Task, run_task
 
@@ -157,7 +158,7 @@ class RunsPanel(QWidget):
 
 def run_summary(run: Run) -> str:
     """One line about a run for the header above its step tree."""
-    parts = [run.name or run.id, plural(run.step_count, "step"),
+    parts = [shorten(run.name or run.id, 120), plural(run.step_count, "step"),
              f"{format_count(run.input_tokens + run.output_tokens)} tokens",
              cost_text(run.cost, run.unpriced_steps), format_duration(run.duration_ns), run.status]  # fmt: skip
     if run.incident_count:
@@ -218,6 +219,7 @@ class MainWindow(QMainWindow):
         self.analysis_task: Task | None = None  # re-pricing and re-checking all runs
         self.pending_files: list[Path] = []
         self.last_import: list[ImportResult] = []
+        self.last_message: QMessageBox | None = None
         self.open_views: list[QWidget] = []  # compare and request windows kept alive
         self.setWindowTitle(f"tracedesk — {self.db_path.name}")
         self.setAcceptDrops(True)
@@ -264,7 +266,7 @@ class MainWindow(QMainWindow):
             self.incidents.setColumnWidth(column, width)
         self.charts = CostChartsView()
 
-        self.run_header = QLabel("Select a run.", textFormat=Qt.TextFormat.PlainText, wordWrap=True)
+        self.run_header = plain_label("Select a run.")
         self.run_header.setContentsMargins(6, 4, 6, 2)
         central = QWidget()
         layout = QVBoxLayout(central)
@@ -350,7 +352,7 @@ class MainWindow(QMainWindow):
         self._update_recent_menu()
 
     def _build_status_bar(self) -> None:
-        self.status_label = QLabel()
+        self.status_label = QLabel(textFormat=Qt.TextFormat.PlainText)
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(220)
         self.progress.setVisible(False)
@@ -459,7 +461,7 @@ class MainWindow(QMainWindow):
             for row in range(self.tree_model.rowCount()):
                 self.tree.expand(self.tree_model.index(row, 0))
         title = run.name if run else run_id
-        self.setWindowTitle(f"{title} — tracedesk")
+        self.setWindowTitle(f"{shorten(title, 80)} — tracedesk")
         if run is not None:
             self.run_header.setText(run_summary(run))
         count = f" ({len(incidents)})" if incidents else ""
@@ -511,9 +513,8 @@ class MainWindow(QMainWindow):
             others = [r for r in self.request_group(run_ids[0]) if r != run_ids[0]]
             run_ids += others[-1:]
         if len(run_ids) != 2:
-            QMessageBox.information(
-                self, "Compare runs", "Select two runs to compare (Ctrl+click)."
-            )
+            self.message(QMessageBox.Icon.Information, "Compare runs",
+                         "Select two runs to compare (Ctrl+click).")  # fmt: skip
             return None
         return self.compare_runs_by_id(*run_ids)
 
@@ -625,17 +626,13 @@ class MainWindow(QMainWindow):
         lines = [f"{r.path}", f"format: {r.format}",
                  f"{r.runs} runs, {r.steps} steps imported, {r.skipped} already present,"
                  f" {r.bad_records} bad records skipped, {r.warning_count} warnings"]  # fmt: skip
-        lines += [f"  {w}" for w in r.warnings]
+        lines += [f"  {shorten(w, 400)}" for w in r.warnings]
         if r.warning_count > len(r.warnings):
             lines.append(f"  … and {r.warning_count - len(r.warnings)} more")
         return "\n".join(lines)
 
     def show_import_report(self) -> None:
-        box = QMessageBox(
-            QMessageBox.Icon.Information, "Last import", self.import_report(), parent=self
-        )
-        box.setTextFormat(Qt.TextFormat.PlainText)
-        box.exec()
+        self.message(QMessageBox.Icon.Information, "Last import", self.import_report())
 
     def _import_failed(self, exc: Exception) -> None:
         self._import_finished()
@@ -646,7 +643,17 @@ class MainWindow(QMainWindow):
             text = str(exc)
         else:
             text = f"Unexpected error: {exc}\n\n{getattr(exc, '__traceback_text__', '')}"
-        QMessageBox.critical(self, "Import failed", f"{text}\n\nThe database is unchanged.")
+        self.message(QMessageBox.Icon.Critical, "Import failed",
+                     f"{shorten(text, 2000)}\n\nThe database is unchanged.")  # fmt: skip
+
+    def message(self, icon: QMessageBox.Icon, title: str, text: str) -> QMessageBox:
+        """A message box that shows its text as plain text (file names and trace text are
+        never markup), opened without blocking the window."""
+        box = QMessageBox(icon, title, text, parent=self)
+        box.setTextFormat(Qt.TextFormat.PlainText)
+        box.open()
+        self.last_message = box
+        return box
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if event.mimeData().hasUrls():

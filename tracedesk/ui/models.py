@@ -21,7 +21,7 @@ from PySide6.QtGui import QColor, QFont
 from tracedesk.core.export import cost_text, format_usd, incident_lines
 from tracedesk.core.model import Incident, Run, Status, severity_rank
 from tracedesk.core.store.queries import from_pusd
-from tracedesk.core.text import format_count, format_duration, incidents_text
+from tracedesk.core.text import format_count, format_duration, incidents_text, shorten, visible
 from tracedesk.ui.theme import ERROR_COLOR, LOOP_HIGHLIGHT, SEVERITY_COLORS, kind_icon
 
 Index = QModelIndex | QPersistentModelIndex
@@ -33,9 +33,21 @@ SEARCH_ROLE = Qt.ItemDataRole.UserRole + 4  # text the search box matches
 ROOT = QModelIndex()  # the invisible root, as a default argument
 
 
+TOOLTIP_CHARS = 4000  # a tooltip lays out all of its text: keep it small
+CELL_CHARS = 300  # likewise a table cell
+
+
 def plain_tooltip(text: str) -> str:
-    """Trace text as a tooltip that Qt shows as text, never as markup it would render."""
-    return f"<p style='white-space:pre-wrap'>{html.escape(text)}</p>"
+    """Trace text as a tooltip that Qt shows as text, never as markup it would render, with
+    controls and bidi overrides spelled out and its length bounded."""
+    if len(text) > TOOLTIP_CHARS:
+        text = text[:TOOLTIP_CHARS] + f"… ({len(text) - TOOLTIP_CHARS:,} more characters)"
+    return f"<p style='white-space:pre-wrap'>{html.escape(visible(text))}</p>"
+
+
+def cell(text: str | None) -> str:
+    """Trace text for one line of a table or tree: bounded, controls made visible."""
+    return shorten(text, CELL_CHARS)
 
 
 class RowsTableModel(QAbstractTableModel):
@@ -96,15 +108,16 @@ class RunsTableModel(RowsTableModel):
         duration = None if run.start_ns is None or run.end_ns is None else run.end_ns - run.start_ns
         if role == DISPLAY or role == Qt.ItemDataRole.ToolTipRole:
             values = (
-                run.name or run.id, (run.request or "").replace("\n", " "),
-                ", ".join(run.models), str(run.step_count),
+                cell(run.name or run.id), cell(run.request),
+                cell(", ".join(run.models)), str(run.step_count),
                 format_count(tokens), cost_text(run.cost, run.unpriced_steps),
                 format_duration(duration), run.status,
                 incidents_text(run.incident_count, run.worst_severity),
                 time_text(run.start_ns),
             )  # fmt: skip
-            if role == Qt.ItemDataRole.ToolTipRole and column != 1:
-                return f"{run.name}\n{run.id}" if column == 0 else None
+            if role == Qt.ItemDataRole.ToolTipRole:
+                full = {0: f"{run.name}\n{run.id}", 1: run.request or ""}.get(column)
+                return None if full is None else plain_tooltip(full)
             return values[column]
         if role == SORT_ROLE:
             return (
@@ -293,7 +306,7 @@ class StepTreeModel(QAbstractItemModel):
             )
             tokens = step.input_tokens + step.output_tokens
             return (
-                step.name or step.id, step.kind, format_duration(duration),
+                cell(step.name or step.id), step.kind, format_duration(duration),
                 format_count(tokens) if tokens else "", format_usd(from_pusd(step.cost_pusd)) if step.cost_pusd else "",
                 "⟳ " + self.flagged[step.id] if step.id in self.flagged else "",
             )[column]  # fmt: skip
@@ -316,7 +329,7 @@ class StepTreeModel(QAbstractItemModel):
             return font
         if role == Qt.ItemDataRole.ToolTipRole:
             detail = step.model or step.tool_name or ""
-            return f"{step.name}\n{step.kind} {detail}".strip()
+            return plain_tooltip(f"{step.name}\n{step.kind} {detail}".strip())
         if role == Qt.ItemDataRole.TextAlignmentRole and column in (2, 3, 4):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
@@ -382,8 +395,8 @@ class IncidentsModel(RowsTableModel):
             last = self.names.get(incident.last_step or "", incident.last_step or "")
             return (
                 incident.severity,
-                f"{incident.kind.replace('_', ' ')}: {incident.message}",
-                first if first == last else f"{first} … {last}",
+                cell(f"{incident.kind.replace('_', ' ')}: {incident.message}"),
+                cell(first if first == last else f"{first} … {last}"),
                 f"{cost_text(incident.wasted_cost, incident.wasted_unpriced)}"
                 f" · {format_count(incident.wasted_tokens)} tok"
                 f" · {format_duration(incident.wasted_ns)}",
@@ -463,8 +476,9 @@ class JsonModel(QAbstractItemModel):
         if not index.isValid() or role not in (DISPLAY, Qt.ItemDataRole.ToolTipRole):
             return None
         _, key, value = self.nodes[self._node(index)]
+        tooltip = role == Qt.ItemDataRole.ToolTipRole
         if index.column() == 0:
-            return key
+            return plain_tooltip(str(key)) if tooltip else cell(str(key))
         if isinstance(value, dict):
             return f"{{{len(value)} keys}}"
         if isinstance(value, list):
@@ -476,6 +490,4 @@ class JsonModel(QAbstractItemModel):
             if isinstance(value, bool)
             else str(value)
         )
-        return (
-            text if len(text) <= 2000 or role == Qt.ItemDataRole.ToolTipRole else text[:2000] + "…"
-        )
+        return plain_tooltip(text) if tooltip else cell(text)

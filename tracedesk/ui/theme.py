@@ -1,4 +1,5 @@
-"""Colours and icons shared by the views: one colour per step kind, one per severity."""
+"""Colours, icons and text labels shared by the views: one colour per step kind, one per
+severity."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from functools import cache
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
+from PySide6.QtWidgets import QLabel, QSizePolicy
 
 from tracedesk.core.model import StepKind
 
@@ -42,3 +44,12 @@ def kind_icon(kind: str) -> QIcon:
     painter.drawEllipse(1, 1, 10, 10)
     painter.end()
     return QIcon(pixmap)
+
+
+def plain_label(text: str = "") -> QLabel:
+    """A label for trace-derived text: plain text (never markup), wrapped, and never wider
+    than the layout gives it, however long a word in it is."""
+    label = QLabel(text, textFormat=Qt.TextFormat.PlainText, wordWrap=True)
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    label.setMinimumWidth(50)
+    return label

@@ -12,8 +12,8 @@ from PySide6.QtWidgets import QToolTip
 from tracedesk.core.export import format_usd
 from tracedesk.core.model import Status
 from tracedesk.core.store.queries import from_pusd
-from tracedesk.core.text import format_count, format_duration
-from tracedesk.ui.models import StepRow
+from tracedesk.core.text import format_count, format_duration, shorten
+from tracedesk.ui.models import StepRow, plain_tooltip
 from tracedesk.ui.theme import ERROR_COLOR, KIND_COLORS, LOOP_HIGHLIGHT
 
 BAR_HALF_HEIGHT = 0.38
@@ -171,12 +171,12 @@ class TimelineView(pg.PlotWidget):
             None if step.start_ns is None or step.end_ns is None else step.end_ns - step.start_ns
         )
         tokens = step.input_tokens + step.output_tokens
-        lines = [step.name or step.id, f"{step.kind} · {format_duration(duration)}"]
+        lines = [shorten(step.name or step.id, 200), f"{step.kind} · {format_duration(duration)}"]
         if tokens:
             lines.append(f"{format_count(tokens)} tokens")
         if step.cost_pusd:
             lines.append(format_usd(from_pusd(step.cost_pusd)))
-        QToolTip.showText(QCursor.pos(), "\n".join(lines), self)
+        QToolTip.showText(QCursor.pos(), plain_tooltip("\n".join(lines)), self)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         view = self.getViewBox()
