@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -7,8 +8,9 @@ import orjson
 import pytest
 
 from tracedesk.cli import main
+from tracedesk.core.store import Store
 
-from .conftest import DEMO_STEPS, native_run, write_jsonl
+from .conftest import DEMO_STEPS, FIXTURES, HEADER, native_run, write_jsonl
 
 
 @pytest.fixture
@@ -98,3 +100,78 @@ def test_large_files_show_progress(db, tmp_path, capsys, monkeypatch):
     assert main(["import", str(path)]) == 0
     err = capsys.readouterr().err
     assert "p.jsonl: 100%" in err and "%" in err.split("100%")[0]
+
+
+DB_FORMS = [
+    lambda db, cmd: ["--db", db, *cmd],
+    lambda db, cmd: [f"--db={db}", *cmd],
+    lambda db, cmd: [*cmd[:1], "--db", db, *cmd[1:]],
+    lambda db, cmd: [*cmd[:1], f"--db={db}", *cmd[1:]],
+]
+
+
+@pytest.mark.parametrize("form", range(len(DB_FORMS)))
+def test_every_command_takes_db_before_or_after_it(tmp_path, capsys, form):
+    """``--db PATH`` and ``--db=PATH``, before or after the command, on an existing file."""
+    db = str(tmp_path / "matrix.db")
+    trace = FIXTURES / "formats" / "otlp_genai.jsonl"
+    commands = [["import", str(trace)], ["runs"], ["show", "0af7"], ["costs", "--by", "model"],
+                ["pricing"], ["diff", "0af7", "0af7"], ["check", "0af7"],
+                ["export", "0af7", "-o", str(tmp_path / "out.jsonl")], ["demo", "--runs", "2"]]  # fmt: skip
+    for command in commands:
+        code = main(DB_FORMS[form](db, command))
+        assert code in (0, 1), (command, capsys.readouterr().err)
+        assert "invalid choice" not in capsys.readouterr().err
+    assert Store(db).get_run("0af7651916cd43dd8448eb211c80319c") is not None
+
+
+def test_trace_text_cannot_drive_the_terminal(tmp_path, capsys, monkeypatch):
+    """Escape sequences and bidi overrides in trace text are spelled out on a terminal and
+    in text reports, and the JUnit report always parses."""
+    from xml.etree import ElementTree
+
+    name = "evil\x1b]0;pwned\x07\x1b[2K \u202eexe.txt\x00"
+    records = [HEADER, {"type": "run", "id": "r1", "name": name}]
+    for i in range(4):  # a retry storm, so that check reports an incident with the name
+        records.append({"type": "step", "run_id": "r1", "id": f"s{i}", "kind": "tool",
+                        "tool_name": name, "tool_args": {"q": 1}, "status": "error",
+                        "error": name, "start_ns": i * 10, "end_ns": i * 10 + 5})  # fmt: skip
+    trace = tmp_path / "evil.jsonl"
+    trace.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    db = str(tmp_path / "evil.db")
+    assert main(["--db", db, "import", str(trace)]) == 0
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    for command in (["runs"], ["show", "r1"], ["costs", "--by", "tool"], ["diff", "r1", "r1"]):
+        main(["--db", db, *command])
+        out = capsys.readouterr().out
+        assert "\x1b" not in out and "\u202e" not in out and "\x07" not in out, command
+    assert "\\x1b]0;pwned" in (main(["--db", db, "show", "r1"]), capsys.readouterr().out)[1]
+    report = tmp_path / "junit.xml"
+    assert main(["check", str(trace), "--format", "junit", "-o", str(report)]) == 1
+    suite = ElementTree.parse(report).getroot().find("testsuite")
+    assert "\\x1b" in suite.find("testcase").get("name")
+    monkeypatch.undo()
+    assert main(["check", str(trace), "--format", "text"]) == 1
+    text = capsys.readouterr().out
+    assert "\x1b" not in text and "\\x1b" in text
+
+
+def test_import_goes_on_past_a_bad_file_and_fails_at_the_end(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"foo": 1}\n')
+    good = FIXTURES / "formats" / "otlp_genai.jsonl"
+    db = str(tmp_path / "some.db")
+    assert main(["--db", db, "import", str(bad), str(good), str(tmp_path / "missing.json")]) == 1
+    err = capsys.readouterr().err
+    assert "bad.jsonl: start of file: not a trace format" in err and "missing.json" in err
+    assert "2 of 3 files not imported" in err
+    assert len(Store(db).runs()) == 1
+
+
+def test_an_ambiguous_prefix_lists_the_candidates(tmp_path, capsys):
+    db = str(tmp_path / "two.db")
+    trace = tmp_path / "two.jsonl"
+    write_jsonl(trace, [*native_run("run-a"), *native_run("run-b")[1:]])
+    assert main(["--db", db, "import", str(trace)]) == 0
+    assert main(["--db", db, "show", "run-"]) == 1
+    assert "ambiguous: run-a (demo), run-b (demo)" in capsys.readouterr().err

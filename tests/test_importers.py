@@ -264,10 +264,12 @@ def test_bad_otlp_record_names_line_and_field(store, tmp_path):
     lines = (FORMAT_FIXTURES / "otlp_genai.jsonl").read_bytes().splitlines()
     path = tmp_path / "bad.jsonl"
     path.write_bytes(lines[0] + b"\n" + lines[1].replace(b'"traceId"', b'"traceID"', 1) + b"\n")
-    with pytest.raises(TraceFormatError, match="line 2: missing required field 'traceId'"):
+    with pytest.raises(TraceFormatError, match=r"line 2 span 1 \(spanId '[0-9a-f]{16}'\): "
+                       "missing required field 'traceId'"):  # fmt: skip
         import_file(store, path)
     result = import_file(store, path, skip_bad=True)
-    assert (result.steps, result.bad_records) == (2, 1)
+    # Only the broken span is skipped; the request's other spans are imported.
+    assert (result.steps, result.bad_records) == (4, 1)
 
 
 @pytest.mark.parametrize(

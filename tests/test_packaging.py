@@ -62,3 +62,17 @@ def test_desktop_files_name_the_commands():
     assert "Exec=tracedesk-gui %F" in desktop
     metainfo = (ROOT / "packaging" / "io.github.tracedesk.Tracedesk.metainfo.xml").read_text()
     assert f'release version="{__version__}"' in metainfo
+
+
+def test_every_package_ships_in_the_wheel():
+    """pyproject lists packages by name: a new package folder must be listed too."""
+    import tomllib
+
+    root = Path(__file__).parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"])  # fmt: skip
+    found = {
+        ".".join(p.parent.relative_to(root).parts)
+        for p in (root / "tracedesk").rglob("__init__.py")
+    }
+    assert found <= listed, found - listed

@@ -72,27 +72,32 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--db", type=Path, help=f"database file (default: $TRACEDESK_DB or {default_db_path()})"
     )
+    # --db may also come after the command ("tracedesk runs --db PATH").
+    db_option = argparse.ArgumentParser(add_help=False)
+    db_option.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="database file")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("import", help="import trace files into the database")
+    p = sub.add_parser("import", parents=[db_option], help="import trace files into the database")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.add_argument("--format", choices=sorted(FORMATS), help="skip detection, read as this")
     p.add_argument("--skip-bad", action="store_true", help="skip and count bad records")
 
-    p = sub.add_parser("runs", help="list the runs in the database")
+    p = sub.add_parser("runs", parents=[db_option], help="list the runs in the database")
     p.add_argument(
         "--sort", default="start_ns", choices=["start_ns", "name", "cost_pusd", "step_count"]
     )
     p.add_argument("--limit", type=int, default=None)
 
-    p = sub.add_parser("show", help="print a run's step tree")
+    p = sub.add_parser("show", parents=[db_option], help="print a run's step tree")
     p.add_argument("run_id", metavar="RUN_ID", help="a run id or an unambiguous prefix")
 
-    p = sub.add_parser("export", help="write runs as tracedesk JSONL")
+    p = sub.add_parser("export", parents=[db_option], help="write runs as tracedesk JSONL")
     p.add_argument("run_ids", nargs="+", metavar="RUN_ID")
     p.add_argument("-o", "--output", type=Path, required=True)
 
-    p = sub.add_parser("costs", help="cost summary of runs (all runs by default)")
+    p = sub.add_parser(
+        "costs", parents=[db_option], help="cost summary of runs (all runs by default)"
+    )
     p.add_argument("run_ids", nargs="*", metavar="RUN_ID")
     p.add_argument("--by", choices=GROUPINGS, default="run")
     p.add_argument("--request", metavar="RUN_ID", help="all runs of the same request as this run")
@@ -105,10 +110,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", *COST_FORMATS), default="table")
     p.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
 
-    p = sub.add_parser("pricing", help="known model prices and the models without one")
+    p = sub.add_parser(
+        "pricing", parents=[db_option], help="known model prices and the models without one"
+    )
     p.add_argument("--all", action="store_true", help="list every known model")
 
-    p = sub.add_parser("check", help="find retry loops and runaway runs; exit 1 if any")
+    p = sub.add_parser(
+        "check", parents=[db_option], help="find retry loops and runaway runs; exit 1 if any"
+    )
     p.add_argument("targets", nargs="+", metavar="FILE_OR_RUN",
                    help="trace files (checked in a scratch database) or run ids")  # fmt: skip
     p.add_argument("--max-steps", type=int, help="runaway limit on model and tool calls")
@@ -119,16 +128,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "json", "junit"), default="text")
     p.add_argument("-o", "--output", type=Path, help="write the report to this file")
 
-    p = sub.add_parser("diff", help="compare two runs step by step")
+    p = sub.add_parser("diff", parents=[db_option], help="compare two runs step by step")
     p.add_argument("run_a", metavar="RUN_A")
     p.add_argument("run_b", metavar="RUN_B")
     p.add_argument("--format", choices=tuple(DIFF_WRITERS), default="text")
 
-    p = sub.add_parser("demo", help="fill the database with the built-in sample runs")
+    p = sub.add_parser(
+        "demo", parents=[db_option], help="fill the database with the built-in sample runs"
+    )
     p.add_argument("--runs", type=int, default=None, help="generate N runs instead")
     p.add_argument("--seed", type=int, default=7)
 
-    p = sub.add_parser("gui", help="open the desktop application (the default)")
+    p = sub.add_parser(
+        "gui", parents=[db_option], help="open the desktop application (the default)"
+    )
     p.add_argument("files", nargs="*", type=Path, metavar="FILE", help="trace files to import")
     p.add_argument("--demo", action="store_true", default=argparse.SUPPRESS,
                    help="open the built-in demo database")  # fmt: skip

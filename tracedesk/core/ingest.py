@@ -216,7 +216,10 @@ class _Writer:
             run = entry.run or Run(id=run_id, source_format=self.result.format)
             steps = list(entry.steps.values())
             incidents = self._analyse(run, steps)
-            self.store.insert_run(run, steps, incidents, self.import_id)
+            try:
+                self.store.insert_run(run, steps, incidents, self.import_id)
+            except ValueError as exc:
+                raise TraceFormatError(self.result.path, f"run {run_id}", str(exc)) from None
             self.result.steps += len(steps)
         self.written.add(run_id)
 

@@ -52,8 +52,11 @@ def json_text(value: Any) -> str | None:
         return str(value)
     try:
         return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-    except TypeError:  # integers beyond 64 bits: the standard library writes them exactly
-        return json.dumps(value, default=str, ensure_ascii=False)
+    except TypeError:  # integers beyond 64 bits or nesting beyond 255 levels
+        try:
+            return json.dumps(value, default=str, ensure_ascii=False)
+        except RecursionError:
+            raise ValueError("a value is nested too deeply to store") from None
 
 
 @dataclass(slots=True)

@@ -175,16 +175,19 @@ def _normal_text(text: str) -> str:
 def canonical(value: Any, volatile: frozenset[str]) -> str:
     """A comparable form of a JSON payload: sorted keys, normalised text, no volatile keys."""
 
-    def clean(item: Any) -> Any:
+    def clean(item: Any, depth: int = 0) -> Any:
+        if depth > MAX_DEPTH:
+            return "<nested too deeply>"
         if isinstance(item, dict):
-            return {k: clean(v) for k, v in item.items() if str(k).lower() not in volatile}
+            return {k: clean(v, depth + 1) for k, v in item.items()
+                    if str(k).lower() not in volatile}  # fmt: skip
         if isinstance(item, list):
-            return [clean(v) for v in item]
+            return [clean(v, depth + 1) for v in item]
         if isinstance(item, str):
             stripped = item.strip()
             if stripped[:1] in ("{", "["):
                 try:
-                    return clean(orjson.loads(stripped))
+                    return clean(orjson.loads(stripped), depth + 1)
                 except orjson.JSONDecodeError:
                     pass
             return _normal_text(item)
@@ -192,6 +195,9 @@ def canonical(value: Any, volatile: frozenset[str]) -> str:
 
     return orjson.dumps(clean(value), option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
                         default=str).decode()  # fmt: skip
+
+
+MAX_DEPTH = 60  # payload levels compared; orjson writes at most 255, and deeper is noise
 
 
 def normal_error(message: str | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 import gzip
 import json
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -62,7 +63,8 @@ def open_decompressed(raw: IO[bytes]) -> IO[bytes]:
     return raw
 
 
-RECORD_ERRORS = (ValueError, TypeError, KeyError, AttributeError)
+# What mapping a malformed record can raise (deep nesting included): reported as a bad record.
+RECORD_ERRORS = (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError)
 
 
 def record_problem(exc: Exception) -> str:
@@ -158,6 +160,8 @@ def parse_time(value: Any) -> int | None:
                     raise ValueError(f"not a time: {value!r}") from None
             else:
                 return _iso_ns(match)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"not a time: {value!r}")
     if isinstance(value, (int, float)):
         magnitude = abs(value)
         # Pick the unit from the size: now is ~1.7e9 s, 1.7e12 ms, 1.7e15 us, 1.7e18 ns.
@@ -187,9 +191,12 @@ def as_int(value: Any) -> int | None:
     if isinstance(value, int):
         return value
     try:
-        return int(float(value))
+        number = float(value)
     except (TypeError, ValueError):
         return None
+    if not math.isfinite(number):
+        raise ValueError(f"not a token count: {value!r}")
+    return int(number)
 
 
 def as_cost(value: Any) -> Decimal | None:

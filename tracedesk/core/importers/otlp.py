@@ -66,7 +66,7 @@ def read(stream: IO[bytes], ctx: ReadContext) -> Iterator[Run | Step]:
             continue
         try:
             if "resourceSpans" in record:
-                yield from _request(record)
+                yield from _request(record, where, ctx)
             elif "context" in record:
                 yield from _console_span(record)
             elif "spanContext" in record:
@@ -99,7 +99,10 @@ def normalize_id(value: Any, hex_length: int) -> str | None:
     return None if not result.strip("0") else result
 
 
-def _request(request: dict[str, Any]) -> Iterator[Run | Step]:
+def _request(request: dict[str, Any], where: str, ctx: ReadContext) -> Iterator[Run | Step]:
+    """The spans of one request; a bad span is reported (or skipped) on its own, by its
+    position and id."""
+    number = 0
     for resource_spans in request.get("resourceSpans") or ():
         resource = otel_attributes((resource_spans.get("resource") or {}).get("attributes"))
         scopes = resource_spans.get("scopeSpans") or resource_spans.get(
@@ -108,7 +111,13 @@ def _request(request: dict[str, Any]) -> Iterator[Run | Step]:
         for scope_spans in scopes or ():
             scope = scope_spans.get("scope") or scope_spans.get("instrumentationLibrary") or {}
             for span in scope_spans.get("spans") or ():
-                yield from _span(span, resource, scope)
+                number += 1
+                try:
+                    yield from _span(span, resource, scope)
+                except RECORD_ERRORS as exc:
+                    span_id = span.get("spanId") if isinstance(span, dict) else None
+                    named = f" (spanId {span_id!r})" if isinstance(span_id, str) else ""
+                    ctx.bad(f"{where} span {number}{named}", record_problem(exc))
 
 
 def _enum(value: Any, by_number: dict[int, Any], prefix: str) -> Any:

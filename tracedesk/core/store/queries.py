@@ -238,12 +238,16 @@ class Queries:
         if run is not None:
             return run
         escaped = id_or_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        rows = self._runs(_SELECT_RUN + " WHERE id LIKE ? ESCAPE '\\' LIMIT 2", (escaped + "%",))
+        rows = self._runs(
+            _SELECT_RUN + " WHERE id LIKE ? ESCAPE '\\' ORDER BY id LIMIT 6", (escaped + "%",)
+        )
         if len(rows) == 1:
             return rows[0]
         if not rows:
             raise KeyError(f"no run with id {id_or_prefix!r}")
-        raise KeyError(f"run id prefix {id_or_prefix!r} is ambiguous")
+        shown = ", ".join(f"{r.id} ({r.name})" for r in rows[:5])
+        more = " and more" if len(rows) > 5 else ""
+        raise KeyError(f"run id prefix {id_or_prefix!r} is ambiguous: {shown}{more}")
 
     def steps(self, run_id: str, payloads: bool = True) -> list[Step]:
         """The steps of a run ordered by start time; ``payloads=False`` leaves out input,
