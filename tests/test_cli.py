@@ -175,3 +175,35 @@ def test_an_ambiguous_prefix_lists_the_candidates(tmp_path, capsys):
     assert main(["--db", db, "import", str(trace)]) == 0
     assert main(["--db", db, "show", "run-"]) == 1
     assert "ambiguous: run-a (demo), run-b (demo)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "message"),
+    [
+        ("loop_rules.toml", "[oscillation]\nmax_period = 2.5\n",
+         "oscillation.max_period must be a whole number from 0 to 10,000, not 2.5"),
+        ("loop_rules.toml", "[oscillation]\nmax_period = 100000000000\n",
+         "oscillation.max_period must be a whole number from 0 to 10,000"),
+        ("loop_rules.toml", "volatile_keys = [1, 2]\n", "volatile_keys must be a list of strings"),
+        ("loop_rules.toml", "[retry_storm]\nmin_repeat = 3\n", "unknown setting retry_storm.min_repeat"),
+        ("loop_rules.toml", "[retry_strom]\nmin_repeats = 3\n", "unknown setting retry_strom"),
+        ("pricing.json", '{"models": []}', "models must be an object of name: price"),
+        ("pricing.json", '{"models": {"m": {"input": 1e300, "output": 1}}}', "is not a price"),
+        ("pricing.json", '{"model": {}}', "unknown key 'model'"),
+        ("pricing.json", None, "pricing.json: cannot read"),
+    ],
+)  # fmt: skip
+def test_a_bad_settings_file_is_one_line_naming_it(tmp_path, monkeypatch, capsys, file, content,
+                                                    message):  # fmt: skip
+    config = tmp_path / "config"
+    config.mkdir()
+    monkeypatch.setattr("platformdirs.user_config_dir", lambda *a, **k: str(config))
+    if content is None:
+        (config / file).mkdir()  # a directory where the file should be
+    else:
+        (config / file).write_text(content)
+    trace = FIXTURES / "formats" / "otlp_genai.jsonl"
+    assert main(["--db", str(tmp_path / "s.db"), "import", str(trace)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") <= 2 and "Traceback" not in err
+    assert str(config / file) in err and message in err

@@ -220,10 +220,10 @@ def test_costs_follow_a_pricing_change(store, tmp_path, pricing):
     import_file(store, cost_trace(tmp_path), pricing=pricing)
     assert not refresh_costs(store, pricing)
     user = tmp_path / "pricing.json"
-    user.write_text('{"models": {"mystery-9000": {"input": 1000000, "output": 0}}}')
+    user.write_text('{"models": {"mystery-9000": {"input": 100000, "output": 0}}}')
     assert refresh_costs(store, Pricing.load(user_file=user))
     assert (
-        store.get_run("r1").cost == Decimal("0.00825") + 10
+        store.get_run("r1").cost == Decimal("0.00825") + 1
         and store.get_run("r1").unpriced_steps == 0
     )
 

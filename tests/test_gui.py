@@ -460,3 +460,21 @@ def _indexes(model, parent=None):
             yield index
             if column == 0 and model.rowCount(index):
                 yield from _indexes(model, index)
+
+
+def test_a_broken_settings_file_does_not_stop_the_app(qtbot, tmp_path, monkeypatch):
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "pricing.json").write_text('{"models": {"gpt-x": {"input": "lots"}}}')
+    (config / "loop_rules.toml").write_text("[runaway\n")
+    monkeypatch.setattr("platformdirs.user_config_dir", lambda *a, **k: str(config))
+    db = tmp_path / "gui.db"
+    fill_with_demo(db)
+    window = MainWindow(db, QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.last_message is not None)
+    text = window.last_message.text()
+    assert "pricing.json" in text and "loop_rules.toml" in text and "shipped settings" in text
+    assert window.runs.model.rowCount() == 30 and window.pricing.resolve("gpt-4o") is not None
+    QThreadPool.globalInstance().waitForDone(10_000)

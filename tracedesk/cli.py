@@ -181,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_check(args)
         with Store(args.db) as store:
             return COMMANDS[args.command](store, args)
-    except (UserError, TraceFormatError, StoreError, KeyError, RulesError) as exc:
+    except (UserError, TraceFormatError, StoreError, KeyError, RulesError, PricingError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
         print(f"tracedesk: {visible(message)}", file=sys.stderr)
         return 1

@@ -15,6 +15,8 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from tracedesk import __version__
+from tracedesk.core.analysis.loops import Rules
+from tracedesk.core.analysis.pricing import Pricing
 from tracedesk.core.ingest import import_file
 from tracedesk.core.store import Store, default_db_path
 from tracedesk.resources import demo_traces, resource
@@ -48,8 +50,11 @@ def fill_with_demo(db_path: Path) -> None:
         if store.counts()["runs"] == 0:
             from importlib.resources import as_file
 
+            # Priced with the shipped settings: the window re-prices them with the user's,
+            # or says what is wrong with the user's files.
             with as_file(demo_traces()) as path:
-                import_file(store, path)
+                import_file(store, path, pricing=Pricing.load(use_user_file=False),
+                            rules=Rules.load(use_user_file=False))  # fmt: skip
 
 
 def run_app(db: Path | None = None, files: Sequence[Path] = (), demo: bool = False) -> int:

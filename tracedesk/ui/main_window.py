@@ -44,8 +44,8 @@ from PySide6.QtWidgets import (
 from tracedesk import __version__
 from tracedesk.core.analysis.compare import compare_runs, request_fingerprint
 from tracedesk.core.analysis.cost import GROUPINGS, PRICING_META_KEY, refresh_costs, summarize
-from tracedesk.core.analysis.loops import RULES_META_KEY, Rules, refresh_incidents
-from tracedesk.core.analysis.pricing import Pricing
+from tracedesk.core.analysis.loops import RULES_META_KEY, Rules, RulesError, refresh_incidents
+from tracedesk.core.analysis.pricing import Pricing, PricingError
 from tracedesk.core.export import (
     COST_WRITERS,
     atomic_output,
@@ -211,8 +211,18 @@ class MainWindow(QMainWindow):
         self.db_path = Path(db_path)
         self.store = Store(self.db_path)
         self.settings = settings or QSettings("tracedesk", "tracedesk")
-        self.pricing = Pricing.load()
-        self.rules = Rules.load()
+        # A broken user file must not keep the app from starting: say so, use the shipped one.
+        self.config_problems: list[str] = []
+        try:
+            self.pricing = Pricing.load()
+        except PricingError as exc:
+            self.config_problems.append(str(exc))
+            self.pricing = Pricing.load(use_user_file=False)
+        try:
+            self.rules = Rules.load()
+        except RulesError as exc:
+            self.config_problems.append(str(exc))
+            self.rules = Rules.load(use_user_file=False)
         self.current_run: str | None = None
         self.import_task: Task | None = None
         self.chart_task: Task | None = None
@@ -232,6 +242,13 @@ class MainWindow(QMainWindow):
         self._restore_layout()
         self.apply_palette()
         self.reload()
+        if self.config_problems:
+            QTimer.singleShot(0, self.show_config_problems)
+
+    def show_config_problems(self) -> None:
+        self.message(QMessageBox.Icon.Warning, "Settings not used",
+                     "\n\n".join(self.config_problems) + "\n\ntracedesk uses its shipped"
+                     " settings instead until the file is fixed.")  # fmt: skip
 
     # -- construction -----------------------------------------------------------------
 

@@ -98,7 +98,10 @@ class Rules:
         if user_file is not None and not path.exists():
             raise RulesError(f"{path}: no such rules file")
         if use_user_file and path.exists():
-            documents.append((str(path), path.read_bytes()))
+            try:
+                documents.append((str(path), path.read_bytes()))
+            except OSError as exc:
+                raise RulesError(f"{path}: cannot read: {exc.strerror or exc}") from None
         settings: dict[str, Any] = {}
         digest = hashlib.sha256(DETECTION_VERSION.encode())
         for label, raw in documents:
@@ -107,6 +110,8 @@ class Rules:
                 data = tomllib.loads(raw.decode("utf-8"))
             except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
                 raise RulesError(f"{label}: {exc}") from None
+            if settings:  # the user's file may only set what the shipped one defines
+                _known_keys(data, settings, label)
             for key, value in data.items():
                 if isinstance(value, dict):
                     settings.setdefault(key, {}).update(value)
@@ -131,6 +136,22 @@ def user_rules_path() -> Path:
     return Path(platformdirs.user_config_dir("tracedesk", appauthor=False)) / "loop_rules.toml"
 
 
+def _known_keys(data: dict[str, Any], known: dict[str, Any], label: str) -> None:
+    """Refuse settings the shipped rules do not define, naming them (typos do nothing)."""
+    unknown = [k for k in data if k not in known]
+    unknown += [f"{section}.{k}" for section, values in data.items()
+                if isinstance(values, dict) and isinstance(known.get(section), dict)
+                for k in values if k not in known[section]]  # fmt: skip
+    if unknown:
+        raise RulesError(f"{label}: unknown setting {', '.join(unknown)}")
+
+
+# Integer settings (counts) and their largest sensible value: a bigger one would only make
+# the detectors spin.
+COUNT_LIMIT = 10_000
+NUMBER_LIMIT = 10**9  # USD, tokens, seconds
+
+
 def _validate(settings: dict[str, Any], label: str) -> None:
     for key in ("volatile_keys", "generic_errors", "control_flow_errors"):
         value = settings.get(key, [])
@@ -141,13 +162,20 @@ def _validate(settings: dict[str, Any], label: str) -> None:
         if not isinstance(section, dict):
             raise RulesError(f"{label}: missing section [{detector}]")
         for key, value in section.items():
+            where = f"{label}: {detector}.{key}"
             if key.endswith("severity"):
                 if value not in SEVERITIES:
+                    raise RulesError(f"{where} must be one of {', '.join(SEVERITIES)}")
+            elif key in ("max_cost_usd", "max_duration_s", "max_tokens"):
+                if (isinstance(value, bool) or not isinstance(value, (int, float))
+                        or not 0 <= value <= NUMBER_LIMIT):  # fmt: skip
                     raise RulesError(
-                        f"{label}: {detector}.{key} must be one of {', '.join(SEVERITIES)}"
+                        f"{where} must be a number from 0 to {NUMBER_LIMIT:,}, not {value!r}"
                     )
-            elif isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise RulesError(f"{label}: {detector}.{key} must be a number >= 0, not {value!r}")
+            elif type(value) is not int or not 0 <= value <= COUNT_LIMIT:
+                raise RulesError(
+                    f"{where} must be a whole number from 0 to {COUNT_LIMIT:,}, not {value!r}"
+                )
 
 
 @dataclass(slots=True)

@@ -71,9 +71,12 @@ def _money(value: Any, where: str) -> Decimal:
         amount = Decimal(str(value))
     except ArithmeticError:
         raise PricingError(f"{where}: {value!r} is not a number") from None
-    if not amount.is_finite() or amount < 0:
-        raise PricingError(f"{where}: {value!r} is not a price")
+    if not amount.is_finite() or not 0 <= amount <= MAX_PRICE:
+        raise PricingError(f"{where}: {value!r} is not a price (0 to {MAX_PRICE:,} USD)")
     return amount
+
+
+MAX_PRICE = 100_000  # USD per 1M tokens or per call: far above any real price
 
 
 class Pricing:
@@ -93,7 +96,10 @@ class Pricing:
         documents = [("pricing.json (shipped)", resource("pricing.json").read_bytes())]
         path = user_file or user_pricing_path()
         if use_user_file and path.exists():
-            documents.append((str(path), path.read_bytes()))
+            try:
+                documents.append((str(path), path.read_bytes()))
+            except OSError as exc:
+                raise PricingError(f"{path}: cannot read: {exc.strerror or exc}") from None
         models: dict[str, ModelPrice] = {}
         tools: dict[str, ToolPrice] = {}
         digest = hashlib.sha256()
@@ -105,6 +111,13 @@ class Pricing:
                 raise PricingError(f"{label}: malformed JSON ({exc})") from None
             if not isinstance(data, dict):
                 raise PricingError(f"{label}: expected an object with 'models' and 'tools'")
+            unknown = [k for k in data if k not in ("_doc", "models", "tools")]
+            if unknown:
+                raise PricingError(f"{label}: unknown key {', '.join(map(repr, unknown))}"
+                                   " (expected 'models' and 'tools')")  # fmt: skip
+            for key in ("models", "tools"):
+                if data.get(key) is not None and not isinstance(data[key], dict):
+                    raise PricingError(f"{label}: {key} must be an object of name: price")
             for name, entry in (data.get("models") or {}).items():
                 models[normalize_model(name)] = _model_price(name, entry, f"{label}: models.{name}")
             for name, entry in (data.get("tools") or {}).items():
