@@ -3,6 +3,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -139,3 +140,26 @@ def test_a_database_written_by_the_previous_release_is_upgraded(tmp_path):
         assert again.already_imported
         import_file(store, FIXTURES / "recorded" / "langfuse-otlp" / "anthropic_cache.pb")
         assert len(store.runs()) == 3
+
+
+def test_a_second_writer_waits_its_turn_and_the_same_file_goes_in_once(tmp_path):
+    """Two processes import the same file at once: one waits (and says so), one imports
+    row is written, and neither shows a traceback."""
+    db = tmp_path / "shared.db"
+    trace = FIXTURES / "recorded" / "otel-genai" / "paging.otlp.json"
+    Store(db).close()
+    holder = Store(db)
+    holder.conn.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+    command = [sys.executable, "-m", "tracedesk", "--db", str(db), "import", str(trace)]
+    second = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    time.sleep(3)
+    assert second.poll() is None  # still waiting
+    holder.conn.execute("COMMIT")
+    holder.close()
+    out, err = second.communicate(timeout=60)
+    assert second.returncode == 0 and "waiting for another import to finish" in err, err
+    assert "1 runs, 8 steps imported" in out
+    third = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert third.returncode == 0 and "already imported" in third.stdout
+    with Store(db) as store:
+        assert store.counts()["imports"] == 1 and len(store.runs()) == 1

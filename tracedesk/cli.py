@@ -180,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check":  # may need no database at all
             return cmd_check(args)
         with Store(args.db) as store:
+            store.on_busy = _say_waiting
             return COMMANDS[args.command](store, args)
     except (UserError, TraceFormatError, StoreError, KeyError, RulesError, PricingError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
@@ -195,6 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         sys.stdout = stdout
+
+
+def _say_waiting() -> None:
+    print("tracedesk: waiting for another import to finish…", file=sys.stderr, flush=True)
 
 
 class VisibleText:

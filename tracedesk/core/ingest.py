@@ -38,6 +38,7 @@ from tracedesk.core.model import (
     severity_rank,
 )
 from tracedesk.core.store import Store
+from tracedesk.core.store.db import AlreadyImported
 
 HEAD_SIZE = 64 * 1024
 # Files from this size on are read and mapped in a second process (it costs ~0.3 s to start).
@@ -112,6 +113,8 @@ def import_file(
             ingest(store, records, result, sha256, pricing, rules, cancelled)
         except (OSError, EOFError) as exc:  # a corrupt gzip stream surfaces while reading
             raise TraceFormatError(name, "file", f"cannot read: {exc}") from None
+        except AlreadyImported:
+            result = ImportResult(path=name, format=format, already_imported=True)
     return result
 
 

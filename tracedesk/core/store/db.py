@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -23,6 +23,7 @@ from tracedesk.core.model import ImportResult, Incident, Run, Step, json_text, s
 from tracedesk.core.store import schema
 from tracedesk.core.store.schema import INSERT_STEP_SQL, RUN_COLUMNS
 
+WRITE_WAIT_S = 600  # how long to wait for another writer before giving up
 INSERT_RUN_SQL = (
     f"INSERT INTO runs({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
 )
@@ -41,6 +42,10 @@ INSERT_INCIDENT_SQL = (
 
 class StoreError(Exception):
     """A problem with the database itself (not with an imported file)."""
+
+
+class AlreadyImported(Exception):
+    """The file was imported (by another process) while this import waited for the lock."""
 
 
 def default_db_path() -> Path:
@@ -111,6 +116,7 @@ class Database:
             str(self.path), isolation_level=None, check_same_thread=False, timeout=30
         )
         self.conn.row_factory = sqlite3.Row
+        self.on_busy: Callable[[], None] | None = None  # told when waiting for another writer
         self.db = sqlite_utils.Database(self.conn)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
@@ -144,13 +150,40 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        self.conn.execute("BEGIN IMMEDIATE")
+        self._begin()
         try:
             yield
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:  # SQLite may have rolled back already (disk full)
+                self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
+
+    def _begin(self) -> None:
+        """Take the write lock, waiting for another writer (another import, another
+        tracedesk) to finish: ``on_busy`` is told once, and after WRITE_WAIT_S it gives up."""
+        deadline = time.monotonic() + WRITE_WAIT_S
+        told = False
+        self.conn.execute("PRAGMA busy_timeout = 500")  # find out soon, to say so
+        try:
+            while True:
+                try:
+                    self.conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) and "busy" not in str(exc):
+                        raise
+                    if time.monotonic() > deadline:
+                        raise StoreError(
+                            f"{self.path}: another tracedesk has been writing to this database"
+                            f" for over {WRITE_WAIT_S // 60} minutes; try again when it is done"
+                        ) from None
+                    if not told and self.on_busy is not None:
+                        self.on_busy()
+                    told = True
+                    self.conn.execute("PRAGMA busy_timeout = 30000")
+        finally:
+            self.conn.execute("PRAGMA busy_timeout = 30000")
 
     @contextmanager
     def import_transaction(self, result: ImportResult, sha256: str) -> Iterator[int]:
@@ -158,6 +191,8 @@ class Database:
         warnings, committed together or not at all. Yields the import id."""
         try:
             with self.transaction():
+                if self.conn.execute("SELECT 1 FROM imports WHERE sha256=?", (sha256,)).fetchone():
+                    raise AlreadyImported  # by another process while this one waited
                 import_id = self.conn.execute(
                     "INSERT INTO imports(path, sha256, format, imported_at) VALUES (?, ?, ?, ?)",
                     (result.path, sha256, result.format, time.strftime("%Y-%m-%dT%H:%M:%S%z")),
