@@ -207,3 +207,33 @@ def test_a_bad_settings_file_is_one_line_naming_it(tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err
     assert err.count("\n") <= 2 and "Traceback" not in err
     assert str(config / file) in err and message in err
+
+
+def test_exports_never_leave_half_a_file_and_respect_what_is_there(tmp_path, capsys):
+    import os
+    import stat
+
+    db = str(tmp_path / "e.db")
+    assert main(["--db", db, "demo", "--runs", "2"]) == 0
+    folder = tmp_path / "out"
+    folder.mkdir()
+    # A directory, a missing folder: one line each, nothing left behind.
+    for target in (folder, tmp_path / "missing" / "costs.csv"):
+        assert main(["--db", db, "costs", "--format", "csv", "-o", str(target)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("tracedesk: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert list(folder.iterdir()) == []
+    # An existing file keeps its mode; a symlink's target is written and the link stays.
+    kept = folder / "costs.csv"
+    kept.write_text("old")
+    kept.chmod(0o640)
+    link = folder / "link.csv"
+    link.symlink_to(kept)
+    assert main(["--db", db, "costs", "--format", "csv", "-o", str(link)]) == 0
+    assert link.is_symlink() and kept.read_text().startswith("key,label")
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o640
+    assert sorted(p.name for p in folder.iterdir()) == ["costs.csv", "link.csv"]
+    # A special file is written to, never replaced.
+    if os.path.exists("/dev/null"):
+        assert main(["--db", db, "costs", "--format", "json", "-o", "/dev/null"]) == 0
+        assert stat.S_ISCHR(os.stat("/dev/null").st_mode)

@@ -8,7 +8,7 @@ import io
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
@@ -191,15 +191,34 @@ COST_WRITERS = {"csv": cost_summary_csv, "json": cost_summary_json, "md": cost_s
 @contextmanager
 def atomic_output(path: Path) -> Iterator[IO[bytes]]:
     """A file written next to the target and renamed over it at the end, so a failure
-    never leaves half a file."""
-    with tempfile.NamedTemporaryFile("wb", dir=Path(path).parent, delete=False) as tmp:
-        try:
+    never leaves half a file, nor a temporary one. A symlink's target is written (the link
+    stays), an existing file keeps its permissions, and a special file (``/dev/stdout``, a
+    pipe) is written to directly."""
+    target = Path(path).resolve() if Path(path).is_symlink() else Path(path)
+    if target.is_dir():
+        raise IsADirectoryError(21, "is a directory", str(path))
+    if target.exists() and not target.is_file():
+        with target.open("wb") as special:
+            yield special
+        return
+    # Not a `with` block: the file must outlive it, to be renamed or removed below.
+    tmp = tempfile.NamedTemporaryFile(  # noqa: SIM115
+        "wb", dir=target.parent, prefix=f".{target.name}.", delete=False
+    )
+    try:
+        with tmp:
             yield tmp
-        except BaseException:
-            tmp.close()
+        if target.exists():
+            os.chmod(tmp.name, target.stat().st_mode & 0o7777)
+        else:  # as a plain open() would have created it
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp.name, 0o666 & ~umask)
+        os.replace(tmp.name, target)
+    except BaseException:
+        with suppress(FileNotFoundError):
             os.unlink(tmp.name)
-            raise
-    os.replace(tmp.name, path)
+        raise
 
 
 def write_text_atomically(path: Path, text: str) -> None:

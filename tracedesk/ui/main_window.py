@@ -717,7 +717,12 @@ class MainWindow(QMainWindow):
         }
         run_ids = scopes[scope]
         summary = summarize(self.store, self.pricing, run_ids, by=by)
-        write_text_atomically(path, COST_WRITERS[fmt](summary))
+        try:
+            write_text_atomically(path, COST_WRITERS[fmt](summary))
+        except OSError as exc:
+            self.message(QMessageBox.Icon.Critical, "Export failed",
+                         f"{path}: {exc.strerror or exc}\n\nNothing was written.")  # fmt: skip
+            return
         self.statusBar().showMessage(f"Cost summary written to {path}", 10000)
 
     def export_run_dialog(self) -> None:
@@ -726,8 +731,14 @@ class MainWindow(QMainWindow):
             return
         path, _ = QFileDialog.getSaveFileName(self, "Export runs", "runs.tracedesk.jsonl")
         if path:
-            with atomic_output(Path(path)) as out:
-                write_native(self.store, run_ids, out)
+            try:
+                with atomic_output(Path(path)) as out:
+                    write_native(self.store, run_ids, out)
+            except OSError as exc:
+                self.message(QMessageBox.Icon.Critical, "Export failed",
+                             f"{path}: {exc.strerror or exc}\n\nNothing was written.")  # fmt: skip
+                return
+            self.statusBar().showMessage(f"Runs written to {path}", 10000)
 
     def save_charts_png(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save charts", "cost-charts.png", "PNG (*.png)")
