@@ -8,7 +8,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -26,6 +25,23 @@ SOURCES = {
     "langfuse": FIXTURES / "formats" / "langfuse_export.json",
     "tracedesk": FIXTURES.parent.parent / "resources" / "samples" / "demo.tracedesk.jsonl",
 }
+# Files real producers wrote, one per dialect: mutated as JSON (or as bytes) like the above.
+REAL_SOURCES = {
+    "otlp": [FIXTURES / "real" / "otlp" / "monocle_test_openai_agents_sdk.console.json",
+             FIXTURES / "real" / "other" / "any-agent_GOOGLE_trace.json",
+             FIXTURES / "real" / "other" / "openinference-vercel_v6_all-spans.json",
+             FIXTURES / "recorded" / "langfuse-otlp" / "tool_error.otlp.json",
+             FIXTURES / "real" / "openinference" / "agent-prism_test_data_3.json"],
+    "openai-agents": [FIXTURES / "recorded" / "openai-agents" / "handoff_guardrail.jsonl"],
+    "langsmith": [FIXTURES / "real" / "langsmith" / "langsmith-sdk_langsmith_js_wrap_openai_reasoning.json",
+                  FIXTURES / "recorded" / "langsmith" / "tool_error.json"],
+    "langfuse": [FIXTURES / "real" / "langfuse" / "langfuse_pydantic-ai-tools-2025-12-04.trace.json"],
+}  # fmt: skip
+BINARY_SOURCES = {
+    "otlp-protobuf": FIXTURES / "recorded" / "otel-genai" / "retry_storm.pb",
+    "langsmith": FIXTURES / "recorded" / "langsmith" / "tool_error_uncompressed.multipart",
+}
+REAL_CASES = [(fmt, path) for fmt, paths in REAL_SOURCES.items() for path in paths]
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ODD_VALUES = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False),
@@ -43,11 +59,14 @@ def containers(value: Any, found: list) -> list:
     return found
 
 
-def load_records(path: Path) -> tuple[list[Any], bool]:
+def load_records(path: Path) -> tuple[Any, bool]:
+    """A file's records: one JSON document, or JSON Lines (the standard library keeps
+    integers beyond 64 bits exact)."""
     raw = path.read_bytes()
-    if raw.lstrip().startswith(b"["):
-        return orjson.loads(raw), False
-    return [orjson.loads(line) for line in raw.splitlines() if line.strip()], True
+    try:
+        return json.loads(raw), False
+    except json.JSONDecodeError:
+        return [json.loads(line) for line in raw.splitlines() if line.strip()], True
 
 
 def dump_records(records: list[Any], as_lines: bool) -> bytes:
@@ -103,6 +122,43 @@ def test_truncated_and_corrupted_bytes(fmt, data):
     cut = data.draw(st.integers(0, len(raw)))
     mutated = bytearray(raw[:cut])
     for _ in range(data.draw(st.integers(0, 3))):
+        if mutated:
+            mutated[data.draw(st.integers(0, len(mutated) - 1))] = data.draw(st.integers(0, 255))
+    check_import(bytes(mutated), data.draw(st.sampled_from([None, fmt])))
+
+
+@pytest.mark.parametrize(("fmt", "path"), REAL_CASES, ids=[p.name for _, p in REAL_CASES])
+@SETTINGS
+@given(data=st.data())
+def test_mutated_real_files(fmt, path, data):
+    """Files real SDKs wrote, mutated: the project's own error or a clean import, always."""
+    records, as_lines = load_records(path)
+    holder = [records]
+    for _ in range(data.draw(st.integers(1, 4))):
+        target = data.draw(st.sampled_from(containers(holder, [])[1:] or [holder]))
+        if not target:
+            continue
+        if isinstance(target, dict):
+            key = data.draw(st.sampled_from(sorted(target)))
+            if data.draw(st.booleans()):
+                del target[key]
+            else:
+                target[key] = data.draw(ODD_VALUES)
+        else:
+            index = data.draw(st.integers(0, len(target) - 1))
+            target[index] = data.draw(ODD_VALUES)
+    forced = data.draw(st.sampled_from([None, fmt]))
+    check_import(dump_records(holder[0], as_lines), forced)
+
+
+@pytest.mark.parametrize("fmt", sorted(BINARY_SOURCES))
+@SETTINGS
+@given(data=st.data())
+def test_mutated_binary_files(fmt, data):
+    """Protobuf and multipart bodies, truncated and with bytes changed."""
+    raw = BINARY_SOURCES[fmt].read_bytes()
+    mutated = bytearray(raw[: data.draw(st.integers(0, len(raw)))])
+    for _ in range(data.draw(st.integers(0, 6))):
         if mutated:
             mutated[data.draw(st.integers(0, len(mutated) - 1))] = data.draw(st.integers(0, 255))
     check_import(bytes(mutated), data.draw(st.sampled_from([None, fmt])))

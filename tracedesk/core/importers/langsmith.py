@@ -71,7 +71,11 @@ def read(stream: IO[bytes], ctx: ReadContext) -> Iterator[Run | Step]:
         if isinstance(record, dict) and ("post" in record or "patch" in record):
             merged: dict[str, dict[str, Any]] = {}
             for part in ("post", "patch"):
-                for index, run in enumerate(record.get(part) or ()):
+                runs_of_part = record.get(part) or []
+                if not isinstance(runs_of_part, list):
+                    ctx.bad(f"{where} {part}", "must be a list of runs")
+                    continue
+                for index, run in enumerate(runs_of_part):
                     run_id = _run_id(run) if isinstance(run, dict) else None
                     if run_id is None:
                         ctx.bad(f"{where} {part}[{index}]", "no 'id' and no 'dotted_order'")
