@@ -297,3 +297,20 @@ def test_a_reader_process_gives_the_same_import(tmp_path, monkeypatch):
         assert store.runs() == []
         result = import_file(store, bad, skip_bad=True)
         assert result.bad_records == 1 and "skipped" in result.warnings[0]
+
+
+def test_reimported_ids_with_other_content_and_backwards_times_are_warned(store, tmp_path):
+    first = write_jsonl(tmp_path / "a.jsonl", native_run("r1"))
+    import_file(store, first)
+    changed = native_run("r1")
+    changed[3]["name"] = "a different call"  # same ids, other content, from another file
+    changed[4]["end_ns"] = changed[4]["start_ns"] - 2_000_000_000  # ends before it starts
+    result = import_file(store, write_jsonl(tmp_path / "b.jsonl", changed))
+    assert result.skipped == 3 and result.steps == 0
+    assert "run r1: 2 steps already present with different content; kept the first" in (
+        result.warnings)  # fmt: skip
+    assert store.step("r1", "s1").name == "call 1"
+    later = native_run("r2")
+    later[3]["end_ns"] = later[3]["start_ns"] - 2_000_000_000
+    result = import_file(store, write_jsonl(tmp_path / "c.jsonl", later))
+    assert "run r2: step 's1' ends before it starts (2 s earlier)" in result.warnings

@@ -39,6 +39,7 @@ from tracedesk.core.model import (
 )
 from tracedesk.core.store import Store
 from tracedesk.core.store.db import AlreadyImported
+from tracedesk.core.text import plural
 
 HEAD_SIZE = 64 * 1024
 # Files from this size on are read and mapped in a second process (it costs ~0.3 s to start).
@@ -233,9 +234,14 @@ class _Writer:
             store.upsert_run_record(entry.run, self.import_id)
         else:
             store.ensure_run(run_id, self.result.format, self.import_id)
-        added, skipped, duplicates = store.insert_new_steps(entry.steps.values(), self.import_id)
+        added, skipped, duplicates, differing = store.insert_new_steps(
+            entry.steps.values(), self.import_id
+        )
         self.result.steps += added
         self.result.skipped += skipped
+        if differing:
+            self.result.warn(f"run {run_id}: {plural(differing, 'step')} already present with"
+                             " different content; kept the first")  # fmt: skip
         for step_id in duplicates:
             self.result.warn(f"run {run_id}: duplicate step id {step_id!r}; kept the first")
         run = store.get_run(run_id)
@@ -254,6 +260,13 @@ class _Writer:
         steps.sort(key=lambda s: (s.start_ns is None, s.start_ns or 0))
         for step in steps:
             step.cost, step.cost_source = price_step(step, self.pricing)
+            if (
+                step.start_ns is not None
+                and step.end_ns is not None
+                and step.end_ns < step.start_ns
+            ):
+                self.result.warn(f"run {run.id}: step {step.id!r} ends before it starts"
+                                 f" ({(step.start_ns - step.end_ns) / 1e9:g} s earlier)")  # fmt: skip
         _total(run, steps)
         incidents = detect(run, steps, self.rules)
         run.incident_count = len(incidents)

@@ -267,23 +267,31 @@ class Database:
              run.end_ns, str(run.status), json_text(run.attributes or {}), import_id),
         )  # fmt: skip
 
-    def insert_new_steps(self, steps: Iterable[Step], import_id: int) -> tuple[int, int, list[str]]:
+    def insert_new_steps(
+        self, steps: Iterable[Step], import_id: int
+    ) -> tuple[int, int, list[str], int]:
         """Insert the steps that are not stored yet. Returns how many were added, how many
-        an earlier import had stored already, and the ids this import repeated."""
-        added, skipped, repeated = 0, 0, []
+        an earlier import had stored already, the ids this import repeated, and how many of
+        the stored ones differ from the ones given (the stored ones are kept)."""
+        added, skipped, repeated, differing = 0, 0, [], 0
         for step in steps:
             try:
                 self.conn.execute(INSERT_STEP_SQL, step_row(step, import_id))
                 added += 1
             except sqlite3.IntegrityError:
-                owner = self.conn.execute(
-                    "SELECT import_id FROM steps WHERE run_id=? AND id=?", (step.run_id, step.id)
+                stored = self.conn.execute(
+                    "SELECT import_id, kind, name, start_ns, end_ns, status, input_tokens,"
+                    " output_tokens FROM steps WHERE run_id=? AND id=?",
+                    (step.run_id, step.id),
                 ).fetchone()
-                if owner is not None and owner[0] == import_id:
+                if stored is not None and stored[0] == import_id:
                     repeated.append(step.id)
-                else:
-                    skipped += 1
-        return added, skipped, repeated
+                    continue
+                skipped += 1
+                given = (str(step.kind), step.name, step.start_ns, step.end_ns, str(step.status),
+                         step.input_tokens, step.output_tokens)  # fmt: skip
+                differing += stored is not None and tuple(stored[1:]) != given
+        return added, skipped, repeated, differing
 
     # -- costs and incidents of stored runs ---------------------------------------------
 
