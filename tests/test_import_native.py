@@ -314,3 +314,19 @@ def test_reimported_ids_with_other_content_and_backwards_times_are_warned(store,
     later[3]["end_ns"] = later[3]["start_ns"] - 2_000_000_000
     result = import_file(store, write_jsonl(tmp_path / "c.jsonl", later))
     assert "run r2: step 's1' ends before it starts (2 s earlier)" in result.warnings
+
+
+def test_a_decompression_bomb_is_refused_early(store, tmp_path, monkeypatch):
+    import tracedesk.core.importers.base as base
+
+    monkeypatch.setattr(base, "MIN_LIMIT", 1 << 20)
+    bomb = tmp_path / "bomb.json.gz"
+    bomb.write_bytes(gzip.compress(b'{"resourceSpans": [' + b" " * (8 << 20) + b"]}", 9))
+    before = snapshot(store)
+    with pytest.raises(TraceFormatError, match=r"bomb\.json\.gz: file: cannot read: it "
+                       r"decompresses to more than 1 MB \(100x its size\)"):  # fmt: skip
+        import_file(store, bomb)
+    assert snapshot(store) == before
+    monkeypatch.setenv("TRACEDESK_MAX_RATIO", "100000")  # the override lets it through
+    with pytest.raises(TraceFormatError, match="contains no runs or steps"):
+        import_file(store, bomb)
