@@ -237,3 +237,15 @@ def test_exports_never_leave_half_a_file_and_respect_what_is_there(tmp_path, cap
     if os.path.exists("/dev/null"):
         assert main(["--db", db, "costs", "--format", "json", "-o", "/dev/null"]) == 0
         assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_a_damaged_database_is_one_line(tmp_path, capsys):
+    damaged = tmp_path / "damaged.db"
+    damaged.write_bytes(bytes(range(256)) * 32)
+    folder = tmp_path / "folder.db"
+    folder.mkdir()
+    for db, message in ((damaged, "this is not a tracedesk database, or it is damaged"),
+                        (folder, "unable to open database file")):  # fmt: skip
+        assert main(["--db", str(db), "runs"]) == 1
+        err = capsys.readouterr().err
+        assert err == f"tracedesk: {db}: {message}\n"
