@@ -96,9 +96,15 @@ def check_import(data: bytes, fmt: str | None) -> None:
 @given(data=st.data())
 def test_json_level_mutations(fmt, data):
     records, as_lines = load_records(SOURCES[fmt])
+    mutate(records, data)
+    forced = data.draw(st.sampled_from([None, fmt]))
+    check_import(dump_records(records, as_lines), forced)
+
+
+def mutate(records: Any, data: st.DataObject) -> None:
+    """Delete keys or put odd values in one to four places of a JSON value, in place."""
     for _ in range(data.draw(st.integers(1, 4))):
-        targets = containers(records, [])
-        target = data.draw(st.sampled_from(targets))
+        target = data.draw(st.sampled_from(containers(records, [])))
         if not target:
             continue
         if isinstance(target, dict):
@@ -110,8 +116,6 @@ def test_json_level_mutations(fmt, data):
         else:
             index = data.draw(st.integers(0, len(target) - 1))
             target[index] = data.draw(ODD_VALUES)
-    forced = data.draw(st.sampled_from([None, fmt]))
-    check_import(dump_records(records, as_lines), forced)
 
 
 @pytest.mark.parametrize("fmt", sorted(SOURCES))
@@ -133,22 +137,9 @@ def test_truncated_and_corrupted_bytes(fmt, data):
 def test_mutated_real_files(fmt, path, data):
     """Files real SDKs wrote, mutated: the project's own error or a clean import, always."""
     records, as_lines = load_records(path)
-    holder = [records]
-    for _ in range(data.draw(st.integers(1, 4))):
-        target = data.draw(st.sampled_from(containers(holder, [])[1:] or [holder]))
-        if not target:
-            continue
-        if isinstance(target, dict):
-            key = data.draw(st.sampled_from(sorted(target)))
-            if data.draw(st.booleans()):
-                del target[key]
-            else:
-                target[key] = data.draw(ODD_VALUES)
-        else:
-            index = data.draw(st.integers(0, len(target) - 1))
-            target[index] = data.draw(ODD_VALUES)
+    mutate(records, data)
     forced = data.draw(st.sampled_from([None, fmt]))
-    check_import(dump_records(holder[0], as_lines), forced)
+    check_import(dump_records(records, as_lines), forced)
 
 
 @pytest.mark.parametrize("fmt", sorted(BINARY_SOURCES))
