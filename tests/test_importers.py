@@ -457,3 +457,31 @@ def test_langfuse_sdk_otlp_output(store):
     call = steps[1]
     assert (call.model, call.input_tokens, call.output_tokens) == ("gpt-4o-2024-08-06", 300, 20)
     assert call.reported_cost is not None and call.output["tool_calls"][0]["name"] == "fetch_url"
+
+
+@pytest.mark.parametrize("name", [
+    "real/otlp/opentelemetry-proto_examples_trace.json",  # one request
+    "real/otlp/agent-prism_test_data_1.json",  # an array of three requests, base64 ids
+    "recorded/otel-genai/retry_storm.otlp.json",
+    "recorded/langfuse-otlp/tool_error.otlp.json",
+])  # fmt: skip
+def test_a_huge_document_streamed_span_by_span_gives_the_same_steps(tmp_path, monkeypatch, name):
+    """Over STREAM_BYTES a single OTLP document is parsed as a stream; the steps are the same."""
+    import tracedesk.core.importers.otlp as otlp_module
+
+    imported = []
+    for streamed in (False, True):
+        monkeypatch.setattr(otlp_module, "STREAM_BYTES", 0 if streamed else 1 << 40)
+        with Store(tmp_path / f"{streamed}.db") as store:
+            result = import_file(store, FIXTURES / name)
+            imported.append((result.runs, result.steps, [
+                (run, store.steps(run.id)) for run in store.runs("start_ns ASC")]))  # fmt: skip
+    assert imported[0] == imported[1]
+    broken = tmp_path / "broken.json"
+    broken.write_bytes((FIXTURES / name).read_bytes()[:-30])
+    monkeypatch.setattr(otlp_module, "STREAM_BYTES", 0)
+    with (
+        Store(tmp_path / "broken.db") as store,
+        pytest.raises(TraceFormatError, match=r"broken\.json: after span \d+: malformed JSON"),
+    ):
+        import_file(store, broken, format="otlp")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
 from collections.abc import Iterator
 from typing import IO, Any
@@ -20,8 +21,10 @@ from typing import IO, Any
 from tracedesk.core.importers.base import (
     RECORD_ERRORS,
     ReadContext,
+    TraceFormatError,
     as_int,
     checked,
+    first_json_line,
     iter_records,
     maybe_json,
     parse_time,
@@ -59,7 +62,18 @@ def sniff(head: bytes) -> float:
     return 0.0
 
 
+# A single JSON document this big (on disk) is parsed as a stream, span by span, so that
+# memory stays bounded; smaller ones and JSON Lines are parsed whole, which is faster.
+STREAM_BYTES = 32 << 20
+_SPAN = "resourceSpans.item.scopeSpans.item.spans.item"
+_BUILT = {"resourceSpans.item.resource": "resource",
+          "resourceSpans.item.scopeSpans.item.scope": "scope", _SPAN: "span"}  # fmt: skip
+
+
 def read(stream: IO[bytes], ctx: ReadContext) -> Iterator[Run | Step]:
+    if _big_document(stream, ctx):
+        yield from _read_streamed(stream, ctx)
+        return
     for where, record in iter_records(stream, ctx):
         if not isinstance(record, dict):
             ctx.bad(where, "expected a JSON object")
@@ -78,6 +92,44 @@ def read(stream: IO[bytes], ctx: ReadContext) -> Iterator[Run | Step]:
                         " 'context' or 'spanContext')")  # fmt: skip
         except RECORD_ERRORS as exc:
             ctx.bad(where, record_problem(exc))
+
+
+def _big_document(stream: IO[bytes], ctx: ReadContext) -> bool:
+    peek = getattr(stream, "peek", None)
+    if peek is None or os.path.getsize(ctx.path) < STREAM_BYTES:
+        return False
+    head = peek(1 << 16).lstrip()
+    return head[:1] in (b"{", b"[") and first_json_line(head) is None
+
+
+def _read_streamed(stream: IO[bytes], ctx: ReadContext) -> Iterator[Run | Step]:
+    """A big OTLP document (a request, or an array of them), one span at a time: each span
+    is mapped as a request of its own with the resource and scope it sits under."""
+    import ijson
+
+    parts: dict[str, Any] = {"resource": {}, "scope": {}}
+    builder: Any = None
+    building, part, number = "", "", 0
+    try:
+        for prefix, event, value in ijson.parse(stream, use_float=True):
+            if builder is not None:
+                builder.event(event, value)
+                if prefix == building and event == "end_map":
+                    parts[part], builder = builder.value, None
+                    if part == "span":
+                        number += 1
+                        request = {"resourceSpans": [{"resource": parts["resource"], "scopeSpans": [
+                            {"scope": parts["scope"], "spans": [parts["span"]]}]}]}  # fmt: skip
+                        yield from _request(request, f"span {number}", ctx)
+            elif event == "start_map":  # in an array of requests, prefixes start with "item."
+                part = _BUILT.get(prefix.removeprefix("item."), "")
+                if part:
+                    building, builder = prefix, ijson.ObjectBuilder()
+                    builder.event(event, value)
+    except ijson.JSONError as exc:
+        raise TraceFormatError(
+            ctx.path, f"after span {number}", f"malformed JSON ({exc})"
+        ) from None
 
 
 def normalize_id(value: Any, hex_length: int) -> str | None:
@@ -179,7 +231,9 @@ def _finish(
     move_rollup_usage(step)
     if step.parent_id is None:
         run = root_run(step, NAME, session, resource)
-        run.name = attrs.get("langfuse.trace.name") or run.name  # the Langfuse SDK names it
+        trace_name = attrs.get("langfuse.trace.name")  # the Langfuse SDK names its runs
+        if isinstance(trace_name, str) and trace_name:
+            run.name = trace_name
         yield run
     yield checked(step)
 
