@@ -13,6 +13,8 @@ Prints spans/s, peak RSS and the ratio import/floor. Targets: ratio >= 50 %, RSS
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gzip
 import json
 import random
 import resource
@@ -182,7 +184,17 @@ def run_check(trace_file: str, db: str) -> dict:
     return {"seconds": time.perf_counter() - started, "spans": 0}
 
 
-MODES = {"import": run_import, "floor": run_floor, "costs": run_costs,
+def run_refuse(trace_file: str, db: str) -> dict:
+    """An import that must be refused (a decompression bomb): the time and memory it took."""
+    from tracedesk.core.importers.base import TraceFormatError
+
+    started = time.perf_counter()
+    with contextlib.suppress(TraceFormatError):
+        run_import(trace_file, db)
+    return {"seconds": time.perf_counter() - started, "spans": 0}
+
+
+MODES = {"import": run_import, "refuse": run_refuse, "floor": run_floor, "costs": run_costs,
          "costs-floor": run_costs_floor, "check": run_check}  # fmt: skip
 
 
@@ -247,6 +259,15 @@ def main() -> None:
     print(f"the same spans as one {document.stat().st_size / 1e6:,.0f} MB OTLP document:"
           f" {streamed['seconds']:.1f} s, peak RSS {streamed['peak_rss_mb']:,.0f} MB"
           " (parsed as a stream); target < 300 MB")  # fmt: skip
+    bomb = folder / "bomb.json.gz"
+    with gzip.open(bomb, "wb", compresslevel=9) as out:  # ~2 MB that inflate to 2 GB
+        out.write(b'{"resourceSpans": [')
+        for _ in range(2048):
+            out.write(b" " * (1 << 20))
+        out.write(b"]}")
+    refused = measure("refuse", bomb, folder)
+    print(f"a {bomb.stat().st_size / 1e6:.1f} MB gzip bomb (2 GB inflated): refused in"
+          f" {refused['seconds']:.1f} s, peak RSS {refused['peak_rss_mb']:,.0f} MB")  # fmt: skip
     if not args.keep:
         for file in folder.iterdir():
             file.unlink()

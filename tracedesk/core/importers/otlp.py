@@ -18,15 +18,17 @@ import re
 from collections.abc import Iterator
 from typing import IO, Any
 
+import orjson
+
 from tracedesk.core.importers.base import (
     RECORD_ERRORS,
     ReadContext,
     TraceFormatError,
     as_int,
     checked,
-    first_json_line,
     iter_records,
     maybe_json,
+    open_decompressed,
     parse_time,
     record_problem,
     root_run,
@@ -95,11 +97,16 @@ def read(stream: IO[bytes], ctx: ReadContext) -> Iterator[Run | Step]:
 
 
 def _big_document(stream: IO[bytes], ctx: ReadContext) -> bool:
-    peek = getattr(stream, "peek", None)
-    if peek is None or os.path.getsize(ctx.path) < STREAM_BYTES:
+    """A big file that is not JSON Lines (its first line, up to 4 MB, is not a JSON value)."""
+    if os.path.getsize(ctx.path) < STREAM_BYTES:
         return False
-    head = peek(1 << 16).lstrip()
-    return head[:1] in (b"{", b"[") and first_json_line(head) is None
+    with open(ctx.path, "rb") as raw:
+        first = open_decompressed(raw).readline(4 << 20)
+    try:
+        orjson.loads(first)
+    except orjson.JSONDecodeError:
+        return first.lstrip()[:1] in (b"{", b"[")
+    return False
 
 
 def _read_streamed(stream: IO[bytes], ctx: ReadContext) -> Iterator[Run | Step]:
@@ -111,7 +118,7 @@ def _read_streamed(stream: IO[bytes], ctx: ReadContext) -> Iterator[Run | Step]:
     builder: Any = None
     building, part, number = "", "", 0
     try:
-        for prefix, event, value in ijson.parse(stream, use_float=True):
+        for prefix, event, value in ijson.parse(stream, use_float=True, multiple_values=True):
             if builder is not None:
                 builder.event(event, value)
                 if prefix == building and event == "end_map":
