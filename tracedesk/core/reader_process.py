@@ -24,9 +24,16 @@ from tracedesk.core.importers.base import ReadContext, TraceFormatError, open_de
 from tracedesk.core.model import EncodedJSON, ImportResult, Run, Step, json_text
 
 BATCH = 2000  # records per message
-# The fields a reader fills, in dataclass order, so that Step(*values) rebuilds a step.
-STEP_WIRE = tuple(f.name for f in fields(Step))[: [f.name for f in fields(Step)].index("depth")]
-RUN_WIRE = tuple(f.name for f in fields(Run))[: [f.name for f in fields(Run)].index("step_count")]
+
+
+def _read_fields(cls: type, first_derived: str) -> tuple[str, ...]:
+    """The fields a reader fills, in dataclass order, so that cls(*values) rebuilds one."""
+    names = [f.name for f in fields(cls)]
+    return tuple(names[: names.index(first_derived)])
+
+
+STEP_WIRE = _read_fields(Step, "depth")
+RUN_WIRE = _read_fields(Run, "step_count")
 _COST = STEP_WIRE.index("reported_cost")
 _ATTRIBUTES = STEP_WIRE.index("attributes")
 _STEP_VALUES = attrgetter(*STEP_WIRE)
