@@ -135,6 +135,16 @@ def test_parse_time(value, ns):
     assert parse_time(value) == ns
 
 
+@pytest.mark.parametrize(
+    "value", ["2025-02-30T10:00:00Z", "2025-13-01T00:00:00Z", "2025-01-01T24:00:00Z", "inf",
+              "1e400", "0000-01-01T00:00:00Z"],
+)  # fmt: skip
+def test_impossible_times_are_refused_not_moved(value):
+    """30 February is not quietly 2 March: the record is reported, naming the value."""
+    with pytest.raises(ValueError, match=r"not a valid date|not a time|out of range"):
+        parse_time(value)
+
+
 # -- bad input: a clear message naming file and line, and the database unchanged ----
 
 

@@ -221,6 +221,10 @@ def parse_time(value: Any) -> int | None:
 
 def _iso_ns(match: re.Match[str]) -> int:
     year, month, day, hour, minute, second, fraction, offset = match.groups()
+    # timegm would quietly turn 30 February into 2 March: refuse what is not a date.
+    if not (1 <= int(month) <= 12 and 1 <= int(day) <= calendar.monthrange(int(year), int(month))[1]
+            and int(hour) < 24 and int(minute) < 60 and int(second) <= 60):  # fmt: skip
+        raise ValueError(f"not a valid date and time: {match.group(0)!r}")
     seconds = calendar.timegm(
         (int(year), int(month), int(day), int(hour), int(minute), int(second), 0, 0, 0)
     )
