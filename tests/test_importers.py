@@ -464,14 +464,17 @@ def test_langfuse_sdk_otlp_output(store):
     "real/otlp/agent-prism_test_data_1.json",  # an array of three requests, base64 ids
     "recorded/otel-genai/retry_storm.otlp.json",
     "recorded/langfuse-otlp/tool_error.otlp.json",
+    "real/other/openinference-vercel_v6_all-spans.json",  # an array of JS spans
+    "recorded/langsmith/tool_error.json",  # a {post, patch} object: read whole
 ])  # fmt: skip
-def test_a_huge_document_streamed_span_by_span_gives_the_same_steps(tmp_path, monkeypatch, name):
-    """Over STREAM_BYTES a single OTLP document is parsed as a stream; the steps are the same."""
-    import tracedesk.core.importers.otlp as otlp_module
+def test_a_huge_document_streamed_gives_the_same_steps(tmp_path, monkeypatch, name):
+    """Over STREAM_BYTES a single document is parsed as a stream where its shape allows (OTLP
+    span by span, top-level arrays element by element); the steps are the same."""
+    import tracedesk.core.importers.base as base_module
 
     imported = []
     for streamed in (False, True):
-        monkeypatch.setattr(otlp_module, "STREAM_BYTES", 0 if streamed else 1 << 40)
+        monkeypatch.setattr(base_module, "STREAM_BYTES", 0 if streamed else 1 << 40)
         with Store(tmp_path / f"{streamed}.db") as store:
             result = import_file(store, FIXTURES / name)
             imported.append((result.runs, result.steps, [
@@ -479,9 +482,10 @@ def test_a_huge_document_streamed_span_by_span_gives_the_same_steps(tmp_path, mo
     assert imported[0] == imported[1]
     broken = tmp_path / "broken.json"
     broken.write_bytes((FIXTURES / name).read_bytes()[:-30])
-    monkeypatch.setattr(otlp_module, "STREAM_BYTES", 0)
+    monkeypatch.setattr(base_module, "STREAM_BYTES", 0)
+    where = r"(after (span|record) \d+|document)"
     with (
         Store(tmp_path / "broken.db") as store,
-        pytest.raises(TraceFormatError, match=r"broken\.json: after span \d+: malformed JSON"),
+        pytest.raises(TraceFormatError, match=rf"broken\.json: {where}: malformed JSON"),
     ):
-        import_file(store, broken, format="otlp")
+        import_file(store, broken, format=detect((FIXTURES / name).read_bytes()[:65536]))

@@ -275,14 +275,18 @@ def iter_records(stream: IO[bytes], ctx: ReadContext) -> Iterator[tuple[str, Any
     one (pretty-printed) document, read whole. A JSON array, as a document or on a line,
     gives one record per element.
     """
-    first, line_no = stream.readline(), 1
+    big = os.path.isfile(ctx.path) and os.path.getsize(ctx.path) >= STREAM_BYTES
+    first, line_no = stream.readline(FIRST_LINE_BYTES if big else -1), 1
     while first and not first.strip():
-        first, line_no = stream.readline(), line_no + 1
+        first, line_no = stream.readline(FIRST_LINE_BYTES if big else -1), line_no + 1
     try:
         orjson.loads(first.lstrip(b"\xef\xbb\xbf"))
         is_lines = True
     except orjson.JSONDecodeError:
         is_lines = False
+    if not is_lines and big and first.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"[":
+        yield from _streamed_array(_Prepend(first, stream), ctx)  # type: ignore[arg-type]
+        return
     if not is_lines:
         document = load_json_document(_Prepend(first, stream), ctx)  # type: ignore[arg-type]
         yield from _elements("record", document)
@@ -290,6 +294,26 @@ def iter_records(stream: IO[bytes], ctx: ReadContext) -> Iterator[tuple[str, Any
     lines = iter_json_lines(_Prepend(first, stream), ctx, line_no)  # type: ignore[arg-type]
     for number, value in lines:
         yield from _elements(f"line {number}", value, single=f"line {number}")
+
+
+# A single JSON document this big (on disk) is parsed as a stream where its shape allows
+# (a top-level array here, OTLP requests in the OTLP reader), so that memory stays bounded.
+STREAM_BYTES = 32 << 20
+FIRST_LINE_BYTES = 4 << 20  # of a big file, enough to tell JSON Lines from one document
+
+
+def _streamed_array(stream: IO[bytes], ctx: ReadContext) -> Iterator[tuple[str, Any]]:
+    """The elements of a big top-level JSON array, one at a time."""
+    import ijson
+
+    number = 0
+    try:
+        for number, item in enumerate(ijson.items(stream, "item", use_float=True), 1):
+            yield f"record {number}", item
+    except ijson.JSONError as exc:
+        raise TraceFormatError(
+            ctx.path, f"after record {number}", f"malformed JSON ({exc})"
+        ) from None
 
 
 def _elements(where: str, value: Any, single: str | None = None) -> Iterator[tuple[str, Any]]:
@@ -307,8 +331,13 @@ class _Prepend:
         self.first, self.rest = first, rest
 
     def read(self, size: int = -1) -> bytes:
-        head, self.first = self.first, b""
-        return head + self.rest.read()
+        if size is None or size < 0:
+            head, self.first = self.first, b""
+            return head + self.rest.read()
+        if self.first:
+            head, self.first = self.first[:size], self.first[size:]
+            return head
+        return self.rest.read(size)
 
     def __iter__(self) -> Iterator[bytes]:
         if self.first:

@@ -20,6 +20,7 @@ from typing import IO, Any
 
 import orjson
 
+from tracedesk.core.importers import base
 from tracedesk.core.importers.base import (
     RECORD_ERRORS,
     ReadContext,
@@ -64,9 +65,6 @@ def sniff(head: bytes) -> float:
     return 0.0
 
 
-# A single JSON document this big (on disk) is parsed as a stream, span by span, so that
-# memory stays bounded; smaller ones and JSON Lines are parsed whole, which is faster.
-STREAM_BYTES = 32 << 20
 _SPAN = "resourceSpans.item.scopeSpans.item.spans.item"
 _BUILT = {"resourceSpans.item.resource": "resource",
           "resourceSpans.item.scopeSpans.item.scope": "scope", _SPAN: "span"}  # fmt: skip
@@ -98,14 +96,14 @@ def read(stream: IO[bytes], ctx: ReadContext) -> Iterator[Run | Step]:
 
 def _big_document(stream: IO[bytes], ctx: ReadContext) -> bool:
     """A big file that is not JSON Lines (its first line, up to 4 MB, is not a JSON value)."""
-    if os.path.getsize(ctx.path) < STREAM_BYTES:
+    if not os.path.isfile(ctx.path) or os.path.getsize(ctx.path) < base.STREAM_BYTES:
         return False
     with open(ctx.path, "rb") as raw:
-        first = open_decompressed(raw).readline(4 << 20)
+        first = open_decompressed(raw).readline(base.FIRST_LINE_BYTES)
     try:
         orjson.loads(first)
-    except orjson.JSONDecodeError:
-        return first.lstrip()[:1] in (b"{", b"[")
+    except orjson.JSONDecodeError:  # not JSON Lines: one document; stream it if it is OTLP
+        return first.lstrip()[:1] in (b"{", b"[") and b'"resourceSpans"' in first[: 1 << 20]
     return False
 
 
