@@ -42,7 +42,7 @@ def test_import_summary_and_warning(db, tmp_path, capsys):
     path = write_jsonl(tmp_path / "o.jsonl", records)
     assert main(["--db", str(db), "import", str(path)]) == 0
     captured = capsys.readouterr()
-    assert "1 runs, 3 steps imported, 0 already present, 1 warnings" in captured.out
+    assert "1 run, 3 steps imported, 0 already present, 1 warning" in captured.out
     assert "missing parent" in captured.err
     assert main(["import", str(path)]) == 0
     assert "already imported" in capsys.readouterr().out

@@ -158,7 +158,7 @@ def test_a_second_writer_waits_its_turn_and_the_same_file_goes_in_once(tmp_path)
     holder.close()
     out, err = second.communicate(timeout=60)
     assert second.returncode == 0 and "waiting for another import to finish" in err, err
-    assert "1 runs, 8 steps imported" in out
+    assert "1 run, 8 steps imported" in out
     third = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert third.returncode == 0 and "already imported" in third.stdout
     with Store(db) as store:

@@ -267,13 +267,13 @@ def _summary(result: ImportResult) -> str:
     if result.already_imported:
         return f"{result.path}: already imported, nothing to do"
     text = (
-        f"{result.path}: {result.format}: {result.runs} runs, {result.steps} steps imported,"
-        f" {result.skipped} already present"
+        f"{result.path}: {result.format}: {plural(result.runs, 'run')},"
+        f" {plural(result.steps, 'step')} imported, {result.skipped} already present"
     )
     if result.bad_records:
-        text += f", {result.bad_records} bad records skipped"
+        text += f", {plural(result.bad_records, 'bad record')} skipped"
     if result.warning_count:
-        text += f", {result.warning_count} warnings"
+        text += f", {plural(result.warning_count, 'warning')}"
     return text
 
 
@@ -319,7 +319,7 @@ def cmd_runs(store: Store, args: argparse.Namespace) -> int:
     headers = ["ID", "NAME", "REQUEST", "STEPS", "TOKENS", "COST", "DURATION", "STATUS",
                "INCIDENTS"]  # fmt: skip
     print(table(headers, rows, {3, 4, 5, 6}))
-    print(f"{len(runs)} runs")
+    print(plural(len(runs), "run"))
     return 0
 
 
@@ -417,7 +417,7 @@ def cmd_costs(store: Store, args: argparse.Namespace) -> int:
             text = visible(text)
     if args.output:
         write_text_atomically(args.output, text)
-        print(f"{args.output}: cost summary of {len(summary.runs)} runs by {args.by}")
+        print(f"{args.output}: cost summary of {plural(len(summary.runs), 'run')} by {args.by}")
     else:
         sys.stdout.write(text)
     for model, count in sorted(summary.unknown_models.items()):
@@ -461,7 +461,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(report)
     print(
-        f"{len(results)} runs checked, {sum(len(found) for _, found in results)} incidents,"
+        f"{plural(len(results), 'run')} checked,"
+        f" {plural(sum(len(found) for _, found in results), 'incident')},"
         f" {len(failed)} at or above {args.severity}",
         file=sys.stderr,
     )
@@ -500,7 +501,7 @@ def cmd_pricing(store: Store, args: argparse.Namespace) -> int:
 def cmd_export(store: Store, args: argparse.Namespace) -> int:
     with atomic_output(args.output) as out:
         count = write_native(store, args.run_ids, out)
-    print(f"{args.output}: {count} runs written")
+    print(f"{args.output}: {plural(count, 'run')} written")
     return 0
 
 

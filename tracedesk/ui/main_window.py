@@ -438,7 +438,7 @@ class MainWindow(QMainWindow):
         busy = (
             " · prices or loop rules changed: re-analysing the runs…" if self.analysis_task else ""
         )
-        self.status_label.setText(f"{count} runs · {self.db_path}{busy}")
+        self.status_label.setText(f"{plural(count, 'run')} · {self.db_path}{busy}")
         for run_id in selected[:1]:
             self.runs.select_run(run_id)
 
@@ -628,7 +628,8 @@ class MainWindow(QMainWindow):
         if result.already_imported:
             message = f"{Path(result.path).name}: already imported"
         else:
-            message = (f"{Path(result.path).name}: {result.runs} runs, {result.steps} steps imported"
+            message = (f"{Path(result.path).name}: {plural(result.runs, 'run')},"
+                       f" {plural(result.steps, 'step')} imported"
                        + (f", {result.warning_count} warnings (File → Last import report)"
                           if result.warning_count else ""))  # fmt: skip
         self.statusBar().showMessage(message, 10000)
@@ -641,7 +642,8 @@ class MainWindow(QMainWindow):
             return "Nothing was imported yet in this session."
         r = self.last_import[-1]
         lines = [f"{r.path}", f"format: {r.format}",
-                 f"{r.runs} runs, {r.steps} steps imported, {r.skipped} already present,"
+                 f"{plural(r.runs, 'run')}, {plural(r.steps, 'step')} imported,"
+                 f" {r.skipped} already present,"
                  f" {r.bad_records} bad records skipped, {r.warning_count} warnings"]  # fmt: skip
         lines += [f"  {shorten(w, 400)}" for w in r.warnings]
         if r.warning_count > len(r.warnings):
