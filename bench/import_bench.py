@@ -148,9 +148,9 @@ def run_floor(trace_file: str, db: str) -> dict:
 
 def run_costs(trace_file: str, db: str) -> dict:
     """``costs --by model`` as the CLI computes it, on the imported database."""
-    from tracedesk.core.analysis.cost import summarize
     from tracedesk.core.analysis.pricing import Pricing
     from tracedesk.core.store import Store
+    from tracedesk.core.summary import summarize
 
     started = time.perf_counter()
     with Store(db) as store:

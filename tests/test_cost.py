@@ -8,18 +8,12 @@ import orjson
 import pytest
 
 from tracedesk.cli import main
-from tracedesk.core.analysis.cost import (
-    GROUPINGS,
-    CostSource,
-    cumulative_cost,
-    price_step,
-    refresh_costs,
-    summarize,
-)
+from tracedesk.core.analysis.cost import CostSource, cumulative_cost, price_step
 from tracedesk.core.analysis.pricing import Pricing, PricingError
 from tracedesk.core.export import COST_WRITERS, csv_safe
-from tracedesk.core.ingest import import_file
+from tracedesk.core.ingest import import_file, refresh_costs
 from tracedesk.core.model import Step, StepKind
+from tracedesk.core.summary import GROUPINGS, summarize
 
 from .conftest import DEMO_STEPS, FIXTURES, HEADER, write_jsonl
 

@@ -20,8 +20,7 @@ from typing import Any
 
 from tracedesk import __version__
 from tracedesk.core.analysis.compare import compare_runs, request_fingerprint
-from tracedesk.core.analysis.cost import GROUPINGS, refresh_costs, summarize
-from tracedesk.core.analysis.loops import Rules, RulesError, detect, refresh_incidents
+from tracedesk.core.analysis.loops import Rules, RulesError, detect
 from tracedesk.core.analysis.pricing import Pricing, PricingError, user_pricing_path
 from tracedesk.core.export import (
     CHECK_REPORTS,
@@ -40,10 +39,11 @@ from tracedesk.core.export import (
 )
 from tracedesk.core.importers import FORMATS
 from tracedesk.core.importers.base import TraceFormatError
-from tracedesk.core.ingest import import_file
+from tracedesk.core.ingest import import_file, refresh_costs, refresh_incidents
 from tracedesk.core.model import SEVERITIES, ImportResult, Status
 from tracedesk.core.samples import generate
 from tracedesk.core.store import Store, StoreError, default_db_path
+from tracedesk.core.summary import GROUPINGS, summarize
 from tracedesk.core.text import (
     format_count,
     format_duration,

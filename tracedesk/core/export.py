@@ -17,11 +17,11 @@ from xml.etree import ElementTree
 import orjson
 
 from tracedesk.core.analysis.compare import Comparison
-from tracedesk.core.analysis.cost import CostRow, CostSummary
 from tracedesk.core.importers.native import FORMAT_VERSION, NAME
 from tracedesk.core.model import RUN_DERIVED_FIELDS, Incident, Run, Step, severity_rank
 from tracedesk.core.store import Store
 from tracedesk.core.store.queries import Waste
+from tracedesk.core.summary import CostRow, CostSummary
 from tracedesk.core.text import format_duration, table
 
 # Derived by the store on import, so not written out.

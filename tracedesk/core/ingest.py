@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import IO
 
 from tracedesk.core import reader_process, tree
-from tracedesk.core.analysis.cost import PRICING_META_KEY, apply_costs, price_step
-from tracedesk.core.analysis.loops import RULES_META_KEY, Rules, apply_incidents, detect
+from tracedesk.core.analysis.cost import CostSource, price_step
+from tracedesk.core.analysis.loops import Rules, detect
 from tracedesk.core.analysis.pricing import Pricing
 from tracedesk.core.importers import FORMATS, describe
 from tracedesk.core.importers import detect as detect_format
@@ -323,3 +323,64 @@ def _total(run: Run, steps: list[Step]) -> None:
             if text:
                 run.request = text
                 break
+
+
+# -- stored runs under new prices or rules ---------------------------------------------
+
+PRICING_META_KEY = "pricing_fingerprint"
+
+
+def apply_costs(store: Store, pricing: Pricing, run_ids: Iterable[str] | None = None) -> None:
+    """Price the steps of these runs (all when None) and store step and run costs.
+
+    Call inside a transaction (the importer does); see ``refresh_costs`` otherwise.
+    """
+    step_rows: list[tuple] = []
+    run_rows: list[tuple] = []
+    for run_id in store.run_ids() if run_ids is None else run_ids:
+        total, priced, unpriced = ZERO, False, 0
+        for step in store.iter_steps(run_id, payloads=False):
+            cost, source = price_step(step, pricing)
+            step_rows.append((cost, source, run_id, step.id))
+            if cost is not None:
+                total += cost
+                priced = True
+            unpriced += source == CostSource.UNKNOWN_MODEL
+        run_rows.append((total if priced else None, unpriced, run_id))
+    store.write_costs(step_rows, run_rows)
+    if run_ids is None:
+        store.set_meta(PRICING_META_KEY, pricing.fingerprint)
+
+
+def refresh_costs(store: Store, pricing: Pricing) -> bool:
+    """Re-price every run if the pricing changed since it was last applied."""
+    if store.get_meta(PRICING_META_KEY) == pricing.fingerprint:
+        return False
+    with store.transaction():
+        apply_costs(store, pricing)
+    return True
+
+
+RULES_META_KEY = "loop_rules_fingerprint"
+
+
+def apply_incidents(store: Store, rules: Rules, run_ids: Iterable[str] | None = None) -> None:
+    """Detect and store the incidents of these runs (all when None), inside a transaction."""
+    ids = store.run_ids() if run_ids is None else list(run_ids)
+    incidents: list[Incident] = []
+    for run_id in ids:
+        run = store.get_run(run_id)
+        if run is not None:
+            incidents.extend(detect(run, store.steps(run_id), rules))
+    store.replace_incidents(ids, incidents)
+    if run_ids is None:
+        store.set_meta(RULES_META_KEY, rules.fingerprint)
+
+
+def refresh_incidents(store: Store, rules: Rules) -> bool:
+    """Recompute every run's incidents if the rules changed since they were last applied."""
+    if store.get_meta(RULES_META_KEY) == rules.fingerprint:
+        return False
+    with store.transaction():
+        apply_incidents(store, rules)
+    return True

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 import pyqtgraph as pg
 from PySide6.QtWidgets import QGridLayout, QWidget
 
-from tracedesk.core.analysis.cost import CostSummary, cumulative_cost, summarize_many
+from tracedesk.core.analysis.cost import cumulative_cost
 from tracedesk.core.analysis.pricing import Pricing
 from tracedesk.core.export import format_usd
 from tracedesk.core.store import Store
+from tracedesk.core.summary import CostSummary, summarize_many
 from tracedesk.core.text import shorten
 from tracedesk.ui.theme import KIND_COLORS, LOOP_HIGHLIGHT
 

@@ -43,8 +43,7 @@ from PySide6.QtWidgets import (
 
 from tracedesk import __version__
 from tracedesk.core.analysis.compare import compare_runs, request_fingerprint
-from tracedesk.core.analysis.cost import GROUPINGS, PRICING_META_KEY, refresh_costs, summarize
-from tracedesk.core.analysis.loops import RULES_META_KEY, Rules, RulesError, refresh_incidents
+from tracedesk.core.analysis.loops import Rules, RulesError
 from tracedesk.core.analysis.pricing import Pricing, PricingError
 from tracedesk.core.export import (
     COST_WRITERS,
@@ -55,9 +54,17 @@ from tracedesk.core.export import (
     write_text_atomically,
 )
 from tracedesk.core.importers.base import TraceFormatError
-from tracedesk.core.ingest import ImportCancelled, import_file
+from tracedesk.core.ingest import (
+    PRICING_META_KEY,
+    RULES_META_KEY,
+    ImportCancelled,
+    import_file,
+    refresh_costs,
+    refresh_incidents,
+)
 from tracedesk.core.model import ImportResult, Run, severity_rank
 from tracedesk.core.store import Store
+from tracedesk.core.summary import GROUPINGS, summarize
 from tracedesk.core.text import format_count, format_duration, incidents_text, plural, shorten
 from tracedesk.ui.charts import ChartData, CostChartsView, chart_data
 from tracedesk.ui.compare import CompareView, RequestGroupView

@@ -1,29 +1,22 @@
-"""Cost per action: the cost of each step, and sums by run, kind, tool, model or agent.
+"""Cost per action: the cost of each step.
 
 A step's cost is the source's reported cost when it has one; otherwise it is computed
-from its tokens and the pricing table (cached input and reasoning at their own prices
-where the table has them), or from a per-call tool price. A step with tokens whose model
-has no price is *unpriced*: reported by name, never costed at zero. Money is Decimal
-throughout, so aggregates add up to the run total exactly.
+from its tokens and the pricing table (cache reads, cache writes and reasoning at their own
+prices where the table has them), or from a per-call tool price. A step with tokens whose
+model has no price is *unpriced*: reported by name, never costed at zero. Money is
+Decimal throughout. Sums over stored runs are in ``tracedesk.core.summary``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from decimal import Decimal
 from enum import StrEnum
-from itertools import groupby
 
 from tracedesk.core.analysis.pricing import MILLION, ModelPrice, Pricing
 from tracedesk.core.model import Step, StepKind
-from tracedesk.core.store import Store
-from tracedesk.core.store.queries import CostGroup, CostStep, Waste, from_pusd
 
-PRICING_META_KEY = "pricing_fingerprint"
-GROUPINGS = ("run", "kind", "tool", "model", "agent", "step")
 ZERO = Decimal(0)
-NO_AGENT = "(no agent)"
 
 
 class CostSource(StrEnum):
@@ -68,159 +61,6 @@ def price_step(step: Step, pricing: Pricing) -> tuple[Decimal | None, CostSource
         if tool is not None:
             return tool.per_call, CostSource.TOOL
     return None, CostSource.NONE
-
-
-def apply_costs(store: Store, pricing: Pricing, run_ids: Iterable[str] | None = None) -> None:
-    """Price the steps of these runs (all when None) and store step and run costs.
-
-    Call inside a transaction (the importer does); see ``refresh_costs`` otherwise.
-    """
-    step_rows: list[tuple] = []
-    run_rows: list[tuple] = []
-    for run_id in store.run_ids() if run_ids is None else run_ids:
-        total, priced, unpriced = ZERO, False, 0
-        for step in store.iter_steps(run_id, payloads=False):
-            cost, source = price_step(step, pricing)
-            step_rows.append((cost, source, run_id, step.id))
-            if cost is not None:
-                total += cost
-                priced = True
-            unpriced += source == CostSource.UNKNOWN_MODEL
-        run_rows.append((total if priced else None, unpriced, run_id))
-    store.write_costs(step_rows, run_rows)
-    if run_ids is None:
-        store.set_meta(PRICING_META_KEY, pricing.fingerprint)
-
-
-def refresh_costs(store: Store, pricing: Pricing) -> bool:
-    """Re-price every run if the pricing changed since it was last applied."""
-    if store.get_meta(PRICING_META_KEY) == pricing.fingerprint:
-        return False
-    with store.transaction():
-        apply_costs(store, pricing)
-    return True
-
-
-@dataclass
-class CostRow:
-    """One group of a cost summary."""
-
-    key: str
-    label: str = ""
-    steps: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cached_input_tokens: int = 0
-    reasoning_tokens: int = 0
-    cache_creation_tokens: int = 0
-    cost: Decimal = ZERO
-    unpriced_steps: int = 0
-
-    def add(self, group: CostGroup) -> None:
-        self.steps += group.steps
-        self.input_tokens += group.input_tokens
-        self.output_tokens += group.output_tokens
-        self.cached_input_tokens += group.cached_input_tokens
-        self.reasoning_tokens += group.reasoning_tokens
-        self.cache_creation_tokens += group.cache_creation_tokens
-        self.cost += from_pusd(group.cost_pusd) or ZERO
-        self.unpriced_steps += group.unpriced_steps
-
-
-@dataclass
-class CostSummary:
-    by: str
-    rows: list[CostRow]
-    total: CostRow
-    runs: dict[str, str]  # id -> name of the runs summed, in start order
-    waste: Waste  # what their loop incidents wasted
-    unknown_models: dict[str, int] = field(default_factory=dict)  # model -> unpriced steps
-
-
-def _agent_groups(steps: Iterable[CostStep]) -> list[CostGroup]:
-    """Stored costs summed by each step's nearest agent (itself included), run by run."""
-    sums: dict[str, list[int]] = {}
-    for _, run_steps in groupby(steps, key=lambda s: s.run_id):
-        listed = list(run_steps)
-        by_id = {s.id: s for s in listed}
-        agent_of: dict[str, str] = {}
-        for step in listed:
-            chain: list[str] = []
-            current: CostStep | None = step
-            while current is not None and current.id not in agent_of:
-                if current.kind == StepKind.AGENT:
-                    agent_of[current.id] = current.name
-                    break
-                chain.append(current.id)
-                current = by_id.get(current.parent_id) if current.parent_id else None
-            agent = agent_of.get(current.id, NO_AGENT) if current is not None else NO_AGENT
-            for step_id in chain:
-                agent_of[step_id] = agent
-            row = sums.setdefault(agent_of[step.id], [0] * 8)
-            for i, value in enumerate((1, *step[5:10], step.cost_pusd or 0,
-                                       step.cost_source == CostSource.UNKNOWN_MODEL)):  # fmt: skip
-                row[i] += value
-    return [CostGroup(key, *values) for key, values in sums.items()]
-
-
-def summarize(
-    store: Store, pricing: Pricing, run_ids: Iterable[str] | None = None, by: str = "run"
-) -> CostSummary:
-    """Cost and tokens of the given runs (all when None), grouped ``by`` one of GROUPINGS."""
-    return summarize_many(store, pricing, run_ids, (by,))[by]
-
-
-def summarize_many(
-    store: Store, pricing: Pricing, run_ids: Iterable[str] | None, groupings: Sequence[str]
-) -> dict[str, CostSummary]:
-    """``summarize`` for several groupings: sums of the stored step costs, made by SQL.
-
-    Costs are as last priced: call ``refresh_costs`` first when the prices may have changed.
-    """
-    for by in groupings:
-        if by not in GROUPINGS:
-            raise ValueError(f"cannot group costs by {by!r}; choose one of {', '.join(GROUPINGS)}")
-    ids = [store.find_run(r).id for r in run_ids] if run_ids is not None else None
-    names = store.run_names(ids)
-    waste = store.waste(ids)
-    summaries = {}
-    for by in groupings:
-        step_names: dict[str, str] = {}
-        if by == "agent":
-            groups = _agent_groups(store.cost_steps(ids))
-        elif by == "step":
-            groups = []
-            for step in store.cost_steps(ids):
-                key = f"{step.run_id}/{step.id}"
-                step_names[key] = f"{names.get(step.run_id, step.run_id)} › {step.name}"
-                groups.append(CostGroup(key, 1, *step[5:11], int(
-                    step.cost_source == CostSource.UNKNOWN_MODEL)))  # fmt: skip
-        else:
-            groups = store.cost_groups(by, ids)
-        rows: dict[str, CostRow] = {}
-        total = CostRow(key="total", label="Total")
-        for group in groups:
-            key, label = group.key, group.key
-            if by == "model":  # model names group under the price they resolve to
-                price = pricing.resolve(None if key == "(no model)" else key)
-                key = label = price.name if price else key
-            elif by == "run":
-                label = names.get(key, key)
-            elif by == "step":
-                label = step_names[key]
-            rows.setdefault(key, CostRow(key=key, label=label)).add(group)
-            total.add(group)
-        summaries[by] = CostSummary(
-            by=by,
-            rows=sorted(rows.values(), key=lambda r: (-r.cost, -r.steps, r.key)),
-            total=total,
-            runs=names,
-            waste=waste,
-            unknown_models={g.key: g.unpriced_steps for g in groups if g.unpriced_steps}
-            if by == "model"
-            else store.unpriced_models(ids),
-        )
-    return summaries
 
 
 def cumulative_cost(steps: Sequence[Step]) -> list[tuple[int, Decimal]]:

@@ -648,28 +648,3 @@ def detect(run: Run, steps: Sequence[Step], rules: Rules,
     """The incidents of one run (steps with payloads, in start order)."""
     view = RunView(run, steps, rules, cost_of)
     return _merge(view, [f for function in DETECTOR_FUNCTIONS.values() for f in function(view)])
-
-
-RULES_META_KEY = "loop_rules_fingerprint"
-
-
-def apply_incidents(store: Any, rules: Rules, run_ids: Iterable[str] | None = None) -> None:
-    """Detect and store the incidents of these runs (all when None), inside a transaction."""
-    ids = store.run_ids() if run_ids is None else list(run_ids)
-    incidents: list[Incident] = []
-    for run_id in ids:
-        run = store.get_run(run_id)
-        if run is not None:
-            incidents.extend(detect(run, store.steps(run_id), rules))
-    store.replace_incidents(ids, incidents)
-    if run_ids is None:
-        store.set_meta(RULES_META_KEY, rules.fingerprint)
-
-
-def refresh_incidents(store: Any, rules: Rules) -> bool:
-    """Recompute every run's incidents if the rules changed since they were last applied."""
-    if store.get_meta(RULES_META_KEY) == rules.fingerprint:
-        return False
-    with store.transaction():
-        apply_incidents(store, rules)
-    return True
