@@ -340,3 +340,14 @@ def test_a_decompression_bomb_is_refused_early(store, tmp_path, monkeypatch):
     monkeypatch.setenv("TRACEDESK_MAX_RATIO", "100000")  # the override lets it through
     with pytest.raises(TraceFormatError, match="contains no runs or steps"):
         import_file(store, bomb)
+
+
+@pytest.mark.parametrize("cost", ["1e8", "-5000000", "NaN", "Infinity"])
+def test_an_impossible_reported_cost_is_a_bad_record(store, tmp_path, cost):
+    """Costs are stored as 64-bit pico-dollars: a step's cost beyond a million dollars is
+    refused with the field named, never an overflow deep in the database."""
+    records = native_run("r1")
+    records[3]["reported_cost"] = cost
+    with pytest.raises(TraceFormatError, match="line 4: reported cost is not a plausible amount"):
+        import_file(store, write_jsonl(tmp_path / "cost.jsonl", records))
+    assert store.runs() == []

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from operator import attrgetter
 from typing import IO, Any, TypeVar
 
 import orjson
@@ -348,11 +349,13 @@ class _Prepend:
 
 _INT64 = 2**63
 MAX_TOKENS = 10**12  # per step; anything above is corrupt data, and would overflow sums
-MAX_COST = 10**9  # USD per step
+MAX_COST = 10**6  # USD per step (costs are stored as 64-bit pico-dollars)
 _STEP_TEXT = ("id", "run_id", "parent_id", "name", "error", "model", "provider", "tool_name")
 _STEP_INTS = ("start_ns", "end_ns", "input_tokens", "output_tokens", "cached_input_tokens",
               "reasoning_tokens", "cache_creation_tokens")  # fmt: skip
 _RUN_TEXT = ("id", "source_format", "name", "request", "session_id")
+_step_texts, _run_texts = attrgetter(*_STEP_TEXT), attrgetter(*_RUN_TEXT)
+_step_ints, _run_ints = attrgetter(*_STEP_INTS), attrgetter(*_STEP_INTS[:2])
 _KINDS, _STATUSES = frozenset(StepKind), frozenset(Status)
 
 
@@ -376,17 +379,19 @@ def checked(record: RecordT) -> RecordT:
     Numbers given where text is expected (numeric ids) become text.
     """
     is_step = isinstance(record, Step)
-    for name in _STEP_TEXT if is_step else _RUN_TEXT:
-        value = getattr(record, name)
-        if value is not None and type(value) is not str:
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                setattr(record, name, str(value))
-            else:
-                raise ValueError(f"field {name!r} must be text, not {type(value).__name__}")
-    for index, name in enumerate(_STEP_INTS if is_step else _STEP_INTS[:2]):
-        value = getattr(record, name)
+    texts = (_step_texts if is_step else _run_texts)(record)
+    if not all(value is None or type(value) is str for value in texts):  # the rare case
+        for name, value in zip(_STEP_TEXT if is_step else _RUN_TEXT, texts, strict=True):
+            if value is not None and type(value) is not str:
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    setattr(record, name, str(value))
+                else:
+                    raise ValueError(f"field {name!r} must be text, not {type(value).__name__}")
+    ints = _step_ints(record) if is_step else _run_ints(record)
+    for index, value in enumerate(ints):
         if value is None:
             continue
+        name = _STEP_INTS[index]
         if type(value) is not int or not -_INT64 <= value < _INT64:
             raise ValueError(f"field {name!r} is not a 64-bit integer: {value!r}")
         if index >= 2 and not 0 <= value < MAX_TOKENS:

@@ -241,9 +241,11 @@ def _apply_dialects(step: Step, attrs: dict[str, Any]) -> None:
     any-agent's split costs, the Langfuse SDK's usage and cost objects and levels."""
     if "span.type" in attrs:
         _apply_monocle_entities(step, attrs)
-    costs = [as_cost(attrs.get(k)) for k in ("gen_ai.usage.input_cost", "gen_ai.usage.output_cost")]
-    if step.reported_cost is None and any(c is not None for c in costs):
-        step.reported_cost = sum((c for c in costs if c is not None), Decimal(0))
+    if "gen_ai.usage.input_cost" in attrs or "gen_ai.usage.output_cost" in attrs:
+        costs = [as_cost(attrs.get(k)) for k in ("gen_ai.usage.input_cost",
+                                                 "gen_ai.usage.output_cost")]  # fmt: skip
+        if step.reported_cost is None and any(c is not None for c in costs):
+            step.reported_cost = sum((c for c in costs if c is not None), Decimal(0))
     if "langfuse.observation.type" in attrs:
         usage = maybe_json(attrs.get("langfuse.observation.usage_details"))
         if isinstance(usage, dict) and step.input_tokens is None and step.output_tokens is None:
