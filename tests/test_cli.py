@@ -249,3 +249,19 @@ def test_a_damaged_database_is_one_line(tmp_path, capsys):
         assert main(["--db", str(db), "runs"]) == 1
         err = capsys.readouterr().err
         assert err == f"tracedesk: {db}: {message}\n"
+
+
+def test_runs_fit_the_terminal_and_costs_by_run_name_the_ids(tmp_path, capsys, monkeypatch):
+    db = str(tmp_path / "w.db")
+    assert main(["--db", db, "demo", "--runs", "4"]) == 0
+    capsys.readouterr()
+    for columns in (120, 200):
+        monkeypatch.setenv("COLUMNS", str(columns))
+        assert main(["--db", db, "runs"]) == 0
+        assert max(len(line) for line in capsys.readouterr().out.splitlines()) <= columns
+    assert main(["--db", db, "costs", "--by", "run"]) == 0
+    ids = [run.id for run in Store(db).runs()]
+    out = capsys.readouterr().out
+    assert all(f"[{run_id[:12]}]" in out for run_id in ids)
+    assert main(["--db", db, "diff", ids[0], ids[1]]) == 0
+    assert "= same step  ~ changed  ↕ moved  - only in A  + only in B" in capsys.readouterr().out

@@ -9,6 +9,7 @@ import argparse
 import datetime
 import multiprocessing
 import os
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -307,9 +308,13 @@ def cmd_runs(store: Store, args: argparse.Namespace) -> int:
     descending = args.sort in ("start_ns", "cost_pusd", "step_count")
     _analysed(store)
     runs = store.runs(f"{args.sort} {'DESC' if descending else 'ASC'}", limit=args.limit)
+    # The fixed columns take about 85 characters; name and request share what is left.
+    spare = max(shutil.get_terminal_size((120, 24)).columns - 85, 24)
+    name_width, request_width = spare * 2 // 5, spare - spare * 2 // 5
     rows = [
         [
-            run.id[:12], shorten(run.name, 28), shorten(run.request, 40), str(run.step_count),
+            run.id[:12], shorten(run.name, name_width), shorten(run.request, request_width),
+            str(run.step_count),
             format_count(run.input_tokens + run.output_tokens), cost_text(run.cost, run.unpriced_steps),
             format_duration(run.duration_ns), run.status,
             incidents_text(run.incident_count, run.worst_severity),
@@ -404,7 +409,8 @@ def cmd_costs(store: Store, args: argparse.Namespace) -> int:
     summary = summarize(store, pricing, _chosen_runs(store, args), by=args.by)
     if args.format == "table":
         rows = [
-            [shorten(r.label or r.key, 48), str(r.steps), format_count(r.input_tokens),
+            [shorten(f"{r.label} [{r.key[:12]}]" if args.by == "run" else r.label or r.key, 60),
+             str(r.steps), format_count(r.input_tokens),
              format_count(r.output_tokens), cost_text(r.cost, r.unpriced_steps),
              str(r.unpriced_steps) if r.unpriced_steps else ""]
             for r in [*summary.rows, summary.total]

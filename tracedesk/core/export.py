@@ -315,6 +315,8 @@ CHECK_REPORTS = {"text": check_text, "json": check_json, "junit": check_junit}
 # -- run comparisons ------------------------------------------------------------------
 
 MATCH_MARKS = {"matched": "=", "changed": "~", "moved": "↕", "only_a": "-", "only_b": "+"}
+MATCH_LEGEND = {"matched": "same step", "changed": "changed", "moved": "moved",
+                "only_a": "only in A", "only_b": "only in B"}  # fmt: skip
 
 
 def step_label(step: Step | None) -> str:
@@ -360,7 +362,8 @@ def diff_text(c: Comparison) -> str:
         lines.append(
             f"{marker} {indent}{step_label(pair.a):<{62 - len(indent)}} | {indent}{step_label(pair.b)}"
         )
-    lines += ["", f"first divergence: {_divergence_text(c)}", ""]
+    legend = "  ".join(f"{MATCH_MARKS[m]} {text}" for m, text in MATCH_LEGEND.items())
+    lines += ["", f"{legend}  ◆ first divergence", f"first divergence: {_divergence_text(c)}", ""]
     lines.append(table(["", "A", "B", "B - A"], _delta_lines(c), {1, 2, 3}))
     return "\n".join(lines) + "\n"
 
