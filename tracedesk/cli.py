@@ -309,7 +309,7 @@ def cmd_runs(store: Store, args: argparse.Namespace) -> int:
     _analysed(store)
     runs = store.runs(f"{args.sort} {'DESC' if descending else 'ASC'}", limit=args.limit)
     # The fixed columns take about 85 characters; name and request share what is left.
-    spare = max(shutil.get_terminal_size((120, 24)).columns - 85, 24)
+    spare = max(shutil.get_terminal_size((160, 24)).columns - 85, 24)
     name_width, request_width = spare * 2 // 5, spare - spare * 2 // 5
     rows = [
         [
