@@ -4,4 +4,5 @@ import sys
 
 from tracedesk.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # main() calls freeze_support() first, for the reader process
+    sys.exit(main())

@@ -2,4 +2,5 @@ import sys
 
 from tracedesk.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a reader process imports this module again
+    sys.exit(main())
