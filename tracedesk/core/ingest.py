@@ -306,7 +306,7 @@ def _total(run: Run, steps: list[Step]) -> None:
     run.reported_cost = sum(reported, ZERO) if reported else None
     costs = [s.cost for s in steps if s.cost is not None]
     run.cost = sum(costs, ZERO) if costs else None
-    run.unpriced_steps = sum(s.cost_source == "unknown_model" for s in steps)
+    run.unpriced_steps = sum(s.cost_source == CostSource.UNKNOWN_MODEL for s in steps)
     starts = [s.start_ns for s in steps if s.start_ns is not None]
     ends = [s.end_ns if s.end_ns is not None else s.start_ns for s in steps]
     run.start_ns = min(starts, default=run.start_ns)

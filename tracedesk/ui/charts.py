@@ -102,7 +102,7 @@ class CostChartsView(QWidget):
             pg.BarGraphItem(x0=[0] * len(rows), width=costs, y=ys, height=0.6, brushes=colors)
         )
         axis = plot.getAxis("left")
-        axis.setTicks([[(i, _short(r.label or r.key)) for i, r in enumerate(rows)]])
+        axis.setTicks([[(i, shorten(r.label or r.key, 22)) for i, r in enumerate(rows)]])
         plot.getPlotItem().invertY(True)
         plot.setXRange(0, max(costs) * 1.15, padding=0)
         plot.setYRange(-0.6, len(rows) - 0.4, padding=0)
@@ -112,7 +112,3 @@ class CostChartsView(QWidget):
             )
             label.setPos(costs[i], i)
             plot.addItem(label)
-
-
-def _short(text: str, width: int = 22) -> str:
-    return shorten(text, width)

@@ -282,9 +282,6 @@ def _only_value(attrs: dict[str, Any]) -> Any:
     return maybe_json(next(iter(attrs.values()))) if len(attrs) == 1 else attrs
 
 
-CONSOLE_STATUS = {"UNSET": Status.UNSET, "OK": Status.OK, "ERROR": Status.ERROR}
-
-
 def _console_span(span: dict[str, Any]) -> Iterator[Run | Step]:
     """One span as printed by opentelemetry-python's ``ReadableSpan.to_json()``, or as
     any-agent writes it (integer ids, the parent's context as ``parent``)."""
@@ -299,7 +296,7 @@ def _console_span(span: dict[str, Any]) -> Iterator[Run | Step]:
         name=span.get("name") or "",
         start_ns=parse_time(span.get("start_time")),
         end_ns=parse_time(span.get("end_time")),
-        status=CONSOLE_STATUS.get(str(status.get("status_code", "UNSET")).upper(), Status.UNSET),
+        status=STATUS_NAMES.get(str(status.get("status_code", "UNSET")).upper(), Status.UNSET),
         error=status.get("description"),
     )
     if not step.id or not step.run_id:
