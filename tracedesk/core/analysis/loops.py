@@ -196,6 +196,8 @@ class Finding:
 
 def _normal_text(text: str) -> str:
     text = " ".join(text.split()).lower()
+    if "-" not in text:  # both patterns need one; most text has none
+        return text
     text = _UUID.sub("<id>", text)
     return _TIMESTAMP.sub("<time>", text)
 
@@ -276,6 +278,15 @@ class RunView:
                             and self._is_agent_scope(self.scope_of[s.id])]  # fmt: skip
         self._call: dict[str, str | None] = {}
         self._outcome: dict[str, str | None] = {}
+        self._canonical: dict[str, str] = {}  # by payload text: a retry repeats its text
+
+    def canonical(self, payload: Any) -> str:
+        if not isinstance(payload, str):
+            return canonical(payload, self.rules.volatile_keys)
+        known = self._canonical.get(payload)
+        if known is None:
+            known = self._canonical[payload] = canonical(payload, self.rules.volatile_keys)
+        return known
 
     def parent(self, step: Step) -> str | None:
         return step.parent_id if step.parent_id in self.by_id else None
@@ -302,7 +313,7 @@ class RunView:
             if step.kind in TOOL_LIKE and step.tool_args is not None:
                 payload = step.tool_args
             self._call[step.id] = (None if payload is None else
-                                   f"{label(step)}:{canonical(payload, self.rules.volatile_keys)}")  # fmt: skip
+                                   f"{label(step)}:{self.canonical(payload)}")  # fmt: skip
         return self._call[step.id]
 
     def outcome_key(self, step: Step) -> str | None:
@@ -314,7 +325,7 @@ class RunView:
             elif step.output is None:
                 self._outcome[step.id] = None
             else:
-                self._outcome[step.id] = "ok:" + canonical(step.output, self.rules.volatile_keys)
+                self._outcome[step.id] = "ok:" + self.canonical(step.output)
         return self._outcome[step.id]
 
     def error_key(self, step: Step) -> str | None:
@@ -486,14 +497,13 @@ def detect_oscillations(view: RunView) -> Iterator[Finding]:
 
 def detect_no_progress(view: RunView) -> Iterator[Finding]:
     min_repeats = view.rules.get("no_progress", "min_repeats")
-    volatile = view.rules.volatile_keys
     for actions in view.scopes.values():
         models = [s for s in actions if s.kind == StepKind.LLM]
 
         def same_answer(a: Step, b: Step) -> bool:
             return (Status.ERROR not in (a.status, b.status) and a.output is not None
                     and b.output is not None and not is_empty(a.output)
-                    and canonical(a.output, volatile) == canonical(b.output, volatile))  # fmt: skip
+                    and view.canonical(a.output) == view.canonical(b.output))  # fmt: skip
 
         for run in _runs_of(models, same_answer):
             if len(run) >= min_repeats:
