@@ -10,12 +10,12 @@ import pytest
 
 from tracedesk.core.export import write_native
 from tracedesk.core.importers import detect
-from tracedesk.core.importers.base import TraceFormatError, parse_time
+from tracedesk.core.importers.base import INVALID_DATE, TraceFormatError, parse_time
 from tracedesk.core.ingest import ImportCancelled, import_file
 from tracedesk.core.store import Store
 from tracedesk.resources import demo_traces
 
-from .conftest import DEMO_STEPS, FIXTURES, HEADER, native_run, snapshot, write_jsonl
+from .conftest import DEMO_STEPS, FIXTURES, HEADER, REAL_FIXTURES, native_run, snapshot, write_jsonl
 
 
 @pytest.fixture
@@ -135,14 +135,58 @@ def test_parse_time(value, ns):
     assert parse_time(value) == ns
 
 
-@pytest.mark.parametrize(
-    "value", ["2025-02-30T10:00:00Z", "2025-13-01T00:00:00Z", "2025-01-01T24:00:00Z", "inf",
-              "1e400", "0000-01-01T00:00:00Z"],
-)  # fmt: skip
-def test_impossible_times_are_refused_not_moved(value):
-    """30 February is not quietly 2 March: the record is reported, naming the value."""
-    with pytest.raises(ValueError, match=r"not a valid date|not a time|out of range"):
+@pytest.mark.parametrize("value", ["inf", "1e400", "0000-01-01T00:00:00Z"])
+def test_values_that_are_no_time_are_refused(value):
+    with pytest.raises(ValueError, match=r"not a time|out of range"):
         parse_time(value)
+
+
+@pytest.mark.parametrize(
+    "value", ["2025-02-30T10:00:00Z", "2025-13-01T00:00:00Z", "2025-01-01T24:00:00Z"]
+)
+def test_dates_that_do_not_exist_are_unknown_not_moved(value):
+    """30 February is not quietly 2 March: the time is unknown (and the import warns)."""
+    assert parse_time(value) is None
+
+
+@pytest.mark.parametrize("in_reader_process", [False, True])
+def test_a_step_dated_30_february_is_kept_with_a_warning_naming_it(
+    store, tmp_path, monkeypatch, in_reader_process
+):
+    """Issue 14: an invalid calendar date is a warning naming the step, not a bad record;
+    the step keeps an unknown time and the text it had, whichever process read it."""
+    import tracedesk.core.ingest as ingest_module
+
+    real = REAL_FIXTURES / "langfuse" / "langfuse_pydantic-ai-tools-2025-12-04.trace.json"
+    document = orjson.loads(real.read_bytes())
+    victim = document["observations"][1]
+    victim["startTime"] = "2025-02-30T14:51:26.132Z"
+    path = tmp_path / "feb30.json"
+    path.write_bytes(orjson.dumps(document))
+    if in_reader_process:
+        monkeypatch.setattr(ingest_module, "PARALLEL_BYTES", 0)
+    result = import_file(store, path)
+    run_id = document["trace"]["id"]
+    assert result.steps == len(document["observations"]) and result.bad_records == 0
+    assert result.warnings == [
+        f"run {run_id}: step {victim['id']!r} has times that are not valid dates"
+        " ('2025-02-30T14:51:26.132Z'); left unknown"
+    ]
+    step = store.step(run_id, victim["id"])
+    assert step.start_ns is None and step.end_ns is not None
+    assert step.attributes[INVALID_DATE] == ["2025-02-30T14:51:26.132Z"]
+    others = [s for s in store.steps(run_id) if s.id != victim["id"]]
+    assert all(s.start_ns is not None and INVALID_DATE not in s.attributes for s in others)
+
+
+def test_an_invalid_date_in_a_skipped_record_is_not_pinned_on_the_next(store, tmp_path):
+    lines = native_run("r1")
+    lines[3]["start_ns"] = "2025-02-30T10:00:00Z"
+    lines[3]["input_tokens"] = "many"  # and the record is bad for another reason too
+    lines[3]["kind"] = 7
+    result = import_file(store, write_jsonl(tmp_path / "a.jsonl", lines), skip_bad=True)
+    assert result.bad_records == 1
+    assert all(INVALID_DATE not in s.attributes for s in store.steps("r1"))
 
 
 # -- bad input: a clear message naming file and line, and the database unchanged ----

@@ -3,6 +3,7 @@ detection, and hostile input (property tests)."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import shutil
 from decimal import Decimal
@@ -489,3 +490,25 @@ def test_a_huge_document_streamed_gives_the_same_steps(tmp_path, monkeypatch, na
         pytest.raises(TraceFormatError, match=rf"broken\.json: {where}: malformed JSON"),
     ):
         import_file(store, broken, format=detect((FIXTURES / name).read_bytes()[:65536]))
+
+
+def test_imports_leave_no_reference_cycles(tmp_path):
+    """Imports run with the cycle collector paused (it cost a sixth of the import): so no
+    format may leave cycles behind per record, or memory would grow with the file. A
+    recursive closure in the loop keys once left four objects per tool call."""
+    import gc
+
+    files = sorted(REAL_FIXTURES.rglob("*.json*")) + RECORDED_FILES
+    files += sorted((FIXTURES / "loops").glob("*.json*"))
+    with Store(tmp_path / "cycles.db") as store:
+        gc.collect()
+        gc.disable()
+        try:
+            for path in files:
+                with contextlib.suppress(TraceFormatError):  # files that are not traces
+                    import_file(store, path)
+                found = gc.collect()
+                assert found <= 4, f"{path.name}: {found} objects in cycles"
+            assert len(store.runs()) > 100
+        finally:
+            gc.enable()

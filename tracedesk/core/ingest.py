@@ -29,13 +29,19 @@ from tracedesk.core.analysis.loops import Rules, detect
 from tracedesk.core.analysis.pricing import Pricing
 from tracedesk.core.importers import FORMATS, describe
 from tracedesk.core.importers import detect as detect_format
-from tracedesk.core.importers.base import ReadContext, TraceFormatError, open_decompressed
+from tracedesk.core.importers.base import (
+    INVALID_DATE,
+    ReadContext,
+    TraceFormatError,
+    open_decompressed,
+)
 from tracedesk.core.model import (
     ImportResult,
     Incident,
     Run,
     Status,
     Step,
+    decoded,
     request_text,
     severity_rank,
 )
@@ -49,6 +55,7 @@ PARALLEL_BYTES = 16 << 20
 PROGRESS_EVERY = 2000  # records between progress reports
 QUIET_RECORDS = 20_000  # a run not seen for this many records is complete
 CHECK_EVERY = 1000  # records between looks for complete runs (and for a cancel)
+COLLECT_EVERY = 250_000  # records between passes of the (paused) cycle collector
 ZERO = Decimal(0)
 
 Progress = Callable[[int, int], None]  # (bytes read, total bytes)
@@ -152,8 +159,9 @@ _pauses_lock = threading.Lock()
 @contextmanager
 def _cycle_collector_paused() -> Iterator[None]:
     """An import holds up to millions of objects that form no cycles. Passes of the cycle
-    collector over them took a third of the importing process's time (measured with
-    bench/import_bench.py), so it is paused until the last running import ends."""
+    collector over them took a sixth of the importing process's time (measured with
+    bench/import_bench.py), so it is paused until the last running import ends, and the
+    import collects now and then itself."""
     global _pauses, _paused_collector
     with _pauses_lock:
         if _pauses == 0:
@@ -205,6 +213,8 @@ def ingest(
                 quiet = [k for k, o in open_runs.items() if o.last_seen < n - QUIET_RECORDS]
                 for run_id in quiet:
                     writer.write(run_id, open_runs.pop(run_id))
+                if n % COLLECT_EVERY == 0:
+                    gc.collect()  # cycles a reader or the UI thread left stay bounded
             run_id = record.run_id if isinstance(record, Step) else record.id
             entry = open_runs.get(run_id)
             if entry is None:
@@ -285,8 +295,10 @@ class _Writer:
                 f"run {run.id}: step {step.id!r} {reason} ({lost!r}); attached to the run root"
             )
         steps.sort(key=lambda s: (s.start_ns is None, s.start_ns or 0))
+        self._warn_invalid_dates(run.id, "run", run)
         for step in steps:
             step.cost, step.cost_source = price_step(step, self.pricing)
+            self._warn_invalid_dates(run.id, f"step {step.id!r}", step)
             if (
                 step.start_ns is not None
                 and step.end_ns is not None
@@ -303,6 +315,13 @@ class _Writer:
         run.wasted_ns = sum(i.wasted_ns for i in incidents)
         run.wasted_unpriced = sum(i.wasted_unpriced for i in incidents)
         return incidents
+
+    def _warn_invalid_dates(self, run_id: str, what: str, record: Run | Step) -> None:
+        if INVALID_DATE in record.attributes:  # a key, or a substring of encoded attributes
+            dates = decoded(record.attributes).get(INVALID_DATE)
+            if dates:
+                self.result.warn(f"run {run_id}: {what} has times that are not valid dates"
+                                 f" ({', '.join(map(repr, dates))}); left unknown")  # fmt: skip
 
 
 def _fill_gaps(known: Run, later: Run) -> Run:

@@ -204,27 +204,29 @@ def _normal_text(text: str) -> str:
 
 def canonical(value: Any, volatile: frozenset[str]) -> str:
     """A comparable form of a JSON payload: sorted keys, normalised text, no volatile keys."""
+    return orjson.dumps(_clean(value, volatile, 0),
+                        option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str).decode()  # fmt: skip
 
-    def clean(item: Any, depth: int = 0) -> Any:
-        if depth > MAX_DEPTH:
-            return "<nested too deeply>"
-        if isinstance(item, dict):
-            return {k: clean(v, depth + 1) for k, v in item.items()
-                    if str(k).lower() not in volatile}  # fmt: skip
-        if isinstance(item, list):
-            return [clean(v, depth + 1) for v in item]
-        if isinstance(item, str):
-            stripped = item.strip()
-            if stripped[:1] in ("{", "["):
-                try:
-                    return clean(orjson.loads(stripped), depth + 1)
-                except orjson.JSONDecodeError:
-                    pass
-            return _normal_text(item)
-        return item
 
-    return orjson.dumps(clean(value), option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
-                        default=str).decode()  # fmt: skip
+def _clean(item: Any, volatile: frozenset[str], depth: int) -> Any:
+    # A module function, not a closure: a recursive closure is a reference cycle, and
+    # imports run with the cycle collector paused.
+    if depth > MAX_DEPTH:
+        return "<nested too deeply>"
+    if isinstance(item, dict):
+        return {k: _clean(v, volatile, depth + 1) for k, v in item.items()
+                if str(k).lower() not in volatile}  # fmt: skip
+    if isinstance(item, list):
+        return [_clean(v, volatile, depth + 1) for v in item]
+    if isinstance(item, str):
+        stripped = item.strip()
+        if stripped[:1] in ("{", "["):
+            try:
+                return _clean(orjson.loads(stripped), volatile, depth + 1)
+            except orjson.JSONDecodeError:
+                pass
+        return _normal_text(item)
+    return item
 
 
 MAX_DEPTH = 60  # payload levels compared; orjson writes at most 255, and deeper is noise

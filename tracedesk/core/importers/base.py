@@ -9,6 +9,7 @@ import json
 import math
 import os
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -46,8 +47,12 @@ class ReadContext:
     result: ImportResult
     skip_bad: bool = False
 
+    def __post_init__(self) -> None:
+        _invalid_dates.texts = []  # noted outside any read: not this read's
+
     def bad(self, where: str, problem: str) -> None:
         """Fail the import, or with ``--skip-bad`` count the record and go on."""
+        _invalid_dates.texts = []  # what the bad record noted is not the next record's
         if not self.skip_bad:
             raise TraceFormatError(self.path, where, problem)
         self.result.bad_records += 1
@@ -188,7 +193,8 @@ _ISO = re.compile(
 def parse_time(value: Any) -> int | None:
     """Integer ns since the epoch from ns/us/ms/s numbers, digit strings or ISO 8601.
 
-    Naive ISO times are UTC. Raises ValueError for anything else.
+    Naive ISO times are UTC. A date that does not exist gives None (see INVALID_DATE).
+    Raises ValueError for anything else.
     """
     if value is None or value == "":
         return None
@@ -220,12 +226,20 @@ def parse_time(value: Any) -> int | None:
     raise ValueError(f"not a time: {value!r}")
 
 
-def _iso_ns(match: re.Match[str]) -> int:
+# A time written as a date that does not exist (30 February, 24:00) leaves the time
+# unknown. The record built next carries the text under this attribute, and the import
+# warns, naming the step.
+INVALID_DATE = "tracedesk.invalid_date"
+_invalid_dates = threading.local()  # texts noted for the record being built
+
+
+def _iso_ns(match: re.Match[str]) -> int | None:
     year, month, day, hour, minute, second, fraction, offset = match.groups()
-    # timegm would quietly turn 30 February into 2 March: refuse what is not a date.
+    # timegm would quietly turn 30 February into 2 March: that is no date, so no time.
     if not (1 <= int(month) <= 12 and 1 <= int(day) <= calendar.monthrange(int(year), int(month))[1]
             and int(hour) < 24 and int(minute) < 60 and int(second) <= 60):  # fmt: skip
-        raise ValueError(f"not a valid date and time: {match.group(0)!r}")
+        _invalid_dates.texts = [*getattr(_invalid_dates, "texts", ()), match.group(0)]
+        return None
     seconds = calendar.timegm(
         (int(year), int(month), int(day), int(hour), int(minute), int(second), 0, 0, 0)
     )
@@ -376,8 +390,14 @@ def root_run(step: Step, source_format: str, session_id: Any, attributes: dict[s
 def checked(record: RecordT) -> RecordT:
     """Make sure a record fits the store's columns; raise ValueError naming the field.
 
-    Numbers given where text is expected (numeric ids) become text.
+    Numbers given where text is expected (numeric ids) become text. Dates that did not
+    exist, noted while the record was built, join its attributes under INVALID_DATE.
     """
+    invalid_dates = getattr(_invalid_dates, "texts", None)
+    if invalid_dates:
+        _invalid_dates.texts = []
+        if type(record.attributes) is dict:
+            record.attributes = {**record.attributes, INVALID_DATE: invalid_dates}
     is_step = isinstance(record, Step)
     texts = (_step_texts if is_step else _run_texts)(record)
     if not all(value is None or type(value) is str for value in texts):  # the rare case
