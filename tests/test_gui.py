@@ -11,7 +11,7 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QThreadPoo
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QMessageBox
 
-from tracedesk.core.export import native_lines
+from tracedesk.core.export import format_usd, native_lines
 from tracedesk.core.ingest import import_file
 from tracedesk.core.samples import generate
 from tracedesk.core.store import Store
@@ -476,3 +476,97 @@ def test_a_broken_settings_file_does_not_stop_the_app(qtbot, tmp_path, monkeypat
     assert "pricing.json" in text and "loop_rules.toml" in text and "shipped settings" in text
     assert window.runs.model.rowCount() == 30 and window.pricing.resolve("gpt-4o") is not None
     QThreadPool.globalInstance().waitForDone(10_000)
+
+
+def _waterfall_pixel(window, step_id: str):
+    """The colour in the middle of a step's waterfall bar, as painted on screen."""
+    from tracedesk.ui.models import StepTreeModel
+
+    index = window.tree_model.index_of(step_id).siblingAtColumn(StepTreeModel.WATERFALL)
+    window.tree.scrollTo(index)
+    rect = window.tree.visualRect(index)
+    step = window.tree_model.steps[window.tree_model.by_id[step_id]]
+    bar = window.waterfall.bar_rect(rect, step.start_ns, step.end_ns)
+    image = window.tree.viewport().grab().toImage()
+    return image.pixelColor(int(bar.center().x()), int(bar.center().y())).name()
+
+
+def test_waterfall_rows_follow_the_tree_with_kind_colours_errors_and_incidents(window, qtbot):
+    """Issue 15: one bar per visible tree row, where the step ran within the run; the
+    chosen incident's steps take a colour no kind uses and the others are dimmed."""
+    from tracedesk.ui.theme import INCIDENT_COLOR, KIND_COLORS
+    from tracedesk.ui.waterfall import tick_step
+
+    window.resize(1280, 720)
+    open_run(window, qtbot, lambda r: r.worst_severity == "error")
+    model = window.tree_model
+    assert model.headerData(model.WATERFALL, Qt.Orientation.Horizontal) == "Waterfall"
+    assert INCIDENT_COLOR not in KIND_COLORS.values()
+    timed = [s for s in model.steps if s.start_ns is not None and s.end_ns is not None]
+    first, last = min(timed, key=lambda s: s.start_ns), max(timed, key=lambda s: s.start_ns)
+    end = max(s.end_ns for s in timed)
+    assert model.origin_ns == first.start_ns and model.span_ns == end - first.start_ns
+    # Bars sit on their rows: a later step's bar starts further right than an earlier one's.
+    rect = window.tree.visualRect(model.index_of(first.id).siblingAtColumn(model.WATERFALL))
+    early = window.waterfall.bar_rect(rect, first.start_ns, first.end_ns)
+    late = window.waterfall.bar_rect(rect, last.start_ns, last.end_ns)
+    assert early.left() < late.left() and late.right() <= rect.right()
+    model_call = next(s for s in model.steps if s.kind == "llm" and s.status != "error")
+    assert _waterfall_pixel(window, model_call.id) == KIND_COLORS["llm"].lower()
+
+    window.incidents.selectRow(0)
+    chosen = window.incidents_model.rows[0].step_ids
+    assert _waterfall_pixel(window, chosen[0]) == INCIDENT_COLOR.lower()
+    outside = next(s for s in model.steps if s.id not in chosen and s.kind == "llm" and s.start_ns)
+    dimmed = _waterfall_pixel(window, outside.id)
+    assert dimmed != KIND_COLORS["llm"].lower()  # blended with the background
+    assert "chosen incident" in [
+        w.text() for w in window.legend.findChildren(type(window.run_header))
+    ]
+    assert tick_step(22.4, 5) == 5 and tick_step(0.8, 4) == 0.2 and tick_step(0, 3) == 1.0
+
+
+def test_cost_heat_colours_the_dearest_step_darkest(window, qtbot):
+    from tracedesk.ui.waterfall import HEAT_HIGH, HEAT_LOW
+
+    open_run(window, qtbot, lambda r: r.incident_count == 0 and r.cost)
+    window.bar_colours.setCurrentIndex(1)
+    model = window.tree_model
+    priced = [s for s in model.steps if s.cost_pusd]
+    dearest = max(priced, key=lambda s: s.cost_pusd)
+    cheapest = min(priced, key=lambda s: s.cost_pusd)
+    assert _waterfall_pixel(window, dearest.id) == HEAT_HIGH.name()
+    assert _waterfall_pixel(window, cheapest.id) == HEAT_LOW.name()
+    labels = [w.text() for w in window.legend.findChildren(type(window.run_header))]
+    assert any(text.startswith("dearest $") for text in labels)
+
+
+def test_incidents_sit_beside_the_tree_and_charts_read_in_dollars(window, qtbot):
+    """Choosing an incident must not hide the timeline; charts tick in plain dollars and
+    list every tool, free ones too, and what each incident wasted."""
+    from tracedesk.ui.charts import UsdAxis
+
+    assert window.incidents_dock not in window.tabifiedDockWidgets(window.timeline_dock)
+    assert window.dockWidgetArea(window.incidents_dock) == Qt.DockWidgetArea.RightDockWidgetArea
+    run_id = open_run(window, qtbot, lambda r: r.worst_severity == "error")
+    window.load_charts([run_id])
+    charts = window.charts
+    qtbot.waitUntil(lambda: "—" in charts.plots["waste"].getPlotItem().titleLabel.text)
+    wasted = sum(i.wasted_cost for i in window.incidents_model.rows)
+    title = charts.plots["waste"].getPlotItem().titleLabel.text
+    assert f"{len(window.incidents_model.rows)} incident" in title
+    assert format_usd(wasted) in title
+    ticks = UsdAxis("bottom").tickStrings([0.0, 0.01, 0.02], 1.0, 0.01)
+    assert ticks == ["$0", "$0.01", "$0.02"]
+    tool_ticks = charts.plots["tool"].getAxis("left")._tickLevels[0]
+    assert any(label.startswith("fetch_logs ×4") for _, label in tool_ticks)
+
+
+def test_windows_open_within_the_screen(window, qtbot):
+    screen = window.screen().availableGeometry()
+    assert screen.contains(window.frameGeometry().topLeft())
+    assert window.width() <= screen.width() and window.height() <= screen.height()
+    open_run(window, qtbot, lambda r: r.worst_severity == "error")
+    compare = window.compare_selected()
+    qtbot.addWidget(compare)
+    assert compare.width() <= screen.width() and compare.height() <= screen.height()

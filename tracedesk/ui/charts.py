@@ -1,24 +1,29 @@
-"""Cost charts: cost by tool, model and kind (for a run or a selection of runs), and the
-cumulative cost along the run's timeline with the loop incidents shaded."""
+"""Cost charts: cost by tool, model and kind (for a run or a selection of runs), the cost
+wasted by each incident, and the cumulative cost along the run's timeline with the
+incidents shaded. Axes read in plain dollars; each chart keeps a readable height, and the
+charts scroll when the dock is smaller than that."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal
 
 import pyqtgraph as pg
-from PySide6.QtWidgets import QGridLayout, QWidget
+from PySide6.QtWidgets import QGridLayout, QScrollArea, QWidget
 
 from tracedesk.core.analysis.cost import cumulative_cost
 from tracedesk.core.analysis.pricing import Pricing
 from tracedesk.core.export import format_usd
 from tracedesk.core.store import Store
 from tracedesk.core.summary import CostSummary, summarize_many
-from tracedesk.core.text import shorten
-from tracedesk.ui.theme import KIND_COLORS, LOOP_HIGHLIGHT
+from tracedesk.core.text import format_duration, plural, shorten
+from tracedesk.ui.theme import INCIDENT_COLOR, KIND_COLORS
 
 GROUPS = ("tool", "model", "kind")
 BAR_COLOR = "#4C78A8"
 MAX_BARS = 12
+CHART_HEIGHT, CHART_WIDTH = 200, 400  # below these a chart's labels overlap
 
 
 @dataclass
@@ -26,6 +31,8 @@ class ChartData:
     summaries: dict[str, CostSummary]
     cumulative: list[tuple[float, float]]  # (seconds since start, USD so far)
     loop_spans: list[tuple[float, float]]  # seconds since start
+    # Per incident of the run: its label, wasted USD and wasted seconds.
+    waste: list[tuple[str, float, float]] = field(default_factory=list)
 
 
 def chart_data(db_path: str, run_ids: list[str], pricing: Pricing) -> ChartData:
@@ -34,13 +41,16 @@ def chart_data(db_path: str, run_ids: list[str], pricing: Pricing) -> ChartData:
         summaries = summarize_many(store, pricing, run_ids, GROUPS)
         cumulative: list[tuple[float, float]] = []
         spans: list[tuple[float, float]] = []
+        waste: list[tuple[str, float, float]] = []
         if len(run_ids) == 1:
             run = store.find_run(run_ids[0])
             steps = store.steps(run.id, payloads=False)
             origin = min((s.start_ns for s in steps if s.start_ns is not None), default=0)
             cumulative = [((t - origin) / 1e9, float(c)) for t, c in cumulative_cost(steps)]
             by_id = {s.id: s for s in steps}
-            for incident in store.incidents(run.id):
+            for number, incident in enumerate(store.incidents(run.id), 1):
+                label = f"{number}. {incident.kind.replace('_', ' ')}"
+                waste.append((label, float(incident.wasted_cost), incident.wasted_ns / 1e9))
                 first = by_id.get(incident.first_step or "")
                 last = by_id.get(incident.last_step or "")
                 if first and last and first.start_ns is not None:
@@ -48,25 +58,64 @@ def chart_data(db_path: str, run_ids: list[str], pricing: Pricing) -> ChartData:
                     spans.append(
                         ((first.start_ns - origin) / 1e9, ((end or first.start_ns) - origin) / 1e9)
                     )
-    return ChartData(summaries, cumulative, spans)
+    return ChartData(summaries, cumulative, spans, waste)
 
 
-class CostChartsView(QWidget):
+class UsdAxis(pg.AxisItem):
+    """Ticks in plain dollars ("$0.013"), never "USD (x0.001)" with "13"."""
+
+    def __init__(self, orientation: str):
+        super().__init__(orientation)
+        self.enableAutoSIPrefix(False)
+
+    def tickStrings(self, values, scale, spacing):
+        # As many decimals as the spacing needs: $0.01, $0.02 … or $0.0005, $0.0010 …
+        decimals = max(0, -math.floor(math.log10(spacing * scale))) if spacing > 0 else 2
+        return [f"${v * scale:,.{decimals}f}" if v else "$0" for v in values]
+
+
+TITLES = {"tool": "Cost by tool", "model": "Cost by model", "kind": "Cost by kind",
+          "waste": "Wasted by incident", "cumulative": "Cumulative cost"}  # fmt: skip
+
+
+class CostChartsView(QScrollArea):
     def __init__(self, parent=None):
         super().__init__(parent)
-        layout = QGridLayout(self)
+        self.setWidgetResizable(True)
+        grid = QWidget()
+        self.grid = QGridLayout(grid)
+        self.grid.setContentsMargins(2, 2, 2, 2)
         self.plots: dict[str, pg.PlotWidget] = {}
-        for position, name in enumerate((*GROUPS, "cumulative")):
-            plot = pg.PlotWidget(
-                title=f"Cost by {name}" if name != "cumulative" else "Cumulative cost"
-            )
+        for name in TITLES:
+            axis = "left" if name == "cumulative" else "bottom"
+            plot = pg.PlotWidget(title=TITLES[name], axisItems={axis: UsdAxis(axis)})
             plot.getPlotItem().hideButtons()
             plot.setMouseEnabled(x=False, y=False)
+            plot.setMinimumHeight(CHART_HEIGHT)
             self.plots[name] = plot
-            layout.addWidget(plot, position // 2, position % 2)
         self.plots["cumulative"].setMouseEnabled(x=True, y=False)
         self.plots["cumulative"].setLabel("bottom", "seconds since the run started")
-        self.plots["cumulative"].setLabel("left", "USD")
+        self.columns = 0
+        self._place(2)
+        self.setWidget(grid)
+
+    def _place(self, columns: int) -> None:
+        """As many charts side by side as the width allows, so that each keeps a readable
+        size whatever the dock's shape."""
+        if columns == self.columns:
+            return
+        self.columns = columns
+        plots = list(self.plots.values())
+        for n, plot in enumerate(plots):
+            # The last (the cumulative cost, a time series) takes what is left of its row.
+            span = columns - n % columns if n == len(plots) - 1 else 1
+            self.grid.addWidget(plot, n // columns, n % columns, 1, span)
+        for column in range(5):
+            self.grid.setColumnStretch(column, 1 if column < columns else 0)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._place(min(max(self.width() // CHART_WIDTH, 1), len(self.plots)))
 
     def show_data(self, data: ChartData | None) -> None:
         for plot in self.plots.values():
@@ -75,9 +124,10 @@ class CostChartsView(QWidget):
             return
         for name in GROUPS:
             self._bars(self.plots[name], data.summaries[name], name)
+        self._waste(self.plots["waste"], data.waste, bool(data.cumulative))
         plot = self.plots["cumulative"]
         for start, end in data.loop_spans:
-            color = pg.mkColor(LOOP_HIGHLIGHT)
+            color = pg.mkColor(INCIDENT_COLOR)
             color.setAlpha(60)
             plot.addItem(
                 pg.LinearRegionItem((start, max(end, start + 1e-3)), movable=False, brush=color)
@@ -91,24 +141,46 @@ class CostChartsView(QWidget):
         plot.setTitle("Cumulative cost" + ("" if data.cumulative else " (select one run)"))
 
     def _bars(self, plot: pg.PlotWidget, summary: CostSummary, name: str) -> None:
-        rows = [r for r in summary.rows if r.cost > 0][:MAX_BARS]
-        plot.setTitle(f"Cost by {name} — total {format_usd(summary.total.cost)}")
-        if not rows:
-            return
-        costs = [float(r.cost) for r in rows]
+        # Every tool is listed, free ones too: a tool called 40 times for $0 still matters.
+        shown = [r for r in summary.rows
+                 if r.cost > 0 or (name == "tool" and not r.key.startswith("("))]  # fmt: skip
+        rows = shown[:MAX_BARS]
+        title = f"{TITLES[name]} — total {format_usd(summary.total.cost)}"
+        if len(shown) > len(rows):
+            title += f" (top {len(rows)} of {len(shown)})"
+        plot.setTitle(title)
+        labels = [shorten(r.label or r.key, 22) + (f" ×{r.steps}" if name == "tool" else "")
+                  for r in rows]  # fmt: skip
         colors = [KIND_COLORS.get(r.key, BAR_COLOR) if name == "kind" else BAR_COLOR for r in rows]
-        ys = list(range(len(rows)))
-        plot.addItem(
-            pg.BarGraphItem(x0=[0] * len(rows), width=costs, y=ys, height=0.6, brushes=colors)
-        )
-        axis = plot.getAxis("left")
-        axis.setTicks([[(i, shorten(r.label or r.key, 22)) for i, r in enumerate(rows)]])
+        self._draw_bars(plot, labels, [float(r.cost) for r in rows], colors,
+                        [format_usd(r.cost) for r in rows])  # fmt: skip
+
+    def _waste(self, plot: pg.PlotWidget, waste: list[tuple[str, float, float]],
+               one_run: bool) -> None:  # fmt: skip
+        if not one_run:
+            plot.setTitle("Wasted by incident (select one run)")
+            return
+        total = sum(cost for _, cost, _ in waste)
+        plot.setTitle(f"Wasted by incident — {plural(len(waste), 'incident')},"
+                      f" {format_usd(Decimal(repr(total)))}" if waste else "No incidents")  # fmt: skip
+        self._draw_bars(plot, [label for label, _, _ in waste], [c for _, c, _ in waste],
+                        [INCIDENT_COLOR] * len(waste),
+                        [f"{format_usd(Decimal(repr(c)))} · {format_duration(round(t * 1e9))}"
+                         for _, c, t in waste])  # fmt: skip
+
+    def _draw_bars(self, plot: pg.PlotWidget, labels: list[str], values: list[float],
+                   colors: list[str], texts: list[str]) -> None:  # fmt: skip
+        if not labels:
+            return
+        ys = list(range(len(labels)))
+        plot.addItem(pg.BarGraphItem(x0=[0] * len(labels), width=values, y=ys, height=0.6,
+                                     brushes=colors))  # fmt: skip
+        plot.getAxis("left").setTicks([list(enumerate(labels))])
         plot.getPlotItem().invertY(True)
-        plot.setXRange(0, max(costs) * 1.15, padding=0)
-        plot.setYRange(-0.6, len(rows) - 0.4, padding=0)
-        for i, row in enumerate(rows):
-            label = pg.TextItem(
-                format_usd(row.cost), anchor=(0, 0.5), color=self.palette().text().color()
-            )
-            label.setPos(costs[i], i)
+        # Room on the right for the value written after the longest bar.
+        plot.setXRange(0, (max(values) or 1e-6) * 1.35, padding=0)
+        plot.setYRange(-0.6, len(labels) - 0.4, padding=0)
+        for y, (value, text) in enumerate(zip(values, texts, strict=True)):
+            label = pg.TextItem(text, anchor=(0, 0.5), color=self.palette().text().color())
+            label.setPos(value, y)
             plot.addItem(label)

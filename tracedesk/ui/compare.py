@@ -13,7 +13,6 @@ from PySide6.QtGui import QColor, QFont, QFontDatabase
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
-    QLabel,
     QPlainTextEdit,
     QSplitter,
     QTableView,
@@ -44,7 +43,7 @@ from tracedesk.ui.models import (
     step_rows,
     time_text,
 )
-from tracedesk.ui.theme import ERROR_COLOR, kind_icon, plain_label
+from tracedesk.ui.theme import ERROR_COLOR, fit_to_screen, kind_icon, plain_label
 from tracedesk.ui.timeline import TimelineView
 
 MATCH_COLORS = {
@@ -191,10 +190,7 @@ class CompareView(QWidget):
             layout = QVBoxLayout(box)
             layout.setContentsMargins(0, 0, 0, 0)
             layout.addWidget(
-                QLabel(
-                    f"{side.upper()}: {shorten(run.name, 120)}  [{shorten(run.id, 60)}]",
-                    textFormat=Qt.TextFormat.PlainText,
-                )
+                plain_label(f"{side.upper()}: {shorten(run.name, 120)}  [{shorten(run.id, 60)}]")
             )
             layout.addWidget(tree)
             trees.addWidget(box)
@@ -235,7 +231,7 @@ class CompareView(QWidget):
             side, step = next((side, s) for side, s in
                               (("a", c.first_divergence.a), ("b", c.first_divergence.b)) if s)  # fmt: skip
             self.trees[side].setCurrentIndex(self.models[side].index_of_step(step.id))
-        self.resize(1500, 950)
+        fit_to_screen(self, 1500, 950)
 
     def select_step(self, side: str, step_id: str) -> None:
         index = self.models[side].index_of_step(step_id)
@@ -385,7 +381,7 @@ class RequestGroupView(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(header)
         layout.addWidget(splitter)
-        self.resize(1100, 800)
+        fit_to_screen(self, 1100, 800)
 
 
 def spread_text(runs: list[Run]) -> str:

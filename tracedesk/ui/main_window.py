@@ -77,11 +77,13 @@ from tracedesk.ui.models import (
     StepTreeModel,
     step_rows,
 )
-from tracedesk.ui.theme import plain_label
+from tracedesk.ui.theme import fit_to_screen, plain_label
 from tracedesk.ui.timeline import TimelineView
+from tracedesk.ui.waterfall import Legend, WaterfallDelegate, WaterfallHeader
 from tracedesk.ui.workers import Task, run_task
 
 MAX_RECENT = 10
+LAYOUT_VERSION = 2  # saved dock layouts of older versions are not restored
 SINCE_CHOICES = (("Any time", 0), ("Last 24 hours", 1), ("Last 7 days", 7), ("Last 30 days", 30))
 EXPORT_FORMATS = {"CSV": "csv", "JSON": "json", "Markdown": "md"}
 
@@ -114,16 +116,17 @@ class RunsPanel(QWidget):
         self.table.verticalHeader().setDefaultSectionSize(22)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        header.setStretchLastSection(True)
-        for column, width in enumerate((170, 240, 130, 50, 60, 80, 70, 50, 145, 140)):
+        # The request says what a run was for: it takes the width that is left.
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        for column, width in enumerate((190, 240, 150, 50, 60, 80, 70, 50, 150, 135)):
             self.table.setColumnWidth(column, width)
-        filters = QHBoxLayout()
+        filters = QHBoxLayout()  # one line with the search: more rows fit on a small screen
+        filters.addWidget(self.search, 1)
         for widget in (self.status, self.since, self.incidents_only, self.group):
             filters.addWidget(widget)
-        filters.addStretch(1)
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(4, 4, 4, 4)
-        layout.addWidget(self.search)
+        layout.setContentsMargins(4, 2, 4, 2)
+        layout.setSpacing(2)
         layout.addLayout(filters)
         layout.addWidget(self.table)
         self.search.textChanged.connect(lambda text: self.proxy.set_filters(text=text))
@@ -240,7 +243,8 @@ class MainWindow(QMainWindow):
         self.open_views: list[QWidget] = []  # compare and request windows kept alive
         self.setWindowTitle(f"tracedesk — {self.db_path.name}")
         self.setAcceptDrops(True)
-        self.resize(1400, 860)
+        fit_to_screen(self, 1400, 860)
+        self.layout_restored = False
         self.chart_timer = QTimer(self, singleShot=True, interval=150)
         self.chart_timer.timeout.connect(self.load_charts)
         self._build_views()
@@ -270,13 +274,22 @@ class MainWindow(QMainWindow):
         self.runs = RunsPanel()
         self.tree_model = StepTreeModel(self)
         self.tree = QTreeView()
+        self.tree.setHeader(WaterfallHeader(self.tree_model, self.tree))
         self.tree.setModel(self.tree_model)
         self.tree.setUniformRowHeights(True)
         self.tree.setAlternatingRowColors(True)
-        self.tree.header().setStretchLastSection(False)
-        self.tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for column, width in ((1, 70), (2, 70), (3, 60), (4, 80), (5, 90)):
+        self.waterfall = WaterfallDelegate(self.tree_model, self.tree)
+        self.tree.setItemDelegateForColumn(StepTreeModel.WATERFALL, self.waterfall)
+        header = self.tree.header()
+        header.setStretchLastSection(True)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        for column, width in ((0, 250), (1, 62), (2, 66), (3, 56), (4, 78), (5, 72)):
             self.tree.setColumnWidth(column, width)
+        self.bar_colours = QComboBox()
+        self.bar_colours.setToolTip("Colour the waterfall's bars by step kind or by cost")
+        self.bar_colours.addItems(["Colour by kind", "Colour by cost"])
+        self.bar_colours.currentIndexChanged.connect(self._bar_colours_changed)
+        self.legend = Legend()
         self.timeline = TimelineView()
         self.detail = DetailPane()
         self.incidents_model = IncidentsModel(self)
@@ -285,10 +298,17 @@ class MainWindow(QMainWindow):
         self.incidents.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.incidents.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.incidents.verticalHeader().setVisible(False)
-        self.incidents.horizontalHeader().setStretchLastSection(True)
-        for column, width in enumerate((60, 460, 220, 200)):
+        self.incidents.setWordWrap(True)
+        incidents_header = self.incidents.horizontalHeader()
+        incidents_header.setStretchLastSection(False)
+        incidents_header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        for column, width in ((0, 58), (2, 110), (3, 120)):
             self.incidents.setColumnWidth(column, width)
+        self.incidents.setColumnHidden(4, True)  # the evidence is in each row's tooltip
         self.charts = CostChartsView()
+        # Small minimum heights, so that a 720-pixel screen still shows rows of runs.
+        self.charts.setMinimumHeight(80)
+        self.detail.setMinimumHeight(120)
 
         self.run_header = plain_label("Select a run.")
         self.run_header.setContentsMargins(6, 4, 6, 2)
@@ -297,25 +317,35 @@ class MainWindow(QMainWindow):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addWidget(self.run_header)
+        above_tree = QHBoxLayout()
+        above_tree.setContentsMargins(4, 0, 4, 0)
+        above_tree.addWidget(self.bar_colours)
+        above_tree.addWidget(self.legend, 1)
+        layout.addLayout(above_tree)
         layout.addWidget(self.tree)
         self.setCentralWidget(central)
         self.runs_dock = self._dock("Runs", self.runs, Qt.DockWidgetArea.TopDockWidgetArea)
         self.detail_dock = self._dock("Details", self.detail, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.incidents_dock = self._dock(
+            "Incidents", self.incidents, Qt.DockWidgetArea.RightDockWidgetArea
+        )
+        # Incidents sit beside the steps, above the details, so that choosing one keeps
+        # the tree, its waterfall and the timeline in view.
+        self.splitDockWidget(self.incidents_dock, self.detail_dock, Qt.Orientation.Vertical)
         self.timeline_dock = self._dock(
-            "Timeline", self.timeline, Qt.DockWidgetArea.BottomDockWidgetArea
+            "Timeline by depth", self.timeline, Qt.DockWidgetArea.BottomDockWidgetArea
         )
         self.charts_dock = self._dock(
             "Cost charts", self.charts, Qt.DockWidgetArea.BottomDockWidgetArea
         )
-        self.incidents_dock = self._dock(
-            "Incidents", self.incidents, Qt.DockWidgetArea.BottomDockWidgetArea
-        )
         self.tabifyDockWidget(self.timeline_dock, self.charts_dock)
-        self.tabifyDockWidget(self.charts_dock, self.incidents_dock)
         self.timeline_dock.raise_()
-        self.resizeDocks([self.runs_dock], [260], Qt.Orientation.Vertical)
-        self.resizeDocks([self.timeline_dock], [280], Qt.Orientation.Vertical)
+        self.charts_dock.visibilityChanged.connect(self._charts_shown)
+        self.resizeDocks([self.runs_dock], [230], Qt.Orientation.Vertical)
+        self.resizeDocks([self.timeline_dock], [240], Qt.Orientation.Vertical)
         self.resizeDocks([self.detail_dock], [460], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.incidents_dock, self.detail_dock], [150, 400],
+                         Qt.Orientation.Vertical)  # fmt: skip
         self.default_state = self.saveState()
 
         self.runs.table.selectionModel().currentRowChanged.connect(self._current_run_changed)
@@ -394,7 +424,15 @@ class MainWindow(QMainWindow):
         if isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
         if isinstance(state, QByteArray):
-            self.restoreState(state)
+            self.layout_restored = self.restoreState(state, LAYOUT_VERSION)
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if not self.layout_restored:  # the first time: share the height out by proportion
+            self.layout_restored = True
+            height = self.height()
+            self.resizeDocks([self.runs_dock, self.timeline_dock],
+                             [int(height * 0.3), int(height * 0.22)], Qt.Orientation.Vertical)  # fmt: skip
 
     def changeEvent(self, event: QEvent) -> None:
         # The system switched between light and dark: plots follow, like the widgets do.
@@ -414,7 +452,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:
         self.settings.setValue("geometry", self.saveGeometry())
-        self.settings.setValue("state", self.saveState())
+        self.settings.setValue("state", self.saveState(LAYOUT_VERSION))
         self.cancel_import()
         for view in self.open_views:
             view.close()
@@ -476,8 +514,10 @@ class MainWindow(QMainWindow):
                 if severity_rank(incident.severity) >= severity_rank(flagged.get(step_id)):
                     flagged[step_id] = incident.severity
         self.tree_model.load(rows, flagged)
+        self._show_legend()
         self.timeline.load(rows)
         self.incidents_model.load_incidents(incidents, {r.id: r.name for r in rows})
+        self.incidents.resizeRowsToContents()
         self.detail.show_step(None)
         if len(rows) <= 5000:
             self.tree.expandToDepth(1)
@@ -510,11 +550,32 @@ class MainWindow(QMainWindow):
             return
         step_ids = self.incidents_model.rows[current.row()].step_ids
         self.tree_model.set_highlighted(set(step_ids))
+        self.tree.viewport().update()  # the other bars are dimmed
+        self._show_legend()
         self.timeline.highlight(
             [self.tree_model.by_id[s] for s in step_ids if s in self.tree_model.by_id]
         )
         if step_ids:
             self.select_step(step_ids[0])
+
+    def _charts_shown(self, visible: bool) -> None:
+        # Charts need height to be read: showing them grows their dock to half the window.
+        wanted = int(self.height() * 0.45)
+        if visible and self.isVisible() and self.charts_dock.height() < wanted:
+            self.resizeDocks([self.charts_dock], [wanted], Qt.Orientation.Vertical)
+
+    def _bar_colours_changed(self, index: int) -> None:
+        self.waterfall.heat = index == 1
+        self._show_legend()
+        self.tree.viewport().update()
+
+    def _show_legend(self) -> None:
+        model = self.tree_model
+        if self.waterfall.heat:
+            self.legend.show_heat(model.cost_low, model.cost_high)
+        else:
+            kinds = dict.fromkeys(s.kind for s in model.steps)
+            self.legend.show_kinds(list(kinds), bool(model.highlighted))
 
     def load_charts(self, run_ids: list[str] | None = None) -> None:
         run_ids = run_ids or self.runs.selected_run_ids()

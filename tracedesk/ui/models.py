@@ -22,7 +22,7 @@ from tracedesk.core.export import cost_text, format_usd, incident_lines
 from tracedesk.core.model import Incident, Run, Status, severity_rank
 from tracedesk.core.store.queries import from_pusd
 from tracedesk.core.text import format_count, format_duration, incidents_text, shorten, visible
-from tracedesk.ui.theme import ERROR_COLOR, LOOP_HIGHLIGHT, SEVERITY_COLORS, kind_icon
+from tracedesk.ui.theme import ERROR_COLOR, INCIDENT_COLOR, SEVERITY_COLORS, kind_icon
 
 Index = QModelIndex | QPersistentModelIndex
 DISPLAY = Qt.ItemDataRole.DisplayRole
@@ -205,6 +205,10 @@ class StepRow:
     tool_name: str | None
 
 
+def duration_of(step: StepRow) -> int | None:
+    return None if step.start_ns is None or step.end_ns is None else step.end_ns - step.start_ns
+
+
 def step_rows(index_rows: list[tuple]) -> list[StepRow]:
     """``Store.step_index`` rows as StepRows with parent links resolved to row numbers."""
     position = {row[0]: i for i, row in enumerate(index_rows)}
@@ -217,7 +221,8 @@ class StepTreeModel(QAbstractItemModel):
     """Adapts a run's ``step_index`` as a tree; children are fetched in chunks, so a run
     with 100k steps under one parent opens at once."""
 
-    COLUMNS = ("Step", "Kind", "Duration", "Tokens", "Cost", "Loop")
+    COLUMNS = ("Step", "Kind", "Duration", "Tokens", "Cost", "Loop", "Waterfall")
+    WATERFALL = 6  # drawn by ui.waterfall.WaterfallDelegate
     CHUNK = 500
 
     def __init__(self, parent=None):
@@ -229,6 +234,8 @@ class StepTreeModel(QAbstractItemModel):
         self.by_id: dict[str, int] = {}
         self.flagged: dict[str, str] = {}  # step id -> worst incident severity
         self.highlighted: set[str] = set()
+        self.origin_ns, self.span_ns = 0, 0  # the run's first start and its length
+        self.cost_low, self.cost_high = 0, 0  # the cheapest and dearest priced step
 
     def load(self, steps: list[StepRow], flagged: dict[str, str] | None = None) -> None:
         self.beginResetModel()
@@ -243,6 +250,12 @@ class StepTreeModel(QAbstractItemModel):
         self.by_id = {s.id: i for i, s in enumerate(steps)}
         self.flagged = flagged or {}
         self.highlighted = set()
+        starts = [s.start_ns for s in steps if s.start_ns is not None]
+        ends = [s.end_ns for s in steps if s.end_ns is not None]
+        self.origin_ns = min(starts, default=0)
+        self.span_ns = max(max(ends, default=0), max(starts, default=0)) - self.origin_ns
+        costs = [s.cost_pusd for s in steps if s.cost_pusd and s.cost_pusd > 0]
+        self.cost_low, self.cost_high = min(costs, default=0), max(costs, default=0)
         self.endResetModel()
 
     def _node(self, index: Index) -> int:
@@ -299,16 +312,11 @@ class StepTreeModel(QAbstractItemModel):
             return None
         step, column = self.steps[self._node(index)], index.column()
         if role == DISPLAY:
-            duration = (
-                None
-                if step.start_ns is None or step.end_ns is None
-                else step.end_ns - step.start_ns
-            )
             tokens = step.input_tokens + step.output_tokens
             return (
-                cell(step.name or step.id), step.kind, format_duration(duration),
+                cell(step.name or step.id), step.kind, format_duration(duration_of(step)),
                 format_count(tokens) if tokens else "", format_usd(from_pusd(step.cost_pusd)) if step.cost_pusd else "",
-                "⟳ " + self.flagged[step.id] if step.id in self.flagged else "",
+                "⟳ " + self.flagged[step.id] if step.id in self.flagged else "", "",
             )[column]  # fmt: skip
         if role == STEP_ID_ROLE:
             return step.id
@@ -320,7 +328,7 @@ class StepTreeModel(QAbstractItemModel):
             if column == 5 and step.id in self.flagged:
                 return QColor(SEVERITY_COLORS[self.flagged[step.id]])
         if role == Qt.ItemDataRole.BackgroundRole and step.id in self.highlighted:
-            color = QColor(LOOP_HIGHLIGHT)
+            color = QColor(INCIDENT_COLOR)
             color.setAlpha(70)
             return color
         if role == Qt.ItemDataRole.FontRole and step.status == Status.ERROR and column == 0:
@@ -329,7 +337,11 @@ class StepTreeModel(QAbstractItemModel):
             return font
         if role == Qt.ItemDataRole.ToolTipRole:
             detail = step.model or step.tool_name or ""
-            return plain_tooltip(f"{step.name}\n{step.kind} {detail}".strip())
+            text = f"{step.name}\n{step.kind} {detail}".strip()
+            if column == self.WATERFALL and step.start_ns is not None:
+                text += (f"\nstarted at {format_duration(step.start_ns - self.origin_ns)},"
+                         f" ran {format_duration(duration_of(step))}")  # fmt: skip
+            return plain_tooltip(text)
         if role == Qt.ItemDataRole.TextAlignmentRole and column in (2, 3, 4):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None

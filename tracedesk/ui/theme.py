@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from functools import cache
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
-from PySide6.QtWidgets import QLabel, QSizePolicy
+from PySide6.QtCore import QPoint, QSize, Qt
+from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPixmap
+from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
 
 from tracedesk.core.model import StepKind
 
@@ -25,7 +25,8 @@ KIND_COLORS: dict[str, str] = {
 }
 ERROR_COLOR = "#E45756"
 SEVERITY_COLORS = {"error": "#E45756", "warning": "#F2A900", "info": "#4C78A8"}
-LOOP_HIGHLIGHT = "#F2A900"
+# The steps of a chosen incident: a colour no step kind uses.
+INCIDENT_COLOR = "#E6007E"
 
 
 def kind_color(kind: str) -> QColor:
@@ -53,3 +54,16 @@ def plain_label(text: str = "") -> QLabel:
     label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
     label.setMinimumWidth(50)
     return label
+
+
+def fit_to_screen(window: QWidget, width: int, height: int) -> None:
+    """Size a top-level window to at most 92 % of its screen's free area, and centre it: a
+    window larger than a laptop screen opens with its edges out of reach."""
+    screen = window.screen() or QGuiApplication.primaryScreen()
+    if screen is None:
+        window.resize(width, height)
+        return
+    area = screen.availableGeometry()
+    size = QSize(min(width, int(area.width() * 0.92)), min(height, int(area.height() * 0.92)))
+    window.resize(size)
+    window.move(area.center() - QPoint(size.width() // 2, size.height() // 2))

@@ -14,7 +14,7 @@ from tracedesk.core.model import Status
 from tracedesk.core.store.queries import from_pusd
 from tracedesk.core.text import format_count, format_duration, shorten
 from tracedesk.ui.models import StepRow, plain_tooltip
-from tracedesk.ui.theme import ERROR_COLOR, KIND_COLORS, LOOP_HIGHLIGHT
+from tracedesk.ui.theme import ERROR_COLOR, INCIDENT_COLOR, KIND_COLORS
 
 BAR_HALF_HEIGHT = 0.38
 NS = 1e9
@@ -114,9 +114,9 @@ class TimelineView(pg.PlotWidget):
 
     def highlight(self, rows: list[int]) -> None:
         """Mark the steps of a loop incident."""
-        color = pg.mkColor(LOOP_HIGHLIGHT)
+        color = pg.mkColor(INCIDENT_COLOR)
         color.setAlpha(90)
-        self._overlay("loop", rows, brush=color, pen=pg.mkPen(LOOP_HIGHLIGHT, width=2), grow=0.08)
+        self._overlay("loop", rows, brush=color, pen=pg.mkPen(INCIDENT_COLOR, width=2), grow=0.08)
 
     def select(self, row: int | None) -> None:
         """Outline one step and scroll it into view."""
