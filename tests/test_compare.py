@@ -83,6 +83,24 @@ def test_identical_runs_match_everywhere():
     assert c.totals_a.cost == c.totals_b.cost == Decimal("0.03")
 
 
+def test_roots_pair_up_whatever_each_exporter_called_them():
+    """Issue 15: the same run exported by two tools (an agent root in one, a chain root in
+    the other) is one path, not every row moved with a divergence at the root."""
+    a, b = base("a"), base("b")
+    b.steps[0].kind, b.steps[0].name = "chain", "RunnableSequence"
+    c = run_compare(a, b)
+    assert matches(c) == ["changed"] + ["matched"] * 5
+    assert c.first_divergence is None
+
+
+def test_a_call_that_failed_on_one_side_only_is_changed():
+    a, b = base("a"), base("b")
+    b.steps[2].status = "error"  # the same search call, failed in B
+    c = run_compare(a, b)
+    assert matches(c) == ["matched", "matched", "changed", "matched", "matched", "matched"]
+    assert c.first_divergence.b is b.steps[2]
+
+
 def test_one_extra_retry():
     a, b = base("a"), Build("b")
     b.llm()
@@ -236,7 +254,13 @@ def test_diff_cli(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "first divergence" in out and "B - A" in out
     assert main(["diff", a, b, "--format", "json"]) == 0
+    store = Store(tmp_path / "db.sqlite")
     document = orjson.loads(capsys.readouterr().out)
-    assert document["a"]["run_id"] == a and document["pairs"][0]["match"] == "matched"
+    root = document["pairs"][0]
+    assert document["a"]["run_id"] == a
+    # The roots pair up; a root that failed on one side only is changed.
+    statuses = {store.step(run_id, root[side]).status for run_id, side in ((a, "a"), (b, "b"))}
+    store.close()
+    assert root["match"] == ("changed" if len(statuses) == 2 else "matched")
     assert main(["diff", a, b, "--format", "md"]) == 0
     assert capsys.readouterr().out.startswith("# ")

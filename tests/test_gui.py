@@ -19,7 +19,7 @@ from tracedesk.ui.app import fill_with_demo, self_test
 from tracedesk.ui.main_window import ExportDialog, MainWindow
 from tracedesk.ui.models import RUN_ID_ROLE, JsonModel, RunsTableModel, StepTreeModel, step_rows
 
-from .conftest import DEMO_STEPS, FIXTURES, HEADER, snapshot, write_jsonl
+from .conftest import DEMO_STEPS, FIXTURES, HEADER, REAL_FIXTURES, snapshot, write_jsonl
 
 
 @pytest.fixture
@@ -570,3 +570,70 @@ def test_windows_open_within_the_screen(window, qtbot):
     compare = window.compare_selected()
     qtbot.addWidget(compare)
     assert compare.width() <= screen.width() and compare.height() <= screen.height()
+
+
+def test_keys_walk_errors_and_incidents(window, qtbot):
+    """F8 / Shift+F8 go to the next and previous failed step, F7 / Shift+F7 through the
+    incidents, as real key presses on the window."""
+    open_run(window, qtbot, lambda r: r.worst_severity == "error")
+    model = window.tree_model
+    failed = [s.id for s in model.steps if s.status == "error"]
+    assert len(failed) >= 2
+    window.tree.setFocus()
+    qtbot.keyClick(window.tree, Qt.Key.Key_F8)
+    current = lambda: model.steps[model._node(window.tree.currentIndex())].id  # noqa: E731
+    assert current() == failed[0]
+    qtbot.keyClick(window.tree, Qt.Key.Key_F8)
+    assert current() == failed[1]
+    qtbot.keyClick(window.tree, Qt.Key.Key_F8, Qt.KeyboardModifier.ShiftModifier)
+    assert current() == failed[0]
+    qtbot.keyClick(window.tree, Qt.Key.Key_F7)
+    assert window.incidents.currentIndex().row() == 0
+    assert model.highlighted == set(window.incidents_model.rows[0].step_ids)
+    texts = [a.text() for a in window.runs.table.actions()]
+    assert "&Compare selected runs" in texts and "Copy run &id" in texts
+    window.copy_run_action.trigger()
+    from PySide6.QtGui import QGuiApplication
+
+    assert QGuiApplication.clipboard().text() == window.current_run
+
+
+def test_request_group_rows_open_the_run_or_a_compare(window, qtbot):
+    run_id = open_run(window, qtbot, lambda r: r.worst_severity == "error")
+    view = window.show_request_group()
+    qtbot.addWidget(view)
+    other = next(r.id for r in view.model.rows if r.id != run_id)
+    row = next(i for i, r in enumerate(view.model.rows) if r.id == other)
+    rect = view.table.visualRect(view.model.index(row, 0))
+    qtbot.mouseClick(view.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.mouseDClick(view.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.waitUntil(lambda: window.current_run == other)
+    before = len(window.open_views)
+    view.table.selectRow(0)
+    view.table.selectionModel().select(
+        view.model.index(1, 0), view.table.selectionModel().SelectionFlag.Select
+        | view.table.selectionModel().SelectionFlag.Rows)  # fmt: skip
+    view._compare_selected()
+    assert len(window.open_views) == before + 1
+    compare = window.open_views[-1]
+    qtbot.addWidget(compare)
+    assert {compare.comparison.run_a.id, compare.comparison.run_b.id} == {
+        view.model.rows[0].id,
+        view.model.rows[1].id,
+    }
+
+
+def test_open_recent_lists_imported_files_only_and_goes_to_their_runs(window, qtbot, tmp_path):
+    good = tmp_path / "good.json"
+    good.write_bytes((REAL_FIXTURES / "langfuse" / "agent-prism_langfuse-1.json").read_bytes())
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{oops\n")
+    for path in (good, bad):
+        window.import_files([path])
+        qtbot.waitUntil(lambda: window.import_task is None, timeout=10_000)
+    window.import_files([good], remember=False)  # as the demo is imported
+    assert window.recent_files() == [str(good)]
+    window.runs.select_run(window.runs.model.rows[-1].id)
+    window.open_recent(str(good))
+    selected = set(window.runs.selected_run_ids())
+    assert selected == set(window.store.run_ids_from_file(str(good))) and selected

@@ -84,7 +84,7 @@ def offer_demo(window: MainWindow) -> None:
         from importlib.resources import as_file
 
         with as_file(demo_traces()) as path:
-            window.import_files([path])
+            window.import_files([path], remember=False)
 
 
 def self_test() -> int:

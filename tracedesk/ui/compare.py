@@ -8,8 +8,8 @@ from decimal import Decimal
 from typing import Any
 
 import pyqtgraph as pg
-from PySide6.QtCore import QAbstractItemModel, QModelIndex, Qt
-from PySide6.QtGui import QColor, QFont, QFontDatabase
+from PySide6.QtCore import QAbstractItemModel, QModelIndex, Qt, Signal
+from PySide6.QtGui import QAction, QColor, QFont, QFontDatabase
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
@@ -338,7 +338,11 @@ class GroupRunsModel(RowsTableModel):
 
 
 class RequestGroupView(QWidget):
-    """All runs of one request: the spread of cost, steps and duration, and their paths."""
+    """All runs of one request: the spread of cost, steps and duration, and their paths.
+    A double-click opens a run in the main window; the context menu compares two."""
+
+    open_run = Signal(str)
+    compare_runs = Signal(str, str)
 
     def __init__(self, store: Store, run_ids: list[str], parent=None):
         super().__init__(parent)
@@ -363,6 +367,13 @@ class RequestGroupView(QWidget):
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setColumnWidth(0, 200)
         self.table.setColumnWidth(1, 150)
+        self.table.doubleClicked.connect(lambda index: self.open_run.emit(self.run_at(index.row())))
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        open_action = QAction("Open run", self.table)
+        open_action.triggered.connect(self._open_current)
+        compare_action = QAction("Compare the two selected runs", self.table)
+        compare_action.triggered.connect(self._compare_selected)
+        self.table.addActions([open_action, compare_action])
         paths = QPlainTextEdit(readOnly=True)
         paths.setPlainText("\n".join(
             f"path {i + 1}: {len(g.run_ids)} runs — " + " → ".join(g.example)
@@ -382,6 +393,18 @@ class RequestGroupView(QWidget):
         layout.addWidget(header)
         layout.addWidget(splitter)
         fit_to_screen(self, 1100, 800)
+
+    def run_at(self, row: int) -> str:
+        return self.model.rows[row].id
+
+    def _open_current(self) -> None:
+        if self.table.currentIndex().isValid():
+            self.open_run.emit(self.run_at(self.table.currentIndex().row()))
+
+    def _compare_selected(self) -> None:
+        rows = sorted(index.row() for index in self.table.selectionModel().selectedRows())
+        if len(rows) == 2:
+            self.compare_runs.emit(self.run_at(rows[0]), self.run_at(rows[1]))
 
 
 def spread_text(runs: list[Run]) -> str:

@@ -17,7 +17,7 @@ from PySide6.QtCore import (
     QThreadPool,
     QTimer,
 )
-from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -62,7 +62,7 @@ from tracedesk.core.ingest import (
     refresh_costs,
     refresh_incidents,
 )
-from tracedesk.core.model import ImportResult, Run, severity_rank
+from tracedesk.core.model import ImportResult, Run, Status, severity_rank
 from tracedesk.core.store import Store
 from tracedesk.core.summary import GROUPINGS, summarize
 from tracedesk.core.text import format_count, format_duration, incidents_text, plural, shorten
@@ -71,6 +71,7 @@ from tracedesk.ui.compare import CompareView, RequestGroupView
 from tracedesk.ui.detail import DetailPane
 from tracedesk.ui.models import (
     RUN_ID_ROLE,
+    STEP_ID_ROLE,
     IncidentsModel,
     RunsFilterProxy,
     RunsTableModel,
@@ -151,6 +152,29 @@ class RunsPanel(QWidget):
     def selected_run_ids(self) -> list[str]:
         rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
         return [index.data(RUN_ID_ROLE) for index in rows]
+
+    def select_runs(self, run_ids: list[str]) -> None:
+        """Select these runs, the first current and in view."""
+        wanted = set(run_ids)
+        selection = self.table.selectionModel()
+        selection.clearSelection()
+        first = None
+        for row in range(self.proxy.rowCount()):
+            index = self.proxy.index(row, 0)
+            if index.data(RUN_ID_ROLE) in wanted:
+                flags = (
+                    QItemSelectionModel.SelectionFlag.Select
+                    | QItemSelectionModel.SelectionFlag.Rows
+                )
+                selection.select(index, flags)
+                if first is None or index.data(RUN_ID_ROLE) == run_ids[0]:
+                    first = index
+        if first is not None:
+            flags = (
+                QItemSelectionModel.SelectionFlag.Current | QItemSelectionModel.SelectionFlag.Rows
+            )
+            selection.setCurrentIndex(first, flags)
+            self.table.scrollTo(first)
 
     def select_run(self, run_id: str) -> bool:
         for row in range(self.proxy.rowCount()):
@@ -238,6 +262,7 @@ class MainWindow(QMainWindow):
         self.chart_task: Task | None = None
         self.analysis_task: Task | None = None  # re-pricing and re-checking all runs
         self.pending_files: list[Path] = []
+        self.unlisted: set[Path] = set()  # imported, but not for Open recent (the demo)
         self.last_import: list[ImportResult] = []
         self.last_message: QMessageBox | None = None
         self.open_views: list[QWidget] = []  # compare and request windows kept alive
@@ -379,8 +404,23 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         self._action("&Quit", self.close, QKeySequence.StandardKey.Quit, file_menu)
         runs_menu = bar.addMenu("&Runs")
-        self._action("&Compare selected runs", self.compare_selected, "Ctrl+D", runs_menu)
-        self._action("Runs of this &request", self.show_request_group, "Ctrl+G", runs_menu)
+        self.compare_action = self._action(
+            "&Compare selected runs", self.compare_selected, "Ctrl+D", runs_menu
+        )
+        self.request_action = self._action(
+            "Runs of this &request", self.show_request_group, "Ctrl+G", runs_menu
+        )
+        self.copy_run_action = self._action("Copy run &id", self.copy_run_id, None, runs_menu)
+        go = bar.addMenu("&Go")
+        self._action("Next &error", lambda: self.go_to_error(1), "F8", go)
+        self._action("Previous e&rror", lambda: self.go_to_error(-1), "Shift+F8", go)
+        self._action("Next &incident", lambda: self.go_to_incident(1), "F7", go)
+        self._action("Previous i&ncident", lambda: self.go_to_incident(-1), "Shift+F7", go)
+        self.copy_step_action = self._action("Copy step id", self.copy_step_id, None, go)
+        self.export_action = next(
+            a for a in file_menu.actions() if a.text().startswith("&Export c")
+        )
+        self._context_menus()
         view = bar.addMenu("&View")
         self._action("&Find runs", self.focus_search, QKeySequence.StandardKey.Find, view)
         for number, (name, widget) in enumerate(
@@ -404,6 +444,50 @@ class MainWindow(QMainWindow):
         help_menu = bar.addMenu("&Help")
         self._action("&About tracedesk", self.about, None, help_menu)
         self._update_recent_menu()
+
+    def _context_menus(self) -> None:
+        """Right-click offers what the menus offer for the thing under the mouse."""
+        actions = (self.compare_action, self.request_action, self.export_action,
+                   self.copy_run_action)  # fmt: skip
+        self.runs.table.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        self.runs.table.addActions(list(actions))
+        self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        self.tree.addActions([self.copy_step_action, *[a for a in self.actions()
+                              if a.text() in ("Next &error", "Next &incident")]])  # fmt: skip
+        self.runs.table.doubleClicked.connect(lambda _index: self._focus(self.tree))
+
+    def copy_run_id(self) -> None:
+        if self.current_run is not None:
+            QGuiApplication.clipboard().setText(self.current_run)
+
+    def copy_step_id(self) -> None:
+        index = self.tree.currentIndex()
+        if index.isValid():
+            QGuiApplication.clipboard().setText(index.data(STEP_ID_ROLE))
+
+    def go_to_error(self, direction: int) -> None:
+        """The next (or previous) failed step in start order, from the current one."""
+        steps = self.tree_model.steps
+        current = self.tree.currentIndex()
+        here = self.tree_model._node(current) if current.isValid() else -1
+        order = range(here + 1, len(steps)) if direction > 0 else range(here - 1, -1, -1)
+        if here < 0 and direction < 0:
+            order = range(len(steps) - 1, -1, -1)
+        found = next((n for n in order if steps[n].status == Status.ERROR), None)
+        if found is None:
+            self.statusBar().showMessage("No more failed steps in this run.", 4000)
+            return
+        self.select_step(steps[found].id)
+
+    def go_to_incident(self, direction: int) -> None:
+        count = self.incidents_model.rowCount()
+        if not count:
+            self.statusBar().showMessage("This run has no incidents.", 4000)
+            return
+        current = self.incidents.currentIndex()
+        row = (current.row() + direction) % count if current.isValid() else (
+            0 if direction > 0 else count - 1)  # fmt: skip
+        self.incidents.selectRow(row)
 
     def _build_status_bar(self) -> None:
         self.status_label = QLabel(textFormat=Qt.TextFormat.PlainText)
@@ -617,10 +701,18 @@ class MainWindow(QMainWindow):
         same = [r for r in rows if request_fingerprint(r.request, r.name) == key]
         return [r.id for r in sorted(same, key=lambda r: r.start_ns or 0)]
 
+    def go_to_run(self, run_id: str) -> None:
+        self.runs.search.clear()
+        self.runs.select_run(run_id)
+        self.activateWindow()
+        self.raise_()
+
     def show_request_group(self) -> RequestGroupView | None:
         if self.current_run is None:
             return None
         view = RequestGroupView(self.store, self.request_group(self.current_run))
+        view.open_run.connect(self.go_to_run)
+        view.compare_runs.connect(self.compare_runs_by_id)
         self.open_views.append(view)
         view.show()
         return view
@@ -646,11 +738,12 @@ class MainWindow(QMainWindow):
         if paths:
             self.import_files([Path(p) for p in paths])
 
-    def import_files(self, paths: Sequence[Path]) -> Task | None:
-        """Import in a worker thread with progress; queued if an import is running."""
+    def import_files(self, paths: Sequence[Path], remember: bool = True) -> Task | None:
+        """Import in a worker thread with progress; queued if an import is running. Files
+        that import are remembered in File → Open recent (the demo is not)."""
         self.pending_files.extend(Path(p) for p in paths)
-        for path in paths:
-            self._remember_recent(Path(path))
+        if not remember:
+            self.unlisted.update(Path(p) for p in paths)
         if self.import_task is None:
             return self._start_next_import()
         return None
@@ -692,6 +785,8 @@ class MainWindow(QMainWindow):
 
     def _import_done(self, result: ImportResult) -> None:
         self.last_import.append(result)
+        if Path(result.path) not in self.unlisted:
+            self._remember_recent(Path(result.path))
         self._import_finished()
         if result.already_imported:
             message = f"{Path(result.path).name}: already imported"
@@ -765,8 +860,18 @@ class MainWindow(QMainWindow):
         self.recent_menu.clear()
         for path in self.recent_files():
             action = self.recent_menu.addAction(path)
-            action.triggered.connect(lambda _=False, p=path: self.import_files([Path(p)]))
+            action.triggered.connect(lambda _=False, p=path: self.open_recent(p))
         self.recent_menu.setEnabled(bool(self.recent_files()))
+
+    def open_recent(self, path: str) -> None:
+        """Go to the runs of a file imported before; import it if this database lacks it."""
+        run_ids = self.store.run_ids_from_file(path)
+        if not run_ids:
+            self.import_files([Path(path)])
+            return
+        self.runs.search.clear()
+        self.runs.select_runs(run_ids)
+        self.statusBar().showMessage(f"{Path(path).name}: {plural(len(run_ids), 'run')}", 10000)
 
     # -- export -----------------------------------------------------------------------
 

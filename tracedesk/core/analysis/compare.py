@@ -22,6 +22,7 @@ from typing import Any
 
 from tracedesk.core.analysis.loops import canonical
 from tracedesk.core.model import Run, Step, StepKind
+from tracedesk.core.model import Status as StepStatus
 from tracedesk.core.tree import children_by_parent
 
 MAX_EDIT_DISTANCE = 1500  # beyond this a level is aligned by a cheaper, coarser method
@@ -259,7 +260,23 @@ def _align_level(a: list[Step], b: list[Step]) -> list[tuple[Step | None, Step |
 
 def _build(a_steps: list[Step], b_steps: list[Step], kids_a, kids_b, depth: int) -> list[Pair]:
     pairs = []
-    for a, b, match in _align_level(a_steps, b_steps):
+    aligned: list[tuple[Step | None, Step | None, Match]]
+    if depth == 0 and len(a_steps) == len(b_steps) == 1:
+        # One root each: the same run, whatever each exporter called its root (an agent
+        # span in one, a chain in the other). Their children decide what differs.
+        root_a, root_b = a_steps[0], b_steps[0]
+        same = signature(root_a) == signature(root_b)
+        aligned = [(root_a, root_b, Match.MATCHED if same else Match.CHANGED)]
+    else:
+        aligned = _align_level(a_steps, b_steps)
+    for a, b, match in aligned:
+        if (
+            match == Match.MATCHED
+            and a
+            and b
+            and (a.status == StepStatus.ERROR) != (b.status == StepStatus.ERROR)
+        ):
+            match = Match.CHANGED  # the same call, but it failed on one side only
         pair = Pair(a, b, match, depth)
         pair.children = _build(kids_a.get(a.id, []) if a else [], kids_b.get(b.id, []) if b else [],
                                kids_a, kids_b, depth + 1)  # fmt: skip
@@ -312,7 +329,12 @@ def compare(run_a: Run, steps_a: Sequence[Step], run_b: Run, steps_b: Sequence[S
                             totals(run_b, steps_b, incidents_b), None)  # fmt: skip
     rows = comparison.rows()
     _mark_moves(rows)
-    comparison.first_divergence = next((p for p in rows if p.match != Match.MATCHED), None)
+    # A root pair that differs only in what it is called is not where the runs diverged.
+    renamed_roots = {id(p) for p in pairs if p.match == Match.CHANGED and len(pairs) == 1
+                     and (p.a and p.b and p.a.status == p.b.status)}  # fmt: skip
+    comparison.first_divergence = next(
+        (p for p in rows if p.match != Match.MATCHED and id(p) not in renamed_roots), None
+    )
     return comparison
 
 

@@ -149,6 +149,15 @@ class Queries:
             "SELECT * FROM imports WHERE sha256 = ? ORDER BY id LIMIT 1", (sha256,)
         ).fetchone()
 
+    def run_ids_from_file(self, path: str) -> list[str]:
+        """The runs a file brought in (first brought in, when several files hold a run)."""
+        rows = self.conn.execute(
+            "SELECT runs.id FROM runs JOIN imports ON imports.id = runs.import_id"
+            " WHERE imports.path = ? ORDER BY runs.start_ns",
+            (path,),
+        )
+        return [row[0] for row in rows]
+
     def incidents(self, run_id: str | None = None) -> list[Incident]:
         """Stored incidents of one run, or of all runs, in order."""
         sql = "SELECT * FROM incidents"
