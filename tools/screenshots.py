@@ -3,8 +3,8 @@
     python tools/screenshots.py [OUT_DIR]      # default: screenshots/
 
 Shots: the runs library with a run open, a run with a retry loop highlighted, the cost
-charts, the incidents, a comparison and a request group, at 1280x720 and 1920x1080 (one
-folder each). Runs offscreen, so it works in CI and without a display.
+charts, the incidents, a comparison and a request group, at 1280x720 and 1920x1080, light
+and dark (one folder each). Runs offscreen, so it works in CI and without a display.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PySide6.QtCore import QSettings, QThreadPool
+from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
 
 from tracedesk.core.ingest import import_file
@@ -42,9 +43,26 @@ IMPORTED = (
 )
 
 
-def take(out: Path, size: tuple[int, int] = SIZES[0]) -> list[Path]:
+def dark_palette() -> QPalette:
+    """A dark palette as a desktop in dark mode hands Qt one."""
+    palette = QPalette()
+    for role, color in (
+        (QPalette.ColorRole.Window, "#2b2b2b"), (QPalette.ColorRole.WindowText, "#e6e6e6"),
+        (QPalette.ColorRole.Base, "#1e1e1e"), (QPalette.ColorRole.AlternateBase, "#262626"),
+        (QPalette.ColorRole.Text, "#e6e6e6"), (QPalette.ColorRole.Button, "#353535"),
+        (QPalette.ColorRole.ButtonText, "#e6e6e6"), (QPalette.ColorRole.Highlight, "#2f65ca"),
+        (QPalette.ColorRole.HighlightedText, "#ffffff"), (QPalette.ColorRole.ToolTipBase, "#2b2b2b"),
+        (QPalette.ColorRole.ToolTipText, "#e6e6e6"), (QPalette.ColorRole.PlaceholderText, "#9a9a9a"),
+    ):  # fmt: skip
+        palette.setColor(role, QColor(color))
+    return palette
+
+
+def take(out: Path, size: tuple[int, int] = SIZES[0], dark: bool = False) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     app = application()
+    app.setStyle("Fusion")
+    app.setPalette(dark_palette() if dark else app.style().standardPalette())
     shots = []
     with tempfile.TemporaryDirectory() as folder:
         db = Path(folder) / "demo.db"
@@ -115,5 +133,7 @@ def take(out: Path, size: tuple[int, int] = SIZES[0]) -> list[Path]:
 if __name__ == "__main__":
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "screenshots")
     for width, height in SIZES:
-        for path in take(root / f"{width}x{height}", (width, height)):
-            print(path)
+        for dark in (False, True):
+            folder = root / f"{width}x{height}{'-dark' if dark else ''}"
+            for path in take(folder, (width, height), dark):
+                print(path)
