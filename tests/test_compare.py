@@ -101,6 +101,15 @@ def test_a_call_that_failed_on_one_side_only_is_changed():
     assert c.first_divergence.b is b.steps[2]
 
 
+def test_a_parent_that_failed_because_of_a_child_is_not_the_divergence():
+    a, b = base("a"), base("b")
+    b.tool("search", {"q": "weather oslo"}, status="error")  # the extra call that failed...
+    b.steps[0].status = "error"  # ...and took the root down with it
+    c = run_compare(a, b)
+    assert c.rows()[0].match == Match.CHANGED
+    assert c.first_divergence.match == Match.ONLY_B and c.first_divergence.b is b.steps[-1]
+
+
 def test_one_extra_retry():
     a, b = base("a"), Build("b")
     b.llm()

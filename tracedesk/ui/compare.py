@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
     QPlainTextEdit,
+    QSizePolicy,
     QSplitter,
     QTableView,
     QTreeView,
@@ -40,6 +41,7 @@ from tracedesk.ui.models import (
     RowsTableModel,
     cell,
     column_header,
+    plain_tooltip,
     step_rows,
     time_text,
 )
@@ -54,6 +56,12 @@ MATCH_COLORS = {
 }
 MATCH_TEXT = {Match.MATCHED: "", Match.CHANGED: "changed", Match.MOVED: "moved",
               Match.ONLY_A: "only in A", Match.ONLY_B: "only in B"}  # fmt: skip
+
+
+MATCH_LEGEND = (
+    "Match: ◆ first divergence · changed = the same step with other arguments, model or"
+    " outcome · moved = found elsewhere in the other run · only in A / only in B"
+)
 
 
 class PairTreeModel(QAbstractItemModel):
@@ -136,7 +144,7 @@ class PairTreeModel(QAbstractItemModel):
         first = pair is self.comparison.first_divergence
         if role == Qt.ItemDataRole.DisplayRole:
             if column == 4:
-                return ("◆ first divergence " if first else "") + MATCH_TEXT[pair.match]
+                return ("◆ " if first else "") + MATCH_TEXT[pair.match]
             if step is None:
                 return ""
             tokens = (step.input_tokens or 0) + (step.output_tokens or 0)
@@ -173,7 +181,12 @@ class CompareView(QWidget):
         self.setWindowTitle(
             f"Compare: {shorten(c.run_a.name, 60)} vs {shorten(c.run_b.name, 60)} — tracedesk"
         )
-        self.summary = plain_label(summary_text(c))
+        self.summary = plain_label(summary_text(c) + "\n" + MATCH_LEGEND)
+        # One line per line, never wrapped: a wrapped label asks for the height it would
+        # need at its minimum width, and the trees lose half the window to it.
+        self.summary.setWordWrap(False)
+        self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.summary.setToolTip(plain_tooltip(self.summary.text()))
         self.models = {side: PairTreeModel(c, side, self) for side in ("a", "b")}
         self.trees: dict[str, QTreeView] = {}
         self.timelines: dict[str, TimelineView] = {}
@@ -189,9 +202,12 @@ class CompareView(QWidget):
             box = QWidget()
             layout = QVBoxLayout(box)
             layout.setContentsMargins(0, 0, 0, 0)
-            layout.addWidget(
-                plain_label(f"{side.upper()}: {shorten(run.name, 120)}  [{shorten(run.id, 60)}]")
+            title = plain_label(
+                f"{side.upper()}: {shorten(run.name, 120)}  [{shorten(run.id, 60)}]"
             )
+            title.setWordWrap(False)
+            title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+            layout.addWidget(title)
             layout.addWidget(tree)
             trees.addWidget(box)
             self.trees[side] = tree

@@ -296,6 +296,27 @@ def _mark_moves(rows: list[Pair]) -> None:
             pair.match = partner.match = Match.MOVED
 
 
+def _diverges_here(pair: Pair) -> bool:
+    """Whether the runs part ways at this pair, not only below it: a root or a parent that
+    is "changed" only because of what it is called or because a child failed is not where
+    they diverged; its first differing descendant is."""
+    if pair.match == Match.MATCHED:
+        return False
+    if pair.match != Match.CHANGED or pair.a is None or pair.b is None:
+        return True
+    if pair.a.status == pair.b.status:  # other arguments or model; at the root, a new name
+        return pair.depth > 0
+    differs_below = any(p.match != Match.MATCHED for child in pair.children
+                        for p in _walk(child))  # fmt: skip
+    return not differs_below
+
+
+def _walk(pair: Pair) -> Iterable[Pair]:
+    yield pair
+    for child in pair.children:
+        yield from _walk(child)
+
+
 def totals(run: Run, steps: Iterable[Step], incidents: int = 0) -> Totals:
     result = Totals(duration_ns=run.duration_ns or 0, incidents=incidents)
     for step in steps:
@@ -329,12 +350,7 @@ def compare(run_a: Run, steps_a: Sequence[Step], run_b: Run, steps_b: Sequence[S
                             totals(run_b, steps_b, incidents_b), None)  # fmt: skip
     rows = comparison.rows()
     _mark_moves(rows)
-    # A root pair that differs only in what it is called is not where the runs diverged.
-    renamed_roots = {id(p) for p in pairs if p.match == Match.CHANGED and len(pairs) == 1
-                     and (p.a and p.b and p.a.status == p.b.status)}  # fmt: skip
-    comparison.first_divergence = next(
-        (p for p in rows if p.match != Match.MATCHED and id(p) not in renamed_roots), None
-    )
+    comparison.first_divergence = next((p for p in rows if _diverges_here(p)), None)
     return comparison
 
 
