@@ -177,17 +177,8 @@ class RunsPanel(QWidget):
             self.table.scrollTo(first)
 
     def select_run(self, run_id: str) -> bool:
-        for row in range(self.proxy.rowCount()):
-            index = self.proxy.index(row, 0)
-            if index.data(RUN_ID_ROLE) == run_id:
-                flags = (
-                    QItemSelectionModel.SelectionFlag.ClearAndSelect
-                    | QItemSelectionModel.SelectionFlag.Rows
-                )
-                self.table.selectionModel().setCurrentIndex(index, flags)
-                self.table.scrollTo(index)
-                return True
-        return False
+        self.select_runs([run_id])
+        return self.selected_run_ids() == [run_id]
 
 
 def run_summary(run: Run) -> str:
@@ -397,7 +388,9 @@ class MainWindow(QMainWindow):
         )
         self.recent_menu = file_menu.addMenu("Open &recent")
         file_menu.addSeparator()
-        self._action("&Export cost summary…", self.export_dialog, "Ctrl+E", file_menu)
+        self.export_action = self._action(
+            "&Export cost summary…", self.export_dialog, "Ctrl+E", file_menu
+        )
         self._action("Export run as &JSONL…", self.export_run_dialog, None, file_menu)
         self._action("Save charts as &PNG…", self.save_charts_png, None, file_menu)
         self._action("Last import &report…", self.show_import_report, None, file_menu)
@@ -412,15 +405,18 @@ class MainWindow(QMainWindow):
         )
         self.copy_run_action = self._action("Copy run &id", self.copy_run_id, None, runs_menu)
         go = bar.addMenu("&Go")
-        self._action("Next &error", lambda: self.go_to_error(1), "F8", go)
+        next_error = self._action("Next &error", lambda: self.go_to_error(1), "F8", go)
         self._action("Previous e&rror", lambda: self.go_to_error(-1), "Shift+F8", go)
-        self._action("Next &incident", lambda: self.go_to_incident(1), "F7", go)
+        next_incident = self._action("Next &incident", lambda: self.go_to_incident(1), "F7", go)
         self._action("Previous i&ncident", lambda: self.go_to_incident(-1), "Shift+F7", go)
-        self.copy_step_action = self._action("Copy step id", self.copy_step_id, None, go)
-        self.export_action = next(
-            a for a in file_menu.actions() if a.text().startswith("&Export c")
-        )
-        self._context_menus()
+        copy_step = self._action("Copy step id", self.copy_step_id, None, go)
+        # Right-click offers what the menus offer for the thing under the mouse.
+        self.runs.table.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        self.runs.table.addActions([self.compare_action, self.request_action,
+                                    self.export_action, self.copy_run_action])  # fmt: skip
+        self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        self.tree.addActions([copy_step, next_error, next_incident])
+        self.runs.table.doubleClicked.connect(lambda _index: self._focus(self.tree))
         view = bar.addMenu("&View")
         self._action("&Find runs", self.focus_search, QKeySequence.StandardKey.Find, view)
         for number, (name, widget) in enumerate(
@@ -444,17 +440,6 @@ class MainWindow(QMainWindow):
         help_menu = bar.addMenu("&Help")
         self._action("&About tracedesk", self.about, None, help_menu)
         self._update_recent_menu()
-
-    def _context_menus(self) -> None:
-        """Right-click offers what the menus offer for the thing under the mouse."""
-        actions = (self.compare_action, self.request_action, self.export_action,
-                   self.copy_run_action)  # fmt: skip
-        self.runs.table.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
-        self.runs.table.addActions(list(actions))
-        self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
-        self.tree.addActions([self.copy_step_action, *[a for a in self.actions()
-                              if a.text() in ("Next &error", "Next &incident")]])  # fmt: skip
-        self.runs.table.doubleClicked.connect(lambda _index: self._focus(self.tree))
 
     def copy_run_id(self) -> None:
         if self.current_run is not None:
