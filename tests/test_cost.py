@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from tracedesk.cli import main
-from tracedesk.core.analysis.cost import CostSource, cumulative_cost, price_step
+from tracedesk.core.analysis.cost import CostSource, price_step
 from tracedesk.core.analysis.pricing import Pricing, PricingError
 from tracedesk.core.export import COST_WRITERS, csv_safe
 from tracedesk.core.ingest import import_file, refresh_costs
@@ -187,7 +187,7 @@ def test_groupings(store, tmp_path, pricing):
 
 def test_cumulative_cost(store, tmp_path, pricing):
     import_file(store, cost_trace(tmp_path), pricing=pricing)
-    points = cumulative_cost(store.steps("r1"))
+    points = store.cumulative_cost("r1")
     assert points == [(10, Decimal("0.00725")), (30, Decimal("0.00825"))]
 
 

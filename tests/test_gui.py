@@ -637,3 +637,25 @@ def test_open_recent_lists_imported_files_only_and_goes_to_their_runs(window, qt
     window.open_recent(str(good))
     selected = set(window.runs.selected_run_ids())
     assert selected == set(window.store.run_ids_from_file(str(good))) and selected
+
+
+def test_runs_sort_in_the_model_keep_the_selection_and_survive_a_reload(window, qtbot):
+    """Issue 15: sorting 20k runs through the proxy asked ``data`` 600k times; the model
+    sorts by one key per run, the selection follows its run, a reload keeps the order."""
+    table, proxy = window.runs.table, window.runs.proxy
+    run_id = open_run(window, qtbot, lambda r: r.worst_severity == "error")
+    header = table.horizontalHeader()
+    qtbot.mouseClick(header.viewport(), Qt.MouseButton.LeftButton,
+                     pos=QPoint(header.sectionViewportPosition(5) + 10, 5))  # fmt: skip
+    costs = [window.runs.model.rows[proxy.mapToSource(proxy.index(r, 0)).row()].cost or 0
+             for r in range(proxy.rowCount())]  # fmt: skip
+    descending = header.sortIndicatorOrder() == Qt.SortOrder.DescendingOrder
+    assert header.sortIndicatorSection() == 5 and costs == sorted(costs, reverse=descending)
+    assert len(set(costs)) > 10
+    assert window.runs.selected_run_ids() == [run_id]
+    order = [proxy.index(r, 0).data(RUN_ID_ROLE) for r in range(proxy.rowCount())]
+    window.reload()
+    assert [proxy.index(r, 0).data(RUN_ID_ROLE) for r in range(proxy.rowCount())] == order
+    window.runs.group.setChecked(True)
+    requests = [proxy.index(r, 1).data() for r in range(proxy.rowCount())]
+    assert requests == sorted(requests, key=str.lower)

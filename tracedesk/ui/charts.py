@@ -12,7 +12,6 @@ from decimal import Decimal
 import pyqtgraph as pg
 from PySide6.QtWidgets import QGridLayout, QScrollArea, QWidget
 
-from tracedesk.core.analysis.cost import cumulative_cost
 from tracedesk.core.analysis.pricing import Pricing
 from tracedesk.core.export import format_usd
 from tracedesk.core.store import Store
@@ -42,22 +41,21 @@ def chart_data(db_path: str, run_ids: list[str], pricing: Pricing) -> ChartData:
         cumulative: list[tuple[float, float]] = []
         spans: list[tuple[float, float]] = []
         waste: list[tuple[str, float, float]] = []
-        if len(run_ids) == 1:
+        if len(run_ids) == 1:  # read as pairs of integers: no step objects for a big run
             run = store.find_run(run_ids[0])
-            steps = store.steps(run.id, payloads=False)
-            origin = min((s.start_ns for s in steps if s.start_ns is not None), default=0)
-            cumulative = [((t - origin) / 1e9, float(c)) for t, c in cumulative_cost(steps)]
-            by_id = {s.id: s for s in steps}
-            for number, incident in enumerate(store.incidents(run.id), 1):
+            origin = store.first_start(run.id) or 0
+            cumulative = [((t - origin) / 1e9, float(c)) for t, c in store.cumulative_cost(run.id)]
+            incidents = store.incidents(run.id)
+            ends = {i.first_step for i in incidents} | {i.last_step for i in incidents}
+            times = store.step_times(run.id, [s for s in ends if s])
+            for number, incident in enumerate(incidents, 1):
                 label = f"{number}. {incident.kind.replace('_', ' ')}"
                 waste.append((label, float(incident.wasted_cost), incident.wasted_ns / 1e9))
-                first = by_id.get(incident.first_step or "")
-                last = by_id.get(incident.last_step or "")
-                if first and last and first.start_ns is not None:
-                    end = last.end_ns if last.end_ns is not None else last.start_ns
-                    spans.append(
-                        ((first.start_ns - origin) / 1e9, ((end or first.start_ns) - origin) / 1e9)
-                    )
+                first = times.get(incident.first_step or "", (None, None))
+                last = times.get(incident.last_step or "", (None, None))
+                if first[0] is not None:
+                    end = last[1] if last[1] is not None else last[0]
+                    spans.append(((first[0] - origin) / 1e9, ((end or first[0]) - origin) / 1e9))
     return ChartData(summaries, cumulative, spans, waste)
 
 

@@ -9,7 +9,6 @@ Decimal throughout. Sums over stored runs are in ``tracedesk.core.summary``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from decimal import Decimal
 from enum import StrEnum
 
@@ -61,19 +60,3 @@ def price_step(step: Step, pricing: Pricing) -> tuple[Decimal | None, CostSource
         if tool is not None:
             return tool.per_call, CostSource.TOOL
     return None, CostSource.NONE
-
-
-def cumulative_cost(steps: Sequence[Step]) -> list[tuple[int, Decimal]]:
-    """(time ns, cost so far) at the end of each step with a stored cost, in time order."""
-    points: list[tuple[int, Decimal]] = []
-    running = ZERO
-    timed = sorted(
-        ((end, step.cost) for step in steps
-         if step.cost and (end := step.end_ns if step.end_ns is not None else step.start_ns)
-         is not None),
-        key=lambda point: point[0],
-    )  # fmt: skip
-    for end, cost in timed:
-        running += cost
-        points.append((end, running))
-    return points

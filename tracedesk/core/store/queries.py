@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -286,6 +286,40 @@ class Queries:
             " FROM steps WHERE run_id=? ORDER BY start_ns, rowid",  # found by the primary key
             (run_id,),
         ).fetchall()
+
+    def cumulative_cost(self, run_id: str) -> list[tuple[int, Decimal]]:
+        """(time ns, cost so far) at the end of each step with a cost, in time order: read
+        as two integers a step, so that a 100k-step run charts in a blink."""
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        rows = cursor.execute(
+            "SELECT coalesce(end_ns, start_ns) AS t, cost_pusd FROM steps"
+            " WHERE run_id=? AND cost_pusd <> 0 AND t IS NOT NULL ORDER BY t",
+            (run_id,),
+        )
+        points, running = [], 0
+        for time_ns, pusd in rows:
+            running += pusd
+            points.append((time_ns, running))
+        return [(time_ns, Decimal(total) / PUSD) for time_ns, total in points]
+
+    def step_times(
+        self, run_id: str, step_ids: Iterable[str]
+    ) -> dict[str, tuple[int | None, int | None]]:
+        """(start, end) of some steps, found by their primary key."""
+        times = {}
+        for step_id in step_ids:
+            row = self.conn.execute(
+                "SELECT start_ns, end_ns FROM steps WHERE run_id=? AND id=?", (run_id, step_id)
+            ).fetchone()
+            if row is not None:
+                times[step_id] = (row[0], row[1])
+        return times
+
+    def first_start(self, run_id: str) -> int | None:
+        return self.conn.execute(
+            "SELECT min(start_ns) FROM steps WHERE run_id=?", (run_id,)
+        ).fetchone()[0]
 
     def step(self, run_id: str, step_id: str) -> Step | None:
         """One step with its payloads."""
