@@ -172,6 +172,32 @@ def test_aggregates_add_up_exactly(store, pricing):
         assert sum(r.steps for r in summary.rows) == DEMO_STEPS
 
 
+def test_groupings_made_in_one_pass_equal_each_made_from_the_steps(store, pricing):
+    """The charts' three groupings come from one GROUP BY over (tool, model, kind): each
+    must equal its own sums made step by step, for a selection and for every run."""
+    from collections import defaultdict
+    from importlib.resources import as_file
+
+    from tracedesk.core.summary import summarize_many
+    from tracedesk.resources import demo_traces
+
+    with as_file(demo_traces()) as path:
+        import_file(store, path, pricing=pricing)
+    all_ids = store.run_ids()
+    for run_ids in (all_ids[:7], all_ids, None):
+        steps = [s for r in (run_ids or all_ids) for s in store.steps(r, payloads=False)]
+        summaries = summarize_many(store, pricing, run_ids, ("tool", "kind"))
+        for by, key_of in (("kind", lambda s: s.kind),
+                           ("tool", lambda s: s.tool_name if s.kind == "tool" and s.tool_name
+                            else f"({s.kind})")):  # fmt: skip
+            expected: dict[str, list] = defaultdict(lambda: [0, Decimal(0)])
+            for step in steps:
+                expected[key_of(step)][0] += 1
+                expected[key_of(step)][1] += step.cost or 0
+            got = {r.key: [r.steps, r.cost] for r in summaries[by].rows}
+            assert got == dict(expected), by
+
+
 def test_groupings(store, tmp_path, pricing):
     import_file(store, cost_trace(tmp_path), pricing=pricing)
     by_agent = summarize(store, pricing, by="agent")

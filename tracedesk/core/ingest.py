@@ -15,9 +15,8 @@ from __future__ import annotations
 import gc
 import hashlib
 import os
-import threading
-from collections.abc import Callable, Generator, Iterable, Iterator
-from contextlib import closing, contextmanager
+from collections.abc import Callable, Generator, Iterable
+from contextlib import closing
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -27,6 +26,7 @@ from tracedesk.core import reader_process, tree
 from tracedesk.core.analysis.cost import CostSource, price_step
 from tracedesk.core.analysis.loops import Rules, detect
 from tracedesk.core.analysis.pricing import Pricing
+from tracedesk.core.collector import collector_paused
 from tracedesk.core.importers import FORMATS, describe
 from tracedesk.core.importers import detect as detect_format
 from tracedesk.core.importers.base import (
@@ -151,32 +151,6 @@ def _records(
         progress(total, total)
 
 
-_pauses = 0  # imports running, and whether the first of them turned the collector off
-_paused_collector = False
-_pauses_lock = threading.Lock()
-
-
-@contextmanager
-def _cycle_collector_paused() -> Iterator[None]:
-    """An import holds up to millions of objects that form no cycles. Passes of the cycle
-    collector over them took a sixth of the importing process's time (measured with
-    bench/import_bench.py), so it is paused until the last running import ends, and the
-    import collects now and then itself."""
-    global _pauses, _paused_collector
-    with _pauses_lock:
-        if _pauses == 0:
-            _paused_collector = gc.isenabled()
-            gc.disable()
-        _pauses += 1
-    try:
-        yield
-    finally:
-        with _pauses_lock:
-            _pauses -= 1
-            if _pauses == 0 and _paused_collector:
-                gc.enable()
-
-
 @dataclass
 class _OpenRun:
     run: Run | None = None
@@ -199,7 +173,7 @@ def ingest(
     runs again changes nothing. On any exception the transaction is rolled back and the
     exception propagates.
     """
-    with _cycle_collector_paused(), store.import_transaction(result, sha256) as import_id:
+    with collector_paused(), store.import_transaction(result, sha256) as import_id:
         # Runs stored under other prices or rules are brought up to date as well.
         stale_prices = store.get_meta(PRICING_META_KEY) != pricing.fingerprint
         stale_rules = stale_prices or store.get_meta(RULES_META_KEY) != rules.fingerprint

@@ -13,7 +13,7 @@ from tracedesk.core.analysis.cost import CostSource
 from tracedesk.core.analysis.pricing import Pricing
 from tracedesk.core.model import StepKind
 from tracedesk.core.store import Store
-from tracedesk.core.store.queries import CostGroup, CostStep, Waste, from_pusd
+from tracedesk.core.store.queries import COST_GROUP_KEYS, CostGroup, CostStep, Waste, from_pusd
 
 GROUPINGS = ("run", "kind", "tool", "model", "agent", "step")
 ZERO = Decimal(0)
@@ -99,9 +99,16 @@ def summarize_many(
     for by in groupings:
         if by not in GROUPINGS:
             raise ValueError(f"cannot group costs by {by!r}; choose one of {', '.join(GROUPINGS)}")
-    ids = [store.find_run(r).id for r in run_ids] if run_ids is not None else None
+    ids = None
+    if run_ids is not None:  # whole ids as they are, prefixes resolved (one query each)
+        known = set(store.run_ids())
+        ids = [r if r in known else store.find_run(r).id for r in run_ids]
+        if len(ids) == len(known) and set(ids) == known:
+            ids = None  # every run: no filter for SQL to apply to each step
     names = store.run_names(ids)
     waste = store.waste(ids)
+    in_sql = [by for by in groupings if by in COST_GROUP_KEYS]
+    sql_groups = store.cost_groups(in_sql, ids) if in_sql else {}
     summaries = {}
     for by in groupings:
         step_names: dict[str, str] = {}
@@ -115,7 +122,7 @@ def summarize_many(
                 groups.append(CostGroup(key, 1, *step[5:11], int(
                     step.cost_source == CostSource.UNKNOWN_MODEL)))  # fmt: skip
         else:
-            groups = store.cost_groups(by, ids)
+            groups = sql_groups[by]
         rows: dict[str, CostRow] = {}
         total = CostRow(key="total", label="Total")
         for group in groups:

@@ -45,6 +45,7 @@ from tracedesk import __version__
 from tracedesk.core.analysis.compare import compare_runs, request_fingerprint
 from tracedesk.core.analysis.loops import Rules, RulesError
 from tracedesk.core.analysis.pricing import Pricing, PricingError
+from tracedesk.core.collector import collector_paused
 from tracedesk.core.export import (
     COST_WRITERS,
     atomic_output,
@@ -575,16 +576,18 @@ class MainWindow(QMainWindow):
     def show_run(self, run_id: str) -> None:
         self.current_run = run_id
         run = self.store.get_run(run_id)
-        rows = step_rows(self.store.step_index(run_id))
+        with collector_paused():  # 100k step rows and their lookups, none of them cyclic
+            rows = step_rows(self.store.step_index(run_id))
         incidents = self.store.incidents(run_id)
         flagged: dict[str, str] = {}
         for incident in incidents:
             for step_id in incident.step_ids:
                 if severity_rank(incident.severity) >= severity_rank(flagged.get(step_id)):
                     flagged[step_id] = incident.severity
-        self.tree_model.load(rows, flagged)
+        with collector_paused():
+            self.tree_model.load(rows, flagged)
+            self.timeline.load(rows)
         self._show_legend()
-        self.timeline.load(rows)
         self.incidents_model.load_incidents(incidents, {r.id: r.name for r in rows})
         self.incidents.resizeRowsToContents()
         self.detail.show_step(None)

@@ -117,8 +117,8 @@ class RunsTableModel(RowsTableModel):
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         """Sorted here, with one key per run (the proxy keeps this order): a proxy sort of
         20k runs asked for 600k values through ``data``."""
-        if not 0 <= column < len(self.SORT_KEYS):
-            return
+        if not 0 <= column < len(self.SORT_KEYS) or self.order == (column, order):
+            return  # Qt asks twice for one header click; sorted is sorted
         self.order = (column, order)
         self.layoutAboutToBeChanged.emit()
         key = self.SORT_KEYS[column]
@@ -316,9 +316,13 @@ class StepTreeModel(QAbstractItemModel):
         return self._loaded(node) < len(self.child_rows.get(node, ()))
 
     def fetchMore(self, parent: Index) -> None:
+        self._load_to(parent, self._loaded(self._node(parent)) + self.CHUNK)
+
+    def _load_to(self, parent: Index, rows: int) -> None:
+        """Make at least ``rows`` children of ``parent`` (or all it has) known to views."""
         node = self._node(parent)
         have, total = self._loaded(node), len(self.child_rows.get(node, ()))
-        more = min(total, have + self.CHUNK)
+        more = min(total, rows)
         if more > have:
             self.beginInsertRows(parent, have, more - 1)
             self.loaded[node] = more
@@ -391,8 +395,7 @@ class StepTreeModel(QAbstractItemModel):
         parent = QModelIndex()
         for node in reversed(chain):
             row = self.row_in_parent[node]
-            while self._loaded(self.steps[node].parent) <= row:
-                self.fetchMore(parent)
+            self._load_to(parent, row + 1)  # one insert up to the row, not a chunk at a time
             parent = self.index(row, 0, parent)
         return parent
 

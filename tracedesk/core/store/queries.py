@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import fields
 from decimal import Decimal
 from typing import NamedTuple
 
 import orjson
 
+from tracedesk.core.collector import collector_paused
 from tracedesk.core.model import Evidence, Incident, Run, Step, to_decimal
 from tracedesk.core.store.schema import (
     PAYLOAD_COLUMNS,
     READ_STEP_COLUMNS,
-    RUN_COLUMNS,
     STEP_JSON_COLUMNS,
 )
 
@@ -31,25 +32,28 @@ def _row_to_step(row: sqlite3.Row) -> Step:
     return Step(**values)
 
 
-# The runs columns that are Run fields as they are; the others are converted below.
-_RUN_PLAIN = tuple(c for c in RUN_COLUMNS if c in Run.__dataclass_fields__ and c not in
-                   ("attributes", "reported_cost", "models", "tools", "wasted_cost"))  # fmt: skip
-_SELECT_RUN = (
-    f"SELECT {', '.join(_RUN_PLAIN)}, attributes, reported_cost, cost_pusd, models, tools,"
-    " wasted_cost FROM runs"
-)
+# Every Run field, in field order, as the runs table stores it (cost as pico-dollars), so
+# that a row builds a Run positionally: the library reads 20k of them at once.
+_SELECT_RUN = "SELECT " + ", ".join(
+    "cost_pusd" if f.name == "cost" else f.name for f in fields(Run)
+) + " FROM runs"  # fmt: skip
+_RUN_FIELDS = [f.name for f in fields(Run)]
+
+
+_RUN_ATTRIBUTES, _RUN_COST = _RUN_FIELDS.index("attributes"), _RUN_FIELDS.index("cost")
 
 
 def _run(row: tuple) -> Run:
     """A row of _SELECT_RUN as a Run."""
-    run = Run(**dict(zip(_RUN_PLAIN, row, strict=False)))
-    attributes, reported, pusd, models, tools, wasted = row[len(_RUN_PLAIN) :]
+    run = Run(*row)
+    attributes: str = row[_RUN_ATTRIBUTES]
     run.attributes = orjson.loads(attributes) if attributes and attributes != "{}" else {}
-    run.reported_cost = to_decimal(reported)
-    run.cost = from_pusd(pusd)
+    run.reported_cost = to_decimal(run.reported_cost)
+    run.cost = from_pusd(row[_RUN_COST])
+    run.wasted_cost = to_decimal(run.wasted_cost)
+    models, tools = row[-2:]
     run.models = models.split(",") if models else []
     run.tools = tools.split(",") if tools else []
-    run.wasted_cost = to_decimal(wasted)
     return run
 
 
@@ -167,13 +171,30 @@ class Queries:
             rows = self.conn.execute(sql + " WHERE run_id=? ORDER BY id", (run_id,))
         return [_row_to_incident(r) for r in rows]
 
-    def cost_groups(self, by: str, run_ids: list[str] | None = None) -> list[CostGroup]:
-        """Stored step costs and tokens summed per group (see COST_GROUP_KEYS), in SQL."""
+    def cost_groups(
+        self, bys: Sequence[str], run_ids: list[str] | None = None
+    ) -> dict[str, list[CostGroup]]:
+        """Stored step costs and tokens summed per group, for each grouping (keys of
+        COST_GROUP_KEYS), in one pass of SQL over the steps: the charts want three."""
         where, params = _only(run_ids)
-        sql = f"SELECT {COST_GROUP_KEYS[by]}, {_COST_SUMS} FROM steps{where} GROUP BY 1"
+        keys = ", ".join(COST_GROUP_KEYS[by] for by in bys)
+        numbers = ", ".join(str(n) for n in range(1, len(bys) + 1))
+        sql = f"SELECT {keys}, {_COST_SUMS} FROM steps{where} GROUP BY {numbers}"
         cursor = self.conn.cursor()
         cursor.row_factory = None
-        return [CostGroup(*row) for row in cursor.execute(sql, params)]
+        sums: list[dict[str, list]] = [{} for _ in bys]
+        for row in cursor.execute(sql, params):
+            values = row[len(bys) :]
+            for position, key in enumerate(row[: len(bys)]):
+                known = sums[position].get(key)
+                if known is None:
+                    sums[position][key] = list(values)
+                else:  # the same group again, under another combination of the other keys
+                    for n, value in enumerate(values):
+                        if value is not None:
+                            known[n] = value if known[n] is None else known[n] + value
+        return {by: [CostGroup(key, *v) for key, v in sums[n].items()]
+                for n, by in enumerate(bys)}  # fmt: skip
 
     def unpriced_models(self, run_ids: list[str] | None = None) -> dict[str, int]:
         """Models without a price, with how many steps used them."""
@@ -261,7 +282,8 @@ class Queries:
     def steps(self, run_id: str, payloads: bool = True) -> list[Step]:
         """The steps of a run ordered by start time; ``payloads=False`` leaves out input,
         output and attributes (tool arguments stay)."""
-        return list(self.iter_steps(run_id, payloads))
+        with collector_paused():
+            return list(self.iter_steps(run_id, payloads))
 
     def iter_steps(self, run_id: str, payloads: bool = True) -> Iterator[Step]:
         columns = list(READ_STEP_COLUMNS)
@@ -280,12 +302,13 @@ class Queries:
         No payloads; ``step`` loads one step whole. Plain tuples: this is the hot path."""
         cursor = self.conn.cursor()
         cursor.row_factory = None
-        return cursor.execute(
-            "SELECT id, parent_id, depth, kind, name, start_ns, end_ns, status,"
-            " coalesce(input_tokens, 0), coalesce(output_tokens, 0), cost_pusd, model, tool_name"
-            " FROM steps WHERE run_id=? ORDER BY start_ns, rowid",  # found by the primary key
-            (run_id,),
-        ).fetchall()
+        with collector_paused():
+            return cursor.execute(
+                "SELECT id, parent_id, depth, kind, name, start_ns, end_ns, status,"
+                " coalesce(input_tokens, 0), coalesce(output_tokens, 0), cost_pusd, model, tool_name"
+                " FROM steps WHERE run_id=? ORDER BY start_ns, rowid",  # found by the primary key
+                (run_id,),
+            ).fetchall()
 
     def cumulative_cost(self, run_id: str) -> list[tuple[int, Decimal]]:
         """(time ns, cost so far) at the end of each step with a cost, in time order: read
@@ -331,7 +354,8 @@ class Queries:
 
     def library(self) -> list[Run]:
         """Every run, newest first, with its totals and the models and tools it used."""
-        return self.runs("start_ns DESC")
+        with collector_paused():
+            return self.runs("start_ns DESC")
 
     def import_warnings(self, import_id: int) -> list[str]:
         return [
