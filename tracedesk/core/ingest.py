@@ -187,7 +187,7 @@ def ingest(
                 quiet = [k for k, o in open_runs.items() if o.last_seen < n - QUIET_RECORDS]
                 for run_id in quiet:
                     writer.write(run_id, open_runs.pop(run_id))
-                if n % COLLECT_EVERY == 0:
+                if n and n % COLLECT_EVERY == 0:
                     gc.collect()  # cycles a reader or the UI thread left stay bounded
             run_id = record.run_id if isinstance(record, Step) else record.id
             entry = open_runs.get(run_id)
