@@ -245,7 +245,7 @@ def test_a_damaged_database_is_one_line(tmp_path, capsys):
     folder = tmp_path / "folder.db"
     folder.mkdir()
     for db, message in ((damaged, "this is not a tracedesk database, or it is damaged"),
-                        (folder, "unable to open database file")):  # fmt: skip
+                        (folder, "this is a folder, not a database file")):  # fmt: skip
         assert main(["--db", str(db), "runs"]) == 1
         err = capsys.readouterr().err
         assert err == f"tracedesk: {db}: {message}\n"
@@ -265,3 +265,43 @@ def test_runs_fit_the_terminal_and_costs_by_run_name_the_ids(tmp_path, capsys, m
     assert all(f"[{run_id[:12]}]" in out for run_id in ids)
     assert main(["--db", db, "diff", ids[0], ids[1]]) == 0
     assert "= same step  ~ changed  ↕ moved  - only in A  + only in B" in capsys.readouterr().out
+
+
+@pytest.fixture
+def immutable(tmp_path):
+    """Make paths immutable (chattr +i), which even root cannot write: the way to test a
+    read-only database here, where the tests may run as root. Undone after the test."""
+    made: list = []
+
+    def make(path):
+        done = subprocess.run(["chattr", "+i", str(path)], capture_output=True)
+        if done.returncode != 0:
+            pytest.skip(f"no immutable files here: {done.stderr.decode().strip()}")
+        made.append(path)
+
+    yield make
+    for path in made:
+        subprocess.run(["chattr", "-i", str(path)], check=False)
+
+
+def test_a_read_only_database_and_folder_give_one_line(tmp_path, capsys, immutable):
+    """Issue 14: a read-only database, or a folder where it cannot be written, is a one-line
+    error, never a traceback, and the database is left as it was."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    db = folder / "ro.db"
+    assert main(["--db", str(db), "demo", "--runs", "3"]) == 0
+    before = db.read_bytes()
+    capsys.readouterr()
+    trace = write_jsonl(tmp_path / "more.jsonl", native_run("extra"))
+    immutable(db)
+    immutable(folder)
+    code = main(["--db", str(db), "import", str(trace)])
+    err = capsys.readouterr().err
+    assert code != 0 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"{db}: cannot open the database" in err
+    new_db = folder / "new.db"
+    code = main(["--db", str(new_db), "runs"])
+    err = capsys.readouterr().err
+    assert code != 0 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert db.read_bytes() == before and not new_db.exists()

@@ -659,3 +659,14 @@ def test_runs_sort_in_the_model_keep_the_selection_and_survive_a_reload(window, 
     window.runs.group.setChecked(True)
     requests = [proxy.index(r, 1).data() for r in range(proxy.rowCount())]
     assert requests == sorted(requests, key=str.lower)
+
+
+def test_a_database_that_cannot_be_opened_is_a_message_not_a_traceback(qapp, tmp_path, monkeypatch):
+    from tracedesk.ui import app as app_module
+
+    shown: list[str] = []
+    monkeypatch.setattr(app_module.QMessageBox, "exec", lambda box: shown.append(box.text()))
+    folder = tmp_path / "a-folder.db"
+    folder.mkdir()
+    assert app_module.run_app(db=folder) == 1
+    assert shown == [f"{folder}\n\nthis is a folder, not a database file"]

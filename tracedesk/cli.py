@@ -44,6 +44,7 @@ from tracedesk.core.ingest import import_file, refresh_costs, refresh_incidents
 from tracedesk.core.model import SEVERITIES, ImportResult, Status
 from tracedesk.core.samples import generate
 from tracedesk.core.store import Store, StoreError, default_db_path
+from tracedesk.core.store.db import database_problem
 from tracedesk.core.summary import GROUPINGS, summarize
 from tracedesk.core.text import (
     format_count,
@@ -188,8 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tracedesk: {visible(message)}", file=sys.stderr)
         return 1
     except sqlite3.Error as exc:
-        print(f"tracedesk: {args.db or default_db_path()}: {database_problem(exc)}",
-              file=sys.stderr)  # fmt: skip
+        path = Path(args.db or default_db_path())
+        print(f"tracedesk: {path}: {database_problem(exc, path)}", file=sys.stderr)
         return 1
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
@@ -214,20 +215,6 @@ class VisibleText:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.stream, name)
-
-
-def database_problem(exc: sqlite3.Error) -> str:
-    """What went wrong with the database, in words a user can act on."""
-    text = str(exc)
-    if "readonly" in text or "read-only" in text:
-        return "the database is read-only (or its folder is not writable)"
-    if "locked" in text or "busy" in text:
-        return "the database is busy: another tracedesk is writing to it; try again"
-    if "disk is full" in text or "disk I/O" in text:
-        return f"cannot write: {text}"
-    if "not a database" in text or "malformed" in text:
-        return "this is not a tracedesk database, or it is damaged"
-    return text
 
 
 def _has_display() -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import platformdirs
 import pyqtgraph as pg
-from PySide6.QtCore import QSettings, QTimer
+from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -18,7 +19,8 @@ from tracedesk import __version__
 from tracedesk.core.analysis.loops import Rules
 from tracedesk.core.analysis.pricing import Pricing
 from tracedesk.core.ingest import import_file
-from tracedesk.core.store import Store, default_db_path
+from tracedesk.core.store import Store, StoreError, default_db_path
+from tracedesk.core.store.db import database_problem
 from tracedesk.resources import demo_traces, resource
 from tracedesk.ui.main_window import MainWindow
 
@@ -61,9 +63,17 @@ def run_app(db: Path | None = None, files: Sequence[Path] = (), demo: bool = Fal
     """Open the main window; ``demo`` opens the built-in demo database instead."""
     app = application()
     db_path = demo_db_path() if demo else (db or default_db_path())
-    if demo:
-        fill_with_demo(db_path)
-    window = MainWindow(db_path)
+    try:
+        if demo:
+            fill_with_demo(db_path)
+        window = MainWindow(db_path)
+    except (sqlite3.Error, StoreError) as exc:  # never a traceback: say what is wrong
+        problem = database_problem(exc, db_path) if isinstance(exc, sqlite3.Error) else str(exc)
+        box = QMessageBox(QMessageBox.Icon.Critical, "Cannot open the database",
+                          f"{db_path}\n\n{problem}")  # fmt: skip
+        box.setTextFormat(Qt.TextFormat.PlainText)
+        box.exec()
+        return 1
     window.show()
     if files:
         window.import_files(list(files))

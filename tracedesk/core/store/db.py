@@ -48,6 +48,24 @@ class AlreadyImported(Exception):
     """The file was imported (by another process) while this import waited for the lock."""
 
 
+def database_problem(exc: sqlite3.Error, path: Path | None = None) -> str:
+    """What went wrong with the database, in words a user can act on."""
+    text = str(exc)
+    if path is not None and path.is_dir():
+        return "this is a folder, not a database file"
+    if "readonly" in text or "read-only" in text:
+        return "the database is read-only (or its folder is not writable)"
+    if "locked" in text or "busy" in text:
+        return "the database is busy: another tracedesk is writing to it; try again"
+    if "disk is full" in text or "disk I/O" in text:
+        return f"cannot write: {text}"
+    if "not a database" in text or "malformed" in text:
+        return "this is not a tracedesk database, or it is damaged"
+    if "unable to open" in text:
+        return "cannot open the database: the file or its folder cannot be written or created"
+    return text
+
+
 def default_db_path() -> Path:
     """``$TRACEDESK_DB`` if set, else tracedesk.db in the user's data directory."""
     env = os.environ.get("TRACEDESK_DB")
