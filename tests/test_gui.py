@@ -670,3 +670,50 @@ def test_a_database_that_cannot_be_opened_is_a_message_not_a_traceback(qapp, tmp
     folder.mkdir()
     assert app_module.run_app(db=folder) == 1
     assert shown == [f"{folder}\n\nthis is a folder, not a database file"]
+
+
+def test_jobs_drop_stale_reads_and_write_one_at_a_time(qtbot):
+    """Issue 15: an older chart result must not land after a newer one, and an import and
+    a re-analysis must not both hold the write lock."""
+    import threading
+    import time
+
+    from PySide6.QtCore import QObject
+
+    from tracedesk.ui.workers import Jobs, Task
+
+    owner = QObject()
+    jobs = Jobs(owner)
+    shown: list[str] = []
+    release_slow = threading.Event()
+    jobs.read("charts", lambda: (release_slow.wait(5), "old")[1], shown.append, shown.append)
+    jobs.read("charts", lambda: "new", shown.append, shown.append)
+    qtbot.waitUntil(lambda: shown == ["new"])
+    release_slow.set()
+    QThreadPool.globalInstance().waitForDone(5000)
+    qtbot.wait(50)
+    assert shown == ["new"]  # the old result arrived last and was dropped
+
+    running, most, order = [0], [0], []
+    lock = threading.Lock()
+
+    def writer(name):
+        def work(report, cancelled):
+            with lock:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+            time.sleep(0.05)
+            with lock:
+                running[0] -= 1
+            return name
+
+        return Task(work)
+
+    done: list[str] = []
+    for name in ("import a", "analysis", "import b"):
+        jobs.write(name.split()[0], writer(name), lambda n=name: order.append(n),
+                   done.append, done.append)  # fmt: skip
+    assert jobs.queued("import") == 1  # "import a" runs, "import b" waits behind "analysis"
+    jobs.cancel("import")  # drops "import b", asks "import a" to stop (it ignores it)
+    qtbot.waitUntil(lambda: len(done) == 2, timeout=5000)
+    assert order == done == ["import a", "analysis"] and most[0] == 1

@@ -82,7 +82,7 @@ from tracedesk.ui.models import (
 from tracedesk.ui.theme import fit_to_screen, plain_label
 from tracedesk.ui.timeline import TimelineView
 from tracedesk.ui.waterfall import Legend, WaterfallDelegate, WaterfallHeader
-from tracedesk.ui.workers import Task, run_task
+from tracedesk.ui.workers import Jobs, Task
 
 MAX_RECENT = 10
 LAYOUT_VERSION = 2  # saved dock layouts of older versions are not restored
@@ -250,10 +250,9 @@ class MainWindow(QMainWindow):
             self.config_problems.append(str(exc))
             self.rules = Rules.load(use_user_file=False)
         self.current_run: str | None = None
-        self.import_task: Task | None = None
-        self.chart_task: Task | None = None
+        self.jobs = Jobs(self)  # every background read and write
+        self.import_task: Task | None = None  # the import running now
         self.analysis_task: Task | None = None  # re-pricing and re-checking all runs
-        self.pending_files: list[Path] = []
         self.unlisted: set[Path] = set()  # imported, but not for Open recent (the demo)
         self.last_import: list[ImportResult] = []
         self.last_message: QMessageBox | None = None
@@ -546,7 +545,9 @@ class MainWindow(QMainWindow):
                     refresh_costs(store, pricing)
                     refresh_incidents(store, rules)
 
-            self.analysis_task = run_task(Task(work), self._analysis_done, self._analysis_done)
+            self.analysis_task = self.jobs.write(
+                "analysis", Task(work), lambda: None, self._analysis_done, self._analysis_done
+            )
         selected = self.runs.selected_run_ids()
         self.runs.model.load(self.store.library())
         count = len(self.runs.model.rows)
@@ -654,10 +655,8 @@ class MainWindow(QMainWindow):
         if not run_ids:
             return
         db, pricing = str(self.db_path), self.pricing
-        task = Task(lambda report, cancelled: chart_data(db, run_ids, pricing))
-        self.chart_task = run_task(
-            task, self._charts_ready, lambda exc: self.charts.show_data(None)
-        )
+        self.jobs.read("charts", lambda: chart_data(db, run_ids, pricing), self._charts_ready,
+                       lambda exc: self.charts.show_data(None))  # fmt: skip
 
     def _charts_ready(self, data: ChartData) -> None:
         self.charts.show_data(data)
@@ -727,49 +726,48 @@ class MainWindow(QMainWindow):
             self.import_files([Path(p) for p in paths])
 
     def import_files(self, paths: Sequence[Path], remember: bool = True) -> Task | None:
-        """Import in a worker thread with progress; queued if an import is running. Files
-        that import are remembered in File → Open recent (the demo is not)."""
-        self.pending_files.extend(Path(p) for p in paths)
+        """Import in a worker with progress, after the writes already queued. Files that
+        import are remembered in File → Open recent (the demo is not). Returns the task of
+        the last file."""
         if not remember:
             self.unlisted.update(Path(p) for p in paths)
-        if self.import_task is None:
-            return self._start_next_import()
-        return None
+        task = None
+        for path in paths:
+            task = self._queue_import(Path(path))
+        return task
 
-    def _start_next_import(self) -> Task | None:
-        if not self.pending_files:
-            return None
-        path = self.pending_files.pop(0)
+    def _queue_import(self, path: Path) -> Task:
         db, pricing, rules = self.db_path, self.pricing, self.rules
 
         def work(report, cancelled):
-            with Store(db) as store:  # the worker's own connection: one writer at a time
+            with Store(db) as store:  # the worker's own connection
                 return import_file(store, path, progress=report, cancelled=cancelled,
                                    pricing=pricing, rules=rules)  # fmt: skip
 
         task = Task(work)
         task.signals.progress.connect(self._import_progress)
-        self.import_task = task
-        self.progress.setValue(0)
-        self.progress.setVisible(True)
-        self.cancel_button.setVisible(True)
-        self.status_label.setText(f"Importing {path.name}…")
-        return run_task(task, self._import_done, self._import_failed)
+
+        def started() -> None:
+            self.import_task = task
+            self.progress.setValue(0)
+            self.progress.setVisible(True)
+            self.cancel_button.setVisible(True)
+            self.status_label.setText(f"Importing {path.name}…")
+
+        return self.jobs.write("import", task, started, self._import_done, self._import_failed)
 
     def _import_progress(self, done: int, total: int) -> None:
         self.progress.setValue(int(1000 * done / max(total, 1)))
 
     def cancel_import(self) -> None:
-        self.pending_files.clear()
-        if self.import_task is not None:
-            self.import_task.cancel()
+        self.jobs.cancel("import")
 
     def _import_finished(self) -> None:
         self.import_task = None
-        self.progress.setVisible(False)
-        self.cancel_button.setVisible(False)
+        if not self.jobs.queued("import"):
+            self.progress.setVisible(False)
+            self.cancel_button.setVisible(False)
         self.reload()
-        QTimer.singleShot(0, self._start_next_import)
 
     def _import_done(self, result: ImportResult) -> None:
         self.last_import.append(result)
