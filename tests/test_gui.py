@@ -317,14 +317,24 @@ def test_a_run_without_steps_opens(window, qtbot, tmp_path):
 
 
 def test_plots_follow_a_palette_change(window, qtbot):
+    """Every chart follows at once: backgrounds, axes, titles and the values on the bars."""
+    import pyqtgraph as pg
     from PySide6.QtGui import QColor, QPalette
 
+    run_id = open_run(window, qtbot, lambda r: r.incident_count)
+    window.load_charts([run_id])
+    qtbot.waitUntil(lambda: window.charts.data is not None)
     dark = QPalette(window.palette())
     dark.setColor(QPalette.ColorRole.Base, QColor("#1e1e1e"))
     dark.setColor(QPalette.ColorRole.Text, QColor("#eeeeee"))
     window.setPalette(dark)
     qtbot.waitUntil(lambda: window.timeline.backgroundBrush().color().name() == "#1e1e1e")
     assert window.charts.plots["kind"].backgroundBrush().color().name() == "#1e1e1e"
+    for plot in window.charts.plots.values():
+        labels = [i for i in plot.getPlotItem().items if isinstance(i, pg.TextItem)]
+        assert all(label.color.name() == "#eeeeee" for label in labels)
+        assert "#eeeeee" in plot.getPlotItem().titleLabel.item.toHtml().lower()
+    assert any(isinstance(i, pg.TextItem) for i in window.charts.plots["tool"].getPlotItem().items)
 
 
 def test_changed_rules_are_applied_in_a_worker(window, qtbot, tmp_path):

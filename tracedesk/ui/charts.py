@@ -94,6 +94,8 @@ class CostChartsView(QScrollArea):
         self.plots["cumulative"].setMouseEnabled(x=True, y=False)
         self.plots["cumulative"].setLabel("bottom", "seconds since the run started")
         self.columns = 0
+        self.data: ChartData | None = None
+        self.text_color = self.palette().text().color()  # the window sets it on a change
         self._place(2)
         self.setWidget(grid)
 
@@ -116,6 +118,7 @@ class CostChartsView(QScrollArea):
         self._place(min(max(self.width() // CHART_WIDTH, 1), len(self.plots)))
 
     def show_data(self, data: ChartData | None) -> None:
+        self.data = data  # drawn again in the new colours when the palette changes
         for plot in self.plots.values():
             plot.clear()
         if data is None:
@@ -136,7 +139,7 @@ class CostChartsView(QScrollArea):
             plot.plot(
                 xs, ys, stepMode=None, pen=pg.mkPen(BAR_COLOR, width=2), symbol="o", symbolSize=4
             )
-        plot.setTitle("Cumulative cost" + ("" if data.cumulative else " (select one run)"))
+        self._title(plot, "Cumulative cost" + ("" if data.cumulative else " (select one run)"))
 
     def _bars(self, plot: pg.PlotWidget, summary: CostSummary, name: str) -> None:
         # Every tool is listed, free ones too: a tool called 40 times for $0 still matters.
@@ -146,7 +149,7 @@ class CostChartsView(QScrollArea):
         title = f"{TITLES[name]} — total {format_usd(summary.total.cost)}"
         if len(shown) > len(rows):
             title += f" (top {len(rows)} of {len(shown)})"
-        plot.setTitle(title)
+        self._title(plot, title)
         labels = [shorten(r.label or r.key, 22) + (f" ×{r.steps}" if name == "tool" else "")
                   for r in rows]  # fmt: skip
         colors = [KIND_COLORS.get(r.key, BAR_COLOR) if name == "kind" else BAR_COLOR for r in rows]
@@ -156,15 +159,18 @@ class CostChartsView(QScrollArea):
     def _waste(self, plot: pg.PlotWidget, waste: list[tuple[str, float, float]],
                one_run: bool) -> None:  # fmt: skip
         if not one_run:
-            plot.setTitle("Wasted by incident (select one run)")
+            self._title(plot, "Wasted by incident (select one run)")
             return
         total = sum(cost for _, cost, _ in waste)
-        plot.setTitle(f"Wasted by incident — {plural(len(waste), 'incident')},"
+        self._title(plot, f"Wasted by incident — {plural(len(waste), 'incident')},"
                       f" {format_usd(Decimal(repr(total)))}" if waste else "No incidents")  # fmt: skip
         self._draw_bars(plot, [label for label, _, _ in waste], [c for _, c, _ in waste],
                         [INCIDENT_COLOR] * len(waste),
                         [f"{format_usd(Decimal(repr(c)))} · {format_duration(round(t * 1e9))}"
                          for _, c, t in waste])  # fmt: skip
+
+    def _title(self, plot: pg.PlotWidget, text: str) -> None:
+        plot.setTitle(text, color=self.text_color)
 
     def _draw_bars(self, plot: pg.PlotWidget, labels: list[str], values: list[float],
                    colors: list[str], texts: list[str]) -> None:  # fmt: skip
@@ -179,6 +185,6 @@ class CostChartsView(QScrollArea):
         plot.setXRange(0, (max(values) or 1e-6) * 1.35, padding=0)
         plot.setYRange(-0.6, len(labels) - 0.4, padding=0)
         for y, (value, text) in enumerate(zip(values, texts, strict=True)):
-            label = pg.TextItem(text, anchor=(0, 0.5), color=self.palette().text().color())
+            label = pg.TextItem(text, anchor=(0, 0.5), color=self.text_color)
             label.setPos(value, y)
             plot.addItem(label)

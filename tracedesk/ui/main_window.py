@@ -518,6 +518,9 @@ class MainWindow(QMainWindow):
             for name in ("left", "bottom"):
                 plot.getAxis(name).setPen(text)
                 plot.getAxis(name).setTextPen(text)
+        if hasattr(self, "charts"):  # titles and value labels take the new text colour
+            self.charts.text_color = text
+            self.charts.show_data(self.charts.data)
 
     def closeEvent(self, event) -> None:
         self.settings.setValue("geometry", self.saveGeometry())
