@@ -602,6 +602,10 @@ def test_keys_walk_errors_and_incidents(window, qtbot):
     assert model.highlighted == set(window.incidents_model.rows[0].step_ids)
     texts = [a.text() for a in window.runs.table.actions()]
     assert "&Compare selected runs" in texts and "Copy run &id" in texts
+    toolbar = [a.text() for a in window.toolbar.actions() if not a.isSeparator()]
+    assert toolbar == ["&Open traces…", "&Export cost summary…", "&Compare selected runs",
+                       "Runs of this &request", "Previous e&rror", "Next &error",
+                       "Previous i&ncident", "Next &incident"]  # fmt: skip
     window.copy_run_action.trigger()
     from PySide6.QtGui import QGuiApplication
 

@@ -383,7 +383,7 @@ class MainWindow(QMainWindow):
     def _build_menus(self) -> None:
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
-        self._action(
+        open_action = self._action(
             "&Open traces…", self.open_files_dialog, QKeySequence.StandardKey.Open, file_menu
         )
         self.recent_menu = file_menu.addMenu("Open &recent")
@@ -406,9 +406,13 @@ class MainWindow(QMainWindow):
         self.copy_run_action = self._action("Copy run &id", self.copy_run_id, None, runs_menu)
         go = bar.addMenu("&Go")
         next_error = self._action("Next &error", lambda: self.go_to_error(1), "F8", go)
-        self._action("Previous e&rror", lambda: self.go_to_error(-1), "Shift+F8", go)
+        previous_error = self._action(
+            "Previous e&rror", lambda: self.go_to_error(-1), "Shift+F8", go
+        )
         next_incident = self._action("Next &incident", lambda: self.go_to_incident(1), "F7", go)
-        self._action("Previous i&ncident", lambda: self.go_to_incident(-1), "Shift+F7", go)
+        previous_incident = self._action(
+            "Previous i&ncident", lambda: self.go_to_incident(-1), "Shift+F7", go
+        )
         copy_step = self._action("Copy step id", self.copy_step_id, None, go)
         # Right-click offers what the menus offer for the thing under the mouse.
         self.runs.table.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
@@ -417,6 +421,15 @@ class MainWindow(QMainWindow):
         self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
         self.tree.addActions([copy_step, next_error, next_incident])
         self.runs.table.doubleClicked.connect(lambda _index: self._focus(self.tree))
+        self.toolbar = self.addToolBar("Toolbar")
+        self.toolbar.setObjectName("toolbar")
+        self.toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.toolbar.setMovable(False)
+        for group in ((open_action, self.export_action), (self.compare_action, self.request_action),
+                      (previous_error, next_error, previous_incident, next_incident)):  # fmt: skip
+            for action in group:
+                self.toolbar.addAction(action)
+            self.toolbar.addSeparator()
         view = bar.addMenu("&View")
         self._action("&Find runs", self.focus_search, QKeySequence.StandardKey.Find, view)
         for number, (name, widget) in enumerate(
@@ -501,7 +514,7 @@ class MainWindow(QMainWindow):
             self.layout_restored = True
             height = self.height()
             self.resizeDocks([self.runs_dock, self.timeline_dock],
-                             [int(height * 0.3), int(height * 0.22)], Qt.Orientation.Vertical)  # fmt: skip
+                             [int(height * 0.26), int(height * 0.2)], Qt.Orientation.Vertical)  # fmt: skip
 
     def changeEvent(self, event: QEvent) -> None:
         # The system switched between light and dark: plots follow, like the widgets do.
