@@ -289,6 +289,16 @@ def test_compare_two_runs_keeps_both_sides_in_step(window, qtbot, qtmodeltester)
     assert "selection" in view.timelines["b"]._overlay_items
     assert view.diff.toPlainText().startswith(("--- A input", "input: the same"))
     assert "cost" in view.summary.text() and "vs" in view.summary.text()
+    assert "◆ first divergence" in view.summary.text()  # the legend of the markers
+    view.diff.setPlainText("--- A output\n+++ B output\n@@ -1 +1 @@\n-old\n+new\n same")
+    backgrounds = []
+    block = view.diff.document().begin()
+    while block.isValid():
+        ranges = block.layout().formats()
+        backgrounds.append(ranges[0].format.background().color().name() if ranges else None)
+        block = block.next()
+    assert backgrounds[:2] == [None, None] and backgrounds[-1] is None
+    assert backgrounds[3] != backgrounds[4] and None not in backgrounds[2:5]
 
 
 def test_request_group_shows_spread_and_paths(window, qtbot, qtmodeltester):

@@ -9,7 +9,14 @@ from typing import Any
 
 import pyqtgraph as pg
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, Qt, Signal
-from PySide6.QtGui import QAction, QColor, QFont, QFontDatabase
+from PySide6.QtGui import (
+    QAction,
+    QColor,
+    QFont,
+    QFontDatabase,
+    QSyntaxHighlighter,
+    QTextCharFormat,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
@@ -220,6 +227,7 @@ class CompareView(QWidget):
             self.timelines[side] = timeline
         self.diff = QPlainTextEdit(readOnly=True)
         self.diff.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.diff_colours = DiffHighlighter(self.diff.document())
         splitter = QSplitter(Qt.Orientation.Vertical)
         for widget in (trees, timelines, self.diff):
             splitter.addWidget(widget)
@@ -278,6 +286,27 @@ class CompareView(QWidget):
             self._syncing = True
             self.trees[other].verticalScrollBar().setValue(value)
             self._syncing = False
+
+
+class DiffHighlighter(QSyntaxHighlighter):
+    """Colours a unified diff by line: what only A had, what only B has, and the hunks.
+    The text stays plain; only its background changes."""
+
+    def __init__(self, document) -> None:
+        super().__init__(document)
+        self.formats = {}
+        for prefix, colour in (("-", MATCH_COLORS[Match.ONLY_A]), ("+", MATCH_COLORS[Match.ONLY_B]),
+                               ("@", "#9e9e9e")):  # fmt: skip
+            text_format = QTextCharFormat()
+            background = QColor(colour)
+            background.setAlpha(70)
+            text_format.setBackground(background)
+            self.formats[prefix] = text_format
+
+    def highlightBlock(self, text: str) -> None:
+        text_format = self.formats.get(text[:1])
+        if text_format is not None and not text.startswith(("--- ", "+++ ")):
+            self.setFormat(0, len(text), text_format)
 
 
 def summary_text(c: Comparison) -> str:
