@@ -467,12 +467,17 @@ def test_langfuse_sdk_otlp_output(store):
     "recorded/langfuse-otlp/tool_error.otlp.json",
     "real/other/openinference-vercel_v6_all-spans.json",  # an array of JS spans
     "recorded/langsmith/tool_error.json",  # a {post, patch} object: read whole
+    "real/langfuse/langfuse_openai-agents-2025-09-30.trace.json",  # {trace, observations}
+    "real/langfuse/agent-prism_langfuse-2.json",
 ])  # fmt: skip
 def test_a_huge_document_streamed_gives_the_same_steps(tmp_path, monkeypatch, name):
     """Over STREAM_BYTES a single document is parsed as a stream where its shape allows (OTLP
-    span by span, top-level arrays element by element); the steps are the same."""
+    span by span, top-level arrays element by element, Langfuse exports a few observations
+    at a time); the steps are the same."""
     import tracedesk.core.importers.base as base_module
+    import tracedesk.core.importers.langfuse as langfuse_module
 
+    monkeypatch.setattr(langfuse_module, "STREAM_BATCH", 3)
     imported = []
     for streamed in (False, True):
         monkeypatch.setattr(base_module, "STREAM_BYTES", 0 if streamed else 1 << 40)
@@ -484,7 +489,7 @@ def test_a_huge_document_streamed_gives_the_same_steps(tmp_path, monkeypatch, na
     broken = tmp_path / "broken.json"
     broken.write_bytes((FIXTURES / name).read_bytes()[:-30])
     monkeypatch.setattr(base_module, "STREAM_BYTES", 0)
-    where = r"(after (span|record) \d+|document)"
+    where = r"(after (span|record|observation) \d+|document)"
     with (
         Store(tmp_path / "broken.db") as store,
         pytest.raises(TraceFormatError, match=rf"broken\.json: {where}: malformed JSON"),

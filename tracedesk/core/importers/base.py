@@ -10,7 +10,7 @@ import math
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from operator import attrgetter
@@ -283,12 +283,17 @@ def maybe_json(value: Any) -> Any:
     return value
 
 
-def iter_records(stream: IO[bytes], ctx: ReadContext) -> Iterator[tuple[str, Any]]:
+def iter_records(
+    stream: IO[bytes],
+    ctx: ReadContext,
+    streamed_object: Callable[[IO[bytes], ReadContext], Iterator[tuple[str, Any]]] | None = None,
+) -> Iterator[tuple[str, Any]]:
     """(where, value) for each record of a JSON Lines file or of one JSON document.
 
     JSON Lines stream line by line. A file whose first line is not a whole JSON value is
-    one (pretty-printed) document, read whole. A JSON array, as a document or on a line,
-    gives one record per element.
+    one (pretty-printed) document, read whole; from STREAM_BYTES on, a top-level array is
+    read element by element, and a top-level object by ``streamed_object`` where the format
+    gives one. A JSON array, as a document or on a line, gives one record per element.
     """
     big = os.path.isfile(ctx.path) and os.path.getsize(ctx.path) >= STREAM_BYTES
     first, line_no = stream.readline(FIRST_LINE_BYTES if big else -1), 1
@@ -299,14 +304,18 @@ def iter_records(stream: IO[bytes], ctx: ReadContext) -> Iterator[tuple[str, Any
         is_lines = True
     except orjson.JSONDecodeError:
         is_lines = False
-    if not is_lines and big and first.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"[":
-        yield from _streamed_array(_Prepend(first, stream), ctx)  # type: ignore[arg-type]
+    opening = first.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if not is_lines and big and opening == b"[":
+        yield from _streamed_array(Prepend(first, stream), ctx)  # type: ignore[arg-type]
+        return
+    if not is_lines and big and opening == b"{" and streamed_object is not None:
+        yield from streamed_object(Prepend(first, stream), ctx)  # type: ignore[arg-type]
         return
     if not is_lines:
-        document = load_json_document(_Prepend(first, stream), ctx)  # type: ignore[arg-type]
+        document = load_json_document(Prepend(first, stream), ctx)  # type: ignore[arg-type]
         yield from _elements("record", document)
         return
-    lines = iter_json_lines(_Prepend(first, stream), ctx, line_no)  # type: ignore[arg-type]
+    lines = iter_json_lines(Prepend(first, stream), ctx, line_no)  # type: ignore[arg-type]
     for number, value in lines:
         yield from _elements(f"line {number}", value, single=f"line {number}")
 
@@ -339,7 +348,7 @@ def _elements(where: str, value: Any, single: str | None = None) -> Iterator[tup
         yield single or "document", value
 
 
-class _Prepend:
+class Prepend:
     """A stream with one already-read line put back in front."""
 
     def __init__(self, first: bytes, rest: IO[bytes]):

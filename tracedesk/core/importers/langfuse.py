@@ -8,15 +8,19 @@ itself leaves out (tool names, providers, cached tokens …).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import IO, Any
 
 from tracedesk.core.importers.base import (
     RECORD_ERRORS,
+    Prepend,
     ReadContext,
+    TraceFormatError,
     as_cost,
     checked,
     iter_records,
+    load_json_document,
     maybe_json,
     parse_time,
     record_problem,
@@ -59,7 +63,7 @@ def sniff(head: bytes) -> float:
 
 
 def read(stream: IO[bytes], ctx: ReadContext) -> Iterator[Run | Step]:
-    for where, record in iter_records(stream, ctx):
+    for where, record in iter_records(stream, ctx, streamed_object=_streamed_export):
         if not isinstance(record, dict):
             ctx.bad(where, "expected a JSON object")
             continue
@@ -86,6 +90,68 @@ def read(stream: IO[bytes], ctx: ReadContext) -> Iterator[Run | Step]:
             yield from _observations([(where, record)], ctx)
         else:
             ctx.bad(where, "neither a trace nor an observation")
+
+
+STREAM_BATCH = 1000  # observations per record when a big export is read as a stream
+_EXPORT_START = re.compile(rb'\s*(\xef\xbb\xbf)?\s*\{\s*"(trace|observations|data)"\s*:')
+
+
+def _streamed_export(stream: IO[bytes], ctx: ReadContext) -> Iterator[tuple[str, Any]]:
+    """A big ``{trace, observations}`` export (or ``{data: [...]}`` page) as records of at
+    most STREAM_BATCH observations, so that memory stays bounded by the batch, not the
+    file. The trace comes along with each batch once it has been read (the import merges
+    the repeats); observations read before it name their trace themselves."""
+    import ijson
+
+    head = b""
+    while len(head) < 1 << 16 and (more := stream.read((1 << 16) - len(head))):
+        head += more
+    stream = Prepend(head, stream)  # type: ignore[assignment]
+    if not _EXPORT_START.match(head):  # another shape (a trace with inline observations)
+        yield "document", load_json_document(stream, ctx)
+        return
+    trace: dict[str, Any] | None = None
+    batch: list[Any] = []
+    sent_trace = False
+    builder, building, batch_kind, number = None, "", "", 0
+
+    def flush() -> Iterator[tuple[str, Any]]:
+        nonlocal batch, sent_trace
+        if not batch:
+            return
+        first = number - len(batch) + 1
+        where = f"observations {first}-{number}"
+        if batch_kind == "data.item" or trace is None:
+            yield where, {"data": batch}
+        else:
+            yield where, {"trace": trace, "observations": batch}
+            sent_trace = True
+        batch = []
+
+    try:
+        for prefix, event, value in ijson.parse(stream, use_float=True):
+            if builder is None:
+                if prefix in ("trace", "observations.item", "data.item") and event == "start_map":
+                    builder, building = ijson.ObjectBuilder(), prefix
+                    builder.event(event, value)
+                continue
+            builder.event(event, value)
+            if prefix == building and event == "end_map":
+                if building == "trace":
+                    trace = builder.value
+                else:
+                    number += 1
+                    batch_kind = building
+                    batch.append(builder.value)
+                    if len(batch) == STREAM_BATCH:
+                        yield from flush()
+                builder = None
+    except ijson.JSONError as exc:
+        raise TraceFormatError(ctx.path, f"after observation {number}",
+                               f"malformed JSON ({exc})") from None  # fmt: skip
+    yield from flush()
+    if trace is not None and not sent_trace:
+        yield "trace", {"trace": trace, "observations": []}
 
 
 def _payload(value: Any) -> Any:
