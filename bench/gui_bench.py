@@ -73,6 +73,7 @@ def main() -> None:
     args = parser.parse_args()
     app = application()
     with tempfile.TemporaryDirectory() as folder:
+        library(app, Path(folder), args.runs)  # first: the window of a fresh start
         trace, db = Path(folder) / "big.jsonl", Path(folder) / "big.db"
         big_run(trace, args.steps)
         started = time.perf_counter()
@@ -115,7 +116,31 @@ def main() -> None:
         QThreadPool.globalInstance().waitForDone(60_000)
         window.close()
         timers_during_import(app, Path(folder), trace)
-        library(app, Path(folder), args.runs)
+        huge_value(app, Path(folder))
+
+
+def huge_value(app, folder: Path) -> None:
+    """A step whose output is one 50 MB line: select it and see its first screen."""
+    trace = folder / "huge.jsonl"
+    lines = [{"type": "header", "format": "tracedesk", "version": 1},
+             {"type": "run", "id": "huge", "name": "a 50 MB output"},
+             {"type": "step", "run_id": "huge", "id": "s1", "kind": "tool", "name": "dump",
+              "start_ns": 1, "end_ns": 2, "output": "x" * (50 << 20)}]  # fmt: skip
+    trace.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+    db = folder / "huge.db"
+    with Store(db) as store:
+        import_file(store, trace)
+    window = MainWindow(db, QSettings(str(folder / "h.ini"), QSettings.Format.IniFormat))
+    window.show()
+    window.runs.select_run("huge")
+    app.processEvents()
+
+    def select() -> None:
+        window.select_step("s1")
+        window.detail.grab()  # painted: the first screen of the value
+
+    timed("a 50 MB output: select the step, first screen drawn", select, 200)
+    window.close()
 
 
 def timers_during_import(app, folder: Path, trace: Path) -> None:
