@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-_pauses = 0  # pauses running (one per thread at most), and whether they turned it off
+_pauses = 0  # pauses running now, in any thread, and whether the first turned it off
 _turned_off = False
 _lock = threading.Lock()
 
