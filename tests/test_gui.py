@@ -15,6 +15,7 @@ from tracedesk.core.export import format_usd, native_lines
 from tracedesk.core.ingest import import_file
 from tracedesk.core.samples import generate
 from tracedesk.core.store import Store
+from tracedesk.core.text import format_duration
 from tracedesk.ui.app import fill_with_demo, self_test
 from tracedesk.ui.main_window import ExportDialog, MainWindow
 from tracedesk.ui.models import RUN_ID_ROLE, JsonModel, RunsTableModel, StepTreeModel, step_rows
@@ -579,7 +580,10 @@ def test_incidents_sit_beside_the_tree_and_charts_read_in_dollars(window, qtbot)
     ticks = UsdAxis("bottom").tickStrings([0.0, 0.01, 0.02], 1.0, 0.01)
     assert ticks == ["$0", "$0.01", "$0.02"]
     tool_ticks = charts.plots["tool"].getAxis("left")._tickLevels[0]
-    assert any(label.startswith("fetch_logs ×4") for _, label in tool_ticks)
+    fetch_time = sum(
+        s.end_ns - s.start_ns for s in window.tree_model.steps if s.name == "fetch_logs"
+    )
+    assert f"fetch_logs ×4 · {format_duration(fetch_time)}" in [label for _, label in tool_ticks]
 
 
 def test_windows_open_within_the_screen(window, qtbot):

@@ -32,12 +32,14 @@ class ChartData:
     loop_spans: list[tuple[float, float]]  # seconds since start
     # Per incident of the run: its label, wasted USD and wasted seconds.
     waste: list[tuple[str, float, float]] = field(default_factory=list)
+    tool_time: dict[str, int] = field(default_factory=dict)  # ns per tool key
 
 
 def chart_data(db_path: str, run_ids: list[str], pricing: Pricing) -> ChartData:
     """Everything the charts draw, computed off the UI thread on its own connection."""
     with Store(db_path) as store:
         summaries = summarize_many(store, pricing, run_ids, GROUPS)
+        tool_time = store.time_by("tool", run_ids)
         cumulative: list[tuple[float, float]] = []
         spans: list[tuple[float, float]] = []
         waste: list[tuple[str, float, float]] = []
@@ -56,7 +58,7 @@ def chart_data(db_path: str, run_ids: list[str], pricing: Pricing) -> ChartData:
                 if first[0] is not None:
                     end = last[1] if last[1] is not None else last[0]
                     spans.append(((first[0] - origin) / 1e9, ((end or first[0]) - origin) / 1e9))
-    return ChartData(summaries, cumulative, spans, waste)
+    return ChartData(summaries, cumulative, spans, waste, tool_time)
 
 
 class UsdAxis(pg.AxisItem):
@@ -124,7 +126,7 @@ class CostChartsView(QScrollArea):
         if data is None:
             return
         for name in GROUPS:
-            self._bars(self.plots[name], data.summaries[name], name)
+            self._bars(self.plots[name], data.summaries[name], name, data.tool_time)
         self._waste(self.plots["waste"], data.waste, bool(data.cumulative))
         plot = self.plots["cumulative"]
         for start, end in data.loop_spans:
@@ -141,7 +143,8 @@ class CostChartsView(QScrollArea):
             )
         self._title(plot, "Cumulative cost" + ("" if data.cumulative else " (select one run)"))
 
-    def _bars(self, plot: pg.PlotWidget, summary: CostSummary, name: str) -> None:
+    def _bars(self, plot: pg.PlotWidget, summary: CostSummary, name: str,
+              tool_time: dict[str, int]) -> None:  # fmt: skip
         # Every tool is listed, free ones too: a tool called 40 times for $0 still matters.
         shown = [r for r in summary.rows
                  if r.cost > 0 or (name == "tool" and not r.key.startswith("("))]  # fmt: skip
@@ -150,8 +153,10 @@ class CostChartsView(QScrollArea):
         if len(shown) > len(rows):
             title += f" (top {len(rows)} of {len(shown)})"
         self._title(plot, title)
-        labels = [shorten(r.label or r.key, 22) + (f" ×{r.steps}" if name == "tool" else "")
-                  for r in rows]  # fmt: skip
+        labels = [shorten(r.label or r.key, 22) for r in rows]
+        if name == "tool":  # how often each was called, and for how long in all
+            labels = [f"{label} ×{r.steps} · {format_duration(tool_time.get(r.key))}"
+                      for label, r in zip(labels, rows, strict=True)]  # fmt: skip
         colors = [KIND_COLORS.get(r.key, BAR_COLOR) if name == "kind" else BAR_COLOR for r in rows]
         self._draw_bars(plot, labels, [float(r.cost) for r in rows], colors,
                         [format_usd(r.cost) for r in rows])  # fmt: skip

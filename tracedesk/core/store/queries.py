@@ -196,6 +196,13 @@ class Queries:
         return {by: [CostGroup(key, *v) for key, v in sums[n].items()]
                 for n, by in enumerate(bys)}  # fmt: skip
 
+    def time_by(self, by: str, run_ids: list[str] | None = None) -> dict[str, int]:
+        """Nanoseconds the steps of each group (a key of COST_GROUP_KEYS) took, summed."""
+        where, params = _only(run_ids)
+        sql = (f"SELECT {COST_GROUP_KEYS[by]}, sum(end_ns - start_ns) FROM steps{where}"
+               f" {'AND' if where else 'WHERE'} end_ns >= start_ns GROUP BY 1")  # fmt: skip
+        return {key: ns for key, ns in self.conn.execute(sql, params)}
+
     def unpriced_models(self, run_ids: list[str] | None = None) -> dict[str, int]:
         """Models without a price, with how many steps used them."""
         where, params = _only(run_ids)
