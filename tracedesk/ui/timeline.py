@@ -70,7 +70,11 @@ class TimelineView(pg.PlotWidget):
         for kind, color in KIND_COLORS.items():
             mask = kinds == kind
             if mask.any():
-                self._kind_items.append(self._bars(mask, brush=color, pen=color))
+                self._kind_items.append(self._bars(mask, brush=color))
+                # A bar narrower than a pixel would vanish: a one-pixel line through every
+                # bar keeps each visible. One path for all is far cheaper to redraw than an
+                # outline pen per bar.
+                self._kind_items.append(self._marks(mask, color))
         errors = np.array([s.status == Status.ERROR for s in steps], dtype=bool)
         if errors.any():
             self._kind_items.append(self._bars(errors, pen=pg.mkPen(ERROR_COLOR, width=2)))
@@ -93,6 +97,14 @@ class TimelineView(pg.PlotWidget):
             y0=depths - BAR_HALF_HEIGHT - grow, y1=depths + BAR_HALF_HEIGHT + grow,
             brush=brush, pen=pen if pen is not None else pg.mkPen(None),
         )  # fmt: skip
+
+    def _marks(self, mask: np.ndarray, color: str) -> pg.PlotCurveItem:
+        middles = (self.starts[mask] + self.ends[mask]) / 2
+        depths = self.depths[mask]
+        xs = np.repeat(middles, 2)
+        ys = np.empty(xs.size)
+        ys[0::2], ys[1::2] = depths - BAR_HALF_HEIGHT, depths + BAR_HALF_HEIGHT
+        return pg.PlotCurveItem(xs, ys, connect="pairs", pen=pg.mkPen(color, width=1))
 
     def fit(self) -> None:
         if self.steps:
