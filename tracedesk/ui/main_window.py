@@ -63,7 +63,7 @@ from tracedesk.core.ingest import (
     refresh_costs,
     refresh_incidents,
 )
-from tracedesk.core.model import ImportResult, Run, Status, severity_rank
+from tracedesk.core.model import ImportResult, Incident, Run, Status, severity_rank
 from tracedesk.core.store import Store
 from tracedesk.core.summary import GROUPINGS, summarize
 from tracedesk.core.text import format_count, format_duration, incidents_text, plural, shorten
@@ -76,6 +76,7 @@ from tracedesk.ui.models import (
     IncidentsModel,
     RunsFilterProxy,
     RunsTableModel,
+    StepRow,
     StepTreeModel,
     step_rows,
 )
@@ -249,7 +250,8 @@ class MainWindow(QMainWindow):
         except RulesError as exc:
             self.config_problems.append(str(exc))
             self.rules = Rules.load(use_user_file=False)
-        self.current_run: str | None = None
+        self.current_run: str | None = None  # the run shown
+        self.loading_run: str | None = None  # the run asked for last
         self.jobs = Jobs(self)  # every background read and write
         self.import_task: Task | None = None  # the import running now
         self.analysis_task: Task | None = None  # re-pricing and re-checking all runs
@@ -583,7 +585,7 @@ class MainWindow(QMainWindow):
 
     def _current_run_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
         run_id = current.data(RUN_ID_ROLE) if current.isValid() else None
-        if run_id is not None and run_id != self.current_run:
+        if run_id is not None and run_id != self.loading_run:
             self.show_run(run_id)
 
     def _runs_selection_changed(self, *_: object) -> None:
@@ -591,11 +593,24 @@ class MainWindow(QMainWindow):
         self.chart_timer.start()
 
     def show_run(self, run_id: str) -> None:
+        """Read a run in a worker, on its own connection, and show it when it arrives; when
+        another run is chosen meanwhile, the newer one wins."""
+        db = self.db_path
+
+        def read() -> tuple[str, Run | None, list[StepRow], list[Incident]]:
+            with Store(db) as store, collector_paused():  # 100k rows, none of them cyclic
+                return (run_id, store.get_run(run_id), step_rows(store.step_index(run_id)),
+                        store.incidents(run_id))  # fmt: skip
+
+        self.loading_run = run_id
+        self.jobs.read("run", read, self._run_read, self._run_failed)
+
+    def _run_failed(self, exc: Exception) -> None:
+        self.message(QMessageBox.Icon.Critical, "Cannot read the run", str(exc))
+
+    def _run_read(self, loaded: tuple[str, Run | None, list[StepRow], list[Incident]]) -> None:
+        run_id, run, rows, incidents = loaded
         self.current_run = run_id
-        run = self.store.get_run(run_id)
-        with collector_paused():  # 100k step rows and their lookups, none of them cyclic
-            rows = step_rows(self.store.step_index(run_id))
-        incidents = self.store.incidents(run_id)
         flagged: dict[str, str] = {}
         for incident in incidents:
             for step_id in incident.step_ids:
