@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -27,8 +28,13 @@ from tracedesk.ui.main_window import MainWindow
 
 
 def settle(app: QApplication) -> None:
-    """Let workers finish and the views repaint."""
-    for _ in range(5):
+    """Let timers fire (the charts follow a selection after 150 ms), workers finish and the
+    views repaint."""
+    for _ in range(3):
+        deadline = time.monotonic() + 0.25
+        while time.monotonic() < deadline:
+            app.processEvents()
+            time.sleep(0.01)
         QThreadPool.globalInstance().waitForDone(10_000)
         app.processEvents()
 

@@ -123,6 +123,7 @@ class CostChartsView(QScrollArea):
         self.data = data  # drawn again in the new colours when the palette changes
         for plot in self.plots.values():
             plot.clear()
+            plot.getAxis("left").setTicks(None)  # no labels left over from the last data
         if data is None:
             return
         for name in GROUPS:
@@ -153,7 +154,7 @@ class CostChartsView(QScrollArea):
         if len(shown) > len(rows):
             title += f" (top {len(rows)} of {len(shown)})"
         self._title(plot, title)
-        labels = [shorten(r.label or r.key, 22) for r in rows]
+        labels = [shorten(r.label or r.key, 14 if name == "tool" else 22) for r in rows]
         if name == "tool":  # how often each was called, and for how long in all
             labels = [f"{label} ×{r.steps} · {format_duration(tool_time.get(r.key))}"
                       for label, r in zip(labels, rows, strict=True)]  # fmt: skip
@@ -181,10 +182,10 @@ class CostChartsView(QScrollArea):
                    colors: list[str], texts: list[str]) -> None:  # fmt: skip
         if not labels:
             return
+        plot.getAxis("left").setTicks([list(enumerate(labels))])
         ys = list(range(len(labels)))
         plot.addItem(pg.BarGraphItem(x0=[0] * len(labels), width=values, y=ys, height=0.6,
                                      brushes=colors))  # fmt: skip
-        plot.getAxis("left").setTicks([list(enumerate(labels))])
         plot.getPlotItem().invertY(True)
         # Room on the right for the value written after the longest bar.
         plot.setXRange(0, (max(values) or 1e-6) * 1.35, padding=0)

@@ -176,8 +176,10 @@ class Legend(QWidget):
     def _clear(self) -> None:
         while self.row.count():
             item = self.row.takeAt(0)
-            if item.widget():
-                item.widget().deleteLater()
+            widget = item.widget()
+            if widget is not None:  # out of sight now: deleteLater is only later
+                widget.hide()
+                widget.deleteLater()
 
     def _swatch(self, color: QColor, text: str, outline: bool = False) -> None:
         pixmap = QPixmap(14, 10)
