@@ -378,6 +378,7 @@ _STEP_INTS = ("start_ns", "end_ns", "input_tokens", "output_tokens", "cached_inp
               "reasoning_tokens", "cache_creation_tokens")  # fmt: skip
 _RUN_TEXT = ("id", "source_format", "name", "request", "session_id")
 _step_texts, _run_texts = attrgetter(*_STEP_TEXT), attrgetter(*_RUN_TEXT)
+_TEXT_TYPES = frozenset({str, type(None)})
 _step_ints, _run_ints = attrgetter(*_STEP_INTS), attrgetter(*_STEP_INTS[:2])
 _KINDS, _STATUSES = frozenset(StepKind), frozenset(Status)
 
@@ -409,7 +410,7 @@ def checked(record: RecordT) -> RecordT:
             record.attributes = {**record.attributes, INVALID_DATE: invalid_dates}
     is_step = isinstance(record, Step)
     texts = (_step_texts if is_step else _run_texts)(record)
-    if not all(value is None or type(value) is str for value in texts):  # the rare case
+    if not _TEXT_TYPES.issuperset(map(type, texts)):  # the rare case
         for name, value in zip(_STEP_TEXT if is_step else _RUN_TEXT, texts, strict=True):
             if value is not None and type(value) is not str:
                 if isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -216,7 +216,8 @@ def apply_attributes(step: Step, attrs: dict[str, Any]) -> str | None:
             chosen[field] = (rank, key, value)
     rest = dict(attrs)
     # A tool result fills the output only when no output attribute did: it goes last.
-    for field in sorted(chosen, key=lambda f: f == "tool_result"):
+    fields = sorted(chosen, key=lambda f: f == "tool_result") if "tool_result" in chosen else chosen
+    for field in fields:
         _, key, value = chosen[field]
         del rest[key]
         value = CONVERT[field](value)
