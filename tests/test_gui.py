@@ -247,7 +247,7 @@ def test_screenshots_script(tmp_path):
     spec.loader.exec_module(module)
     shots = module.take(tmp_path)
     assert [p.name for p in shots] == [
-        "main-window.png", "loop-highlighted.png", "cost-charts.png", "incidents.png",
+        "main-window.png", "loop-highlighted.png", "cost-charts.png", "cost-heat.png",
         "compare.png", "request-group.png", "imported-monocle.png", "imported-cache-write.png",
     ]  # fmt: skip
     assert all(p.stat().st_size > 10_000 for p in shots)

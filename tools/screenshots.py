@@ -3,7 +3,7 @@
     python tools/screenshots.py [OUT_DIR]      # default: screenshots/
 
 Shots: the runs library with a run open, a run with a retry loop highlighted, the cost
-charts, the incidents, a comparison and a request group, at 1280x720 and 1920x1080, light
+charts, the cost heat map, a comparison and a request group, at 1280x720 and 1920x1080, light
 and dark (one folder each). Runs offscreen, so it works in CI and without a display.
 """
 
@@ -103,10 +103,12 @@ def take(out: Path, size: tuple[int, int] = SIZES[0], dark: bool = False) -> lis
         shots.append(out / "cost-charts.png")
         window.grab().save(str(shots[-1]))
 
-        window.incidents_dock.raise_()
+        window.timeline_dock.raise_()
+        window.bar_colours.setCurrentIndex(1)  # the cost heat map of the waterfall
         settle(app)
-        shots.append(out / "incidents.png")
+        shots.append(out / "cost-heat.png")
         window.grab().save(str(shots[-1]))
+        window.bar_colours.setCurrentIndex(0)
 
         # Two runs of one request: a healthy one and the runaway one.
         same = window.request_group(storm)
@@ -118,6 +120,7 @@ def take(out: Path, size: tuple[int, int] = SIZES[0], dark: bool = False) -> lis
 
         window.runs.select_run(storm)
         group = window.show_request_group()
+        group.resize(*size)
         settle(app)
         shots.append(out / "request-group.png")
         group.grab().save(str(shots[-1]))

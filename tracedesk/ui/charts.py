@@ -124,6 +124,8 @@ class CostChartsView(QScrollArea):
         for plot in self.plots.values():
             plot.clear()
             plot.getAxis("left").setTicks(None)  # no labels left over from the last data
+            for side in ("left", "bottom"):
+                plot.getPlotItem().showAxis(side)
         if data is None:
             return
         for name in GROUPS:
@@ -166,6 +168,7 @@ class CostChartsView(QScrollArea):
                one_run: bool) -> None:  # fmt: skip
         if not one_run:
             self._title(plot, "Wasted by incident (select one run)")
+            self._draw_bars(plot, [], [], [], [])
             return
         total = sum(cost for _, cost, _ in waste)
         self._title(plot, f"Wasted by incident — {plural(len(waste), 'incident')},"
@@ -180,7 +183,9 @@ class CostChartsView(QScrollArea):
 
     def _draw_bars(self, plot: pg.PlotWidget, labels: list[str], values: list[float],
                    colors: list[str], texts: list[str]) -> None:  # fmt: skip
-        if not labels:
+        if not labels:  # the title says why: no axes around nothing
+            for side in ("left", "bottom"):
+                plot.getPlotItem().hideAxis(side)
             return
         plot.getAxis("left").setTicks([list(enumerate(labels))])
         ys = list(range(len(labels)))
@@ -188,7 +193,7 @@ class CostChartsView(QScrollArea):
                                      brushes=colors))  # fmt: skip
         plot.getPlotItem().invertY(True)
         # Room on the right for the value written after the longest bar.
-        plot.setXRange(0, (max(values) or 1e-6) * 1.35, padding=0)
+        plot.setXRange(0, (max(values) or 1e-6) * 1.5, padding=0)
         plot.setYRange(-0.6, len(labels) - 0.4, padding=0)
         for y, (value, text) in enumerate(zip(values, texts, strict=True)):
             label = pg.TextItem(text, anchor=(0, 0.5), color=self.text_color)

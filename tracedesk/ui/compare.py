@@ -40,7 +40,8 @@ from tracedesk.core.analysis.compare import (
 from tracedesk.core.export import format_usd, step_label
 from tracedesk.core.model import Run, Status, Step
 from tracedesk.core.store import Store
-from tracedesk.core.text import format_count, format_duration, shorten
+from tracedesk.core.text import format_count, format_duration, plural, shorten
+from tracedesk.ui.charts import UsdAxis
 from tracedesk.ui.detail import pretty
 from tracedesk.ui.models import (
     ROOT,
@@ -382,6 +383,11 @@ class GroupRunsModel(RowsTableModel):
                 str(run.incident_count))[index.column()]  # fmt: skip
 
 
+PATH_COLOURS = (("#4C78A8", "blue"), ("#F58518", "orange"), ("#54A24B", "green"),
+                ("#E45756", "red"), ("#B279A2", "purple"), ("#72B7B2", "teal"),
+                ("#9D755D", "brown"))  # fmt: skip
+
+
 class RequestGroupView(QWidget):
     """All runs of one request: the spread of cost, steps and duration, and their paths.
     A double-click opens a run in the main window; the context menu compares two."""
@@ -421,14 +427,13 @@ class RequestGroupView(QWidget):
         self.table.addActions([open_action, compare_action])
         paths = QPlainTextEdit(readOnly=True)
         paths.setPlainText("\n".join(
-            f"path {i + 1}: {len(g.run_ids)} runs — " + " → ".join(g.example)
-            for i, g in enumerate(self.groups)))  # fmt: skip
-        self.chart = pg.PlotWidget(title="Cost per run, coloured by path")
-        palette = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#B279A2", "#72B7B2", "#9D755D"]
+            f"path {i + 1} ({PATH_COLOURS[i % len(PATH_COLOURS)][1]}): {plural(len(g.run_ids), 'run')} — "
+            + " → ".join(g.example) for i, g in enumerate(self.groups)))  # fmt: skip
+        self.chart = pg.PlotWidget(title="Cost per run, coloured by path (see the paths below)",
+                                   axisItems={"left": UsdAxis("left")})  # fmt: skip
         self.chart.addItem(pg.BarGraphItem(
             x=list(range(len(runs))), height=costs, width=0.7,
-            brushes=[palette[path_of[r.id] % len(palette)] for r in runs]))  # fmt: skip
-        self.chart.setLabel("left", "USD")
+            brushes=[PATH_COLOURS[path_of[r.id] % len(PATH_COLOURS)][0] for r in runs]))  # fmt: skip
         self.chart.setLabel("bottom", "run (oldest first)")
         self.chart.getAxis("bottom").setTicks([[(i, str(i + 1)) for i in range(len(runs))]])
         splitter = QSplitter(Qt.Orientation.Vertical)

@@ -33,6 +33,8 @@ class TimelineView(pg.PlotWidget):
         plot.showGrid(x=True, y=False, alpha=0.08)
         plot.setLabel("bottom", "seconds since the run started")
         plot.setLabel("left", "depth")
+        for side in ("bottom", "left"):  # no "(x1e-06)" beside the label: plain numbers
+            plot.getAxis(side).enableAutoSIPrefix(False)
         plot.setMenuEnabled(True)
         plot.hideButtons()
         self.getViewBox().setMouseEnabled(x=True, y=True)

@@ -25,12 +25,11 @@ from PySide6.QtWidgets import (
 from tracedesk.core.export import format_usd
 from tracedesk.core.model import Status
 from tracedesk.core.store.queries import from_pusd
-from tracedesk.core.text import format_duration
 from tracedesk.ui.theme import ERROR_COLOR, INCIDENT_COLOR, kind_color, kind_icon
 
 HEAT_LOW, HEAT_HIGH = QColor("#FDE8A0"), QColor("#B10026")  # cheapest and dearest step
 NO_COST = QColor("#C8C8C8")
-DIMMED_ALPHA = 60
+DIMMED_ALPHA = 110  # the rest of the run, while an incident is chosen: still legible
 
 
 def tick_step(span: float, ticks: int) -> float:
@@ -40,6 +39,16 @@ def tick_step(span: float, ticks: int) -> float:
     raw = span / max(ticks, 1)
     power = 10 ** math.floor(math.log10(raw))
     return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+
+
+def tick_label(ns: float, step_ns: float) -> str:
+    """A tick's time in the unit of the tick interval, with only the decimals it needs:
+    "20 s", "2.5 s", "150 ms", "0.6 ms"."""
+    # The largest unit of which the interval is at least a tenth: "2.5 s", not "2500 ms".
+    unit, scale = next(((u, f) for u, f in (("s", 1e9), ("ms", 1e6), ("µs", 1e3))
+                        if step_ns >= f / 10), ("ns", 1.0))  # fmt: skip
+    decimals = max(0, -math.floor(math.log10(step_ns / scale) + 1e-9)) if step_ns > 0 else 0
+    return f"{ns / scale:.{decimals}f} {unit}"
 
 
 def _ticks(rect: QRect) -> int:
@@ -139,11 +148,11 @@ class WaterfallHeader(QHeaderView):
         painter.fillRect(rect.adjusted(1, 1, -1, -1), self.palette().button())
         step_ns = tick_step(model.span_ns / 1e9, _ticks(rect)) * 1e9
         for n, x in enumerate(tick_positions(rect, model.span_ns)):
-            label = format_duration(round(n * step_ns)) if n else "0"
+            label = tick_label(n * step_ns, step_ns) if n else "0"
             text_width = metrics.horizontalAdvance(label)
             left = min(max(x - text_width // 2, rect.left() + 2), rect.right() - text_width - 2)
             painter.drawLine(x, rect.bottom() - 4, x, rect.bottom())
-            painter.drawText(left, rect.top() + metrics.ascent() + 3, label)
+            painter.drawText(left + 3 if n else left, rect.top() + metrics.ascent() + 3, label)
         painter.restore()
 
 
