@@ -53,7 +53,7 @@ from tracedesk.ui.models import (
     step_rows,
     time_text,
 )
-from tracedesk.ui.theme import ERROR_COLOR, fit_to_screen, kind_icon, plain_label
+from tracedesk.ui.theme import error_text_color, fit_to_screen, kind_icon, plain_label
 from tracedesk.ui.timeline import TimelineView
 
 MATCH_COLORS = {
@@ -170,7 +170,7 @@ class PairTreeModel(QAbstractItemModel):
             and step is not None
             and step.status == Status.ERROR
         ):
-            return QColor(ERROR_COLOR)
+            return error_text_color()
         if role == Qt.ItemDataRole.FontRole and first:
             font = QFont()
             font.setBold(True)

@@ -22,7 +22,7 @@ from tracedesk.core.export import cost_text, format_usd, incident_lines
 from tracedesk.core.model import Incident, Run, Status, severity_rank
 from tracedesk.core.store.queries import from_pusd
 from tracedesk.core.text import format_count, format_duration, incidents_text, shorten, visible
-from tracedesk.ui.theme import ERROR_COLOR, INCIDENT_COLOR, SEVERITY_COLORS, kind_icon
+from tracedesk.ui.theme import INCIDENT_COLOR, SEVERITY_COLORS, error_text_color, kind_icon
 
 Index = QModelIndex | QPersistentModelIndex
 DISPLAY = Qt.ItemDataRole.DisplayRole
@@ -156,7 +156,7 @@ class RunsTableModel(RowsTableModel):
             return values[column]
         if role == Qt.ItemDataRole.ForegroundRole:
             if column == 7 and run.status == Status.ERROR:
-                return QColor(ERROR_COLOR)
+                return error_text_color()
             if column == 8 and run.worst_severity:
                 return QColor(SEVERITY_COLORS[run.worst_severity])
         if role == Qt.ItemDataRole.TextAlignmentRole and column in (3, 4, 5, 6):
@@ -362,7 +362,7 @@ class StepTreeModel(QAbstractItemModel):
             return kind_icon(step.kind)
         if role == Qt.ItemDataRole.ForegroundRole:
             if step.status == Status.ERROR:
-                return QColor(ERROR_COLOR)
+                return error_text_color()
             if column == 5 and step.id in self.flagged:
                 return QColor(SEVERITY_COLORS[self.flagged[step.id]])
         if role == Qt.ItemDataRole.BackgroundRole and step.id in self.highlighted:

@@ -29,6 +29,13 @@ SEVERITY_COLORS = {"error": "#E45756", "warning": "#F2A900", "info": "#4C78A8"}
 INCIDENT_COLOR = "#E6007E"
 
 
+def error_text_color() -> QColor:
+    """The red of failed steps' text, lighter on a dark palette so that it stays readable
+    on tinted rows (an incident's magenta, a compare row's colour)."""
+    dark = QGuiApplication.palette().base().color().lightness() < 128
+    return QColor("#FF8A80" if dark else ERROR_COLOR)
+
+
 def kind_color(kind: str) -> QColor:
     return QColor(KIND_COLORS.get(kind, KIND_COLORS[StepKind.OTHER]))
 
