@@ -325,8 +325,13 @@ def summary_text(c: Comparison) -> str:
         f"{v} {MATCH_TEXT[Match(k)] or 'matched'}" for k, v in counts.items() if v
     )
     first = c.first_divergence
-    where = "the runs took the same path" if first is None else (
-        f"first divergence: {step_label(first.a) or '(nothing)'} | {step_label(first.b) or '(nothing)'}")  # fmt: skip
+    if first is None:
+        where = "the runs took the same path"
+    elif first.a is None or first.b is None:
+        side, step = ("B", first.b) if first.a is None else ("A", first.a)
+        where = f"first divergence: only in {side}, {step_label(step)}"
+    else:
+        where = f"first divergence: A {step_label(first.a)} | B {step_label(first.b)}"
     return "A vs B — " + " · ".join(parts) + f"\n{alignment}. {where}"
 
 
