@@ -130,6 +130,9 @@ def test_incident_highlights_its_steps(window, qtbot):
     # The table names steps as the tree does, and the tooltip lists the evidence.
     steps_cell = window.incidents_model.index(0, 2).data()
     assert incident.step_ids[0] not in steps_cell
+    names = [window.tree_model.steps[window.tree_model.by_id[i]].name for i in incident.step_ids]
+    expected = {f"{names.count(n)}× {n}" if names.count(n) > 1 else n for n in names}
+    assert set(steps_cell.split(", ")) == expected
     tooltip = window.incidents_model.index(0, 1).data(Qt.ItemDataRole.ToolTipRole)
     assert incident.message.split("'")[0] in tooltip and "wasted" in tooltip
     assert "loop" in window.timeline._overlay_items

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import html
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -430,6 +431,11 @@ class IncidentsModel(RowsTableModel):
         super().__init__(parent)
         self.names: dict[str, str] = {}
 
+    def steps_text(self, incident: Incident) -> str:
+        """The steps involved, by name and count: "4× fetch_logs, 4× chat gpt-4o"."""
+        counts = Counter(self.names.get(s, s) for s in incident.step_ids)
+        return ", ".join(f"{n}× {name}" if n > 1 else name for name, n in counts.most_common())
+
     def load_incidents(self, incidents: list[Incident], names: dict[str, str]) -> None:
         self.names = names
         self.load(incidents)
@@ -440,12 +446,10 @@ class IncidentsModel(RowsTableModel):
         incident: Incident = self.rows[index.row()]
         column = index.column()
         if role == DISPLAY:
-            first = self.names.get(incident.first_step or "", incident.first_step or "")
-            last = self.names.get(incident.last_step or "", incident.last_step or "")
             return (
                 incident.severity,
                 cell(f"{incident.kind.replace('_', ' ')}: {incident.message}"),
-                cell(first if first == last else f"{first} … {last}"),
+                cell(self.steps_text(incident)),
                 f"{cost_text(incident.wasted_cost, incident.wasted_unpriced)}"
                 f" · {format_count(incident.wasted_tokens)} tok"
                 f" · {format_duration(incident.wasted_ns)}",
