@@ -748,3 +748,29 @@ def test_jobs_drop_stale_reads_and_write_one_at_a_time(qtbot):
     jobs.cancel("import")  # drops "import b", asks "import a" to stop (it ignores it)
     qtbot.waitUntil(lambda: len(done) == 2, timeout=5000)
     assert order == done == ["import a", "analysis"] and most[0] == 1
+
+
+def test_a_huge_output_opens_as_its_first_screen_and_reads_whole_on_demand(window, qtbot, tmp_path):
+    """Issue 14: a value of many megabytes shows its first screen without being read and
+    decoded whole (200 ms for 50 MB); Show all and Copy read it whole."""
+    from PySide6.QtGui import QGuiApplication
+
+    big = "y" * 300_000 + "THE END"
+    records = [HEADER, {"type": "run", "id": "big-output", "name": "big"},
+               {"type": "step", "run_id": "big-output", "id": "s1", "kind": "tool",
+                "name": "dump", "output": big, "input": {"q": "small"}, "start_ns": 1,
+                "end_ns": 2}]  # fmt: skip
+    task = window.import_files([write_jsonl(tmp_path / "big.jsonl", records)])
+    qtbot.waitSignal(task.signals.done, timeout=10_000)
+    qtbot.waitUntil(lambda: window.import_task is None)
+    open_run(window, qtbot, lambda r: r.id == "big-output")
+    window.select_step("s1")
+    output, inputs = window.detail.views["Output"], window.detail.views["Input"]
+    assert output.partial and "THE END" not in output.full_text
+    assert not output.show_all.isHidden() and "start of a longer value" in output.note.text()
+    assert not inputs.partial and '"q": "small"' in inputs.full_text  # small: decoded
+    output.copy.click()
+    assert QGuiApplication.clipboard().text() == big
+    assert not output.partial and output.full_text == big
+    output.show_all.click()
+    assert output.text.toPlainText().replace("\n", "").endswith("THE END")

@@ -3,6 +3,7 @@ content is never read as HTML), pretty-printed, collapsible as a tree, and copya
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -22,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from tracedesk.core.export import format_usd
 from tracedesk.core.model import Step
+from tracedesk.core.store.queries import Preview
 from tracedesk.core.text import format_duration, shorten, visible
 from tracedesk.ui.models import JsonModel
 from tracedesk.ui.theme import plain_label
@@ -55,6 +57,8 @@ class PayloadView(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.full_text = ""
+        self.partial = False  # full_text is only the start of a Preview
+        self.fetch_full: Callable[[], Any] | None = None  # reads the whole value
         self.text = QPlainTextEdit(readOnly=True)
         self.text.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.text.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
@@ -72,10 +76,10 @@ class PayloadView(QWidget):
         )
         self.toggle.toggled.connect(lambda on: self.stack.setCurrentIndex(1 if on else 0))
         self.show_all = QPushButton("Show all", toolTip="Show the whole payload (may be slow)")
-        self.show_all.clicked.connect(lambda: self._show(len(self.full_text)))
+        self.show_all.clicked.connect(self._show_all)
         self.show_all.setVisible(False)
         self.copy = QPushButton("Copy", toolTip="Copy the whole payload")
-        self.copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.full_text))
+        self.copy.clicked.connect(self._copy)
         buttons = QHBoxLayout()
         buttons.addWidget(self.note)
         buttons.addStretch(1)
@@ -88,6 +92,7 @@ class PayloadView(QWidget):
         layout.addWidget(self.stack)
 
     def show_value(self, value: Any) -> None:
+        self.partial = isinstance(value, Preview)
         self.full_text = pretty(value)
         self._show(SHOWN_CHARS)
         structured = isinstance(value, (dict, list))
@@ -100,13 +105,32 @@ class PayloadView(QWidget):
 
     def _show(self, chars: int) -> None:
         self.text.setPlainText(for_display(self.full_text[:chars]))
-        cut = len(self.full_text) > chars
-        self.note.setText(
-            f"Showing the first {chars // 1000:,} k of {len(self.full_text) // 1000:,} k"
-            " characters; Copy takes all." if cut else ""
-        )  # fmt: skip
+        cut = self.partial or len(self.full_text) > chars
+        if self.partial:
+            note = (
+                f"Showing the start of a longer value ({chars // 1000:,} k characters of its JSON)"
+            )
+        else:
+            note = f"Showing the first {chars // 1000:,} k of {len(self.full_text) // 1000:,} k characters"
+        self.note.setText(f"{note}; Copy takes all." if cut else "")
         self.note.setVisible(cut)
         self.show_all.setVisible(cut)
+
+    def _whole(self) -> bool:
+        """Read the whole value if only its start is here; False if it cannot be read."""
+        if self.partial:
+            if self.fetch_full is None:
+                return False
+            self.show_value(self.fetch_full())
+        return not self.partial
+
+    def _show_all(self) -> None:
+        if self._whole():
+            self._show(len(self.full_text))
+
+    def _copy(self) -> None:
+        if self._whole():
+            QGuiApplication.clipboard().setText(self.full_text)
 
 
 class DetailPane(QWidget):
@@ -120,14 +144,21 @@ class DetailPane(QWidget):
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.tabs = QTabWidget()
         self.views: dict[str, PayloadView] = {}
+        # Reads a step whole, for a payload that came as a Preview (set by the window).
+        self.loader: Callable[[Step], Step | None] | None = None
         for name in self.TABS:
             view = PayloadView()
+            view.fetch_full = lambda n=name: self._whole_value(n)
             self.views[name] = view
             self.tabs.addTab(view, name)
         layout = QVBoxLayout(self)
         layout.addWidget(self.summary)
         layout.addWidget(self.tabs, 1)
         self.step: Step | None = None
+
+    def _whole_value(self, tab: str) -> Any:
+        whole = None if self.loader is None or self.step is None else self.loader(self.step)
+        return None if whole is None else {"Input": whole.input, "Output": whole.output}.get(tab)
 
     def show_step(self, step: Step | None) -> None:
         self.step = step

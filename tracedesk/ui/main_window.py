@@ -69,7 +69,7 @@ from tracedesk.core.summary import GROUPINGS, summarize
 from tracedesk.core.text import format_count, format_duration, incidents_text, plural, shorten
 from tracedesk.ui.charts import ChartData, CostChartsView, chart_data
 from tracedesk.ui.compare import CompareView, RequestGroupView
-from tracedesk.ui.detail import DetailPane
+from tracedesk.ui.detail import SHOWN_CHARS, DetailPane
 from tracedesk.ui.models import (
     RUN_ID_ROLE,
     STEP_ID_ROLE,
@@ -310,6 +310,7 @@ class MainWindow(QMainWindow):
         self.legend = Legend()
         self.timeline = TimelineView()
         self.detail = DetailPane()
+        self.detail.loader = lambda step: self.store.step(step.run_id, step.id)
         self.incidents_model = IncidentsModel(self)
         self.incidents = QTableView()
         self.incidents.setModel(self.incidents_model)
@@ -647,7 +648,10 @@ class MainWindow(QMainWindow):
             return
         row = self.tree_model._node(current)
         self.timeline.select(row)
-        self.detail.show_step(self.store.step(self.current_run, self.tree_model.steps[row].id))
+        # A huge input or output comes as its first screen; "Show all" reads it whole.
+        self.detail.show_step(
+            self.store.step(self.current_run, self.tree_model.steps[row].id, preview=SHOWN_CHARS)
+        )
 
     def _incident_chosen(self, current: QModelIndex, _previous: QModelIndex) -> None:
         if not current.isValid():

@@ -19,10 +19,14 @@ from tracedesk.core.store.schema import (
 )
 
 
-def _row_to_step(row: sqlite3.Row) -> Step:
+class Preview(str):
+    """The start of a stored payload's JSON text, too long to read whole at once."""
+
+
+def _row_to_step(row: sqlite3.Row, skip: Iterable[str] = ()) -> Step:
     keys = row.keys()
     values = {k: row[k] for k in keys if k in Step.__dataclass_fields__}
-    for name in STEP_JSON_COLUMNS & values.keys():
+    for name in (STEP_JSON_COLUMNS & values.keys()) - set(skip):
         if values[name] is not None:
             values[name] = orjson.loads(values[name])
     if values.get("attributes") is None:
@@ -351,13 +355,23 @@ class Queries:
             "SELECT min(start_ns) FROM steps WHERE run_id=?", (run_id,)
         ).fetchone()[0]
 
-    def step(self, run_id: str, step_id: str) -> Step | None:
-        """One step with its payloads."""
+    def step(self, run_id: str, step_id: str, preview: int | None = None) -> Step | None:
+        """One step with its payloads. With ``preview``, an input or output longer than that
+        many characters comes as a Preview of its JSON text (not decoded): a 50 MB value
+        would take 200 ms to read and decode whole."""
+        previewed = ("input", "output") if preview else ()
+        columns = [f"substr({c}, 1, {int(preview or 0) + 1}) AS {c}" if c in previewed else c
+                   for c in READ_STEP_COLUMNS]  # fmt: skip
         row = self.conn.execute(
-            f"SELECT {', '.join(READ_STEP_COLUMNS)} FROM steps WHERE run_id=? AND id=?",
-            (run_id, step_id),
+            f"SELECT {', '.join(columns)} FROM steps WHERE run_id=? AND id=?", (run_id, step_id)
         ).fetchone()
-        return None if row is None else _row_to_step(row)
+        if row is None:
+            return None
+        cut = {c: row[c] for c in previewed if row[c] is not None and len(row[c]) > (preview or 0)}
+        step = _row_to_step(row, skip=cut.keys())
+        for name, text in cut.items():
+            setattr(step, name, Preview(text[: preview or 0]))
+        return step
 
     def library(self) -> list[Run]:
         """Every run, newest first, with its totals and the models and tools it used."""
