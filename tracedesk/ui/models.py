@@ -141,13 +141,12 @@ class RunsTableModel(RowsTableModel):
         if role == SEARCH_ROLE:
             return self.haystacks[index.row()]
         tokens = run.input_tokens + run.output_tokens
-        duration = None if run.start_ns is None or run.end_ns is None else run.end_ns - run.start_ns
         if role == DISPLAY or role == Qt.ItemDataRole.ToolTipRole:
             values = (
                 cell(run.name or run.id), cell(run.request),
                 cell(", ".join(run.models)), str(run.step_count),
                 format_count(tokens), cost_text(run.cost, run.unpriced_steps),
-                format_duration(duration), run.status,
+                format_duration(run.duration_ns), run.status,
                 incidents_text(run.incident_count, run.worst_severity),
                 time_text(run.start_ns),
             )  # fmt: skip

@@ -13,7 +13,7 @@ from tracedesk.core.export import format_usd
 from tracedesk.core.model import Status
 from tracedesk.core.store.queries import from_pusd
 from tracedesk.core.text import format_count, format_duration, shorten
-from tracedesk.ui.models import StepRow, plain_tooltip
+from tracedesk.ui.models import StepRow, duration_of, plain_tooltip
 from tracedesk.ui.theme import ERROR_COLOR, INCIDENT_COLOR, KIND_COLORS
 
 BAR_HALF_HEIGHT = 0.38
@@ -181,11 +181,9 @@ class TimelineView(pg.PlotWidget):
             QToolTip.hideText()
             return
         step = self.steps[row]
-        duration = (
-            None if step.start_ns is None or step.end_ns is None else step.end_ns - step.start_ns
-        )
         tokens = step.input_tokens + step.output_tokens
-        lines = [shorten(step.name or step.id, 200), f"{step.kind} · {format_duration(duration)}"]
+        lines = [shorten(step.name or step.id, 200),
+                 f"{step.kind} · {format_duration(duration_of(step))}"]  # fmt: skip
         if tokens:
             lines.append(f"{format_count(tokens)} tokens")
         if step.cost_pusd:

@@ -350,11 +350,6 @@ class Queries:
                 times[step_id] = (row[0], row[1])
         return times
 
-    def first_start(self, run_id: str) -> int | None:
-        return self.conn.execute(
-            "SELECT min(start_ns) FROM steps WHERE run_id=?", (run_id,)
-        ).fetchone()[0]
-
     def step(self, run_id: str, step_id: str, preview: int | None = None) -> Step | None:
         """One step with its payloads. With ``preview``, an input or output longer than that
         many characters comes as a Preview of its JSON text (not decoded): a 50 MB value
