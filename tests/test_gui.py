@@ -31,8 +31,34 @@ def window(qtbot, tmp_path):
     win = MainWindow(db, settings)
     qtbot.addWidget(win)
     win.show()
+    library_shown(win, qtbot)
     yield win
     QThreadPool.globalInstance().waitForDone(10_000)
+
+
+def library_shown(window, qtbot) -> None:
+    """Wait for the runs library, which the window reads in a worker."""
+    qtbot.waitUntil(lambda: not window.library_pending, timeout=10_000)
+
+
+def idle(window) -> bool:
+    """No import running, and the library read after the last one is shown."""
+    return window.import_task is None and not window.library_pending
+
+
+def show_step(window, qtbot, step_id: str) -> None:
+    """Select a step and wait for its details, read in a worker."""
+    window.select_step(step_id)
+    qtbot.waitUntil(lambda: window.detail.step is not None and window.detail.step.id == step_id)
+
+
+def opened_view(window, qtbot, action):
+    """The compare or request window that ``action`` opens once its data is read."""
+    with qtbot.waitSignal(window.view_opened, timeout=10_000) as opened:
+        action()
+    view = opened.args[0]
+    qtbot.addWidget(view)
+    return view
 
 
 def open_run(window, qtbot, predicate=lambda row: True) -> str:
@@ -99,7 +125,7 @@ def test_clicking_a_bar_selects_the_step_in_the_tree(window, qtbot):
     qtbot.waitUntil(lambda: window.tree.currentIndex().isValid())
     current = window.tree.currentIndex()
     assert window.tree_model.steps[window.tree_model._node(current)].id == step.id
-    assert window.detail.step.id == step.id
+    qtbot.waitUntil(lambda: window.detail.step is not None and window.detail.step.id == step.id)
     assert "selection" in timeline._overlay_items
 
 
@@ -114,9 +140,9 @@ def test_tree_selection_shows_details_as_plain_text(window, qtbot, tmp_path):
     path.write_bytes(b"".join(__import__("orjson").dumps(r) + b"\n" for r in records))
     task = window.import_files([path])
     qtbot.waitSignal(task.signals.done, timeout=10_000)
-    qtbot.waitUntil(lambda: window.import_task is None)
+    qtbot.waitUntil(lambda: idle(window))
     open_run(window, qtbot, lambda r: r.id == "html-run")
-    window.select_step("s1")
+    show_step(window, qtbot, "s1")
     view = window.detail.views["Output"]
     assert view.text.toPlainText() == "<b>not bold</b><script>alert(1)</script>"
 
@@ -152,7 +178,7 @@ def test_import_through_the_worker_with_progress(window, qtbot, tmp_path, monkey
     assert window.progress.isVisible() and window.cancel_button.isVisible()
     with qtbot.waitSignal(task.signals.done, timeout=60_000):
         pass
-    qtbot.waitUntil(lambda: window.import_task is None)
+    qtbot.waitUntil(lambda: idle(window))
     assert seen and seen[-1][0] == seen[-1][1] == path.stat().st_size
     assert not window.progress.isVisible()
     assert window.runs.model.rowCount() == 230
@@ -165,13 +191,15 @@ def test_cancel_leaves_the_database_unchanged(window, qtbot, tmp_path):
     path = tmp_path / "big.jsonl"
     with path.open("wb") as out:
         out.writelines(native_lines(generate(300, seed=5)))
-    before = snapshot(window.store)
+    with Store(window.db_path) as store:
+        before = snapshot(store)
     task = window.import_files([path])
     window.cancel_import()  # before the worker reads a record
     with qtbot.waitSignal(task.signals.failed, timeout=60_000):
         pass
-    qtbot.waitUntil(lambda: window.import_task is None)
-    assert snapshot(window.store) == before
+    qtbot.waitUntil(lambda: idle(window))
+    with Store(window.db_path) as store:
+        assert snapshot(store) == before
     assert "cancelled" in window.statusBar().currentMessage()
 
 
@@ -191,9 +219,7 @@ def test_drop_files_onto_the_window(window, qtbot):
     event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime,
                        Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)  # fmt: skip
     window.dropEvent(event)
-    qtbot.waitUntil(
-        lambda: window.import_task is None and window.runs.model.rowCount() == 31, timeout=10_000
-    )
+    qtbot.waitUntil(lambda: idle(window) and window.runs.model.rowCount() == 31, timeout=10_000)
 
 
 def test_export_cost_summary(window, qtbot, tmp_path):
@@ -205,11 +231,13 @@ def test_export_cost_summary(window, qtbot, tmp_path):
     scope, by, fmt = dialog.choice()
     assert (scope, by, fmt) == ("current", "model", "csv")
     target = tmp_path / "costs.csv"
-    window.export_cost_summary(target, scope, by, fmt)
+    window.export_cost_summary(target, scope, by, fmt)  # written in a worker, whole or not at all
+    qtbot.waitUntil(target.exists)
     rows = list(csv.DictReader(target.open()))
     with Store(window.db_path) as store:
         assert Decimal(rows[-1]["cost_usd"]) == store.get_run(run_id).cost
     window.export_cost_summary(tmp_path / "all.md", "all", "kind", "md")
+    qtbot.waitUntil((tmp_path / "all.md").exists)
     assert (tmp_path / "all.md").read_text().startswith("# Cost summary by kind")
 
 
@@ -232,6 +260,7 @@ def test_layout_and_recent_files_are_remembered(window, qtbot, tmp_path):
     window.close()
     again = MainWindow(window.db_path, window.settings)
     qtbot.addWidget(again)
+    library_shown(again, qtbot)
     assert again.detail_dock.isHidden()
     assert again.recent_files() == window.recent_files()
 
@@ -274,8 +303,7 @@ def test_compare_two_runs_keeps_both_sides_in_step(window, qtbot, qtmodeltester)
     qtbot.mouseClick(window.runs.table.viewport(), Qt.MouseButton.LeftButton,
                      Qt.KeyboardModifier.ControlModifier, rect.center())  # fmt: skip
     assert sorted(window.runs.selected_run_ids()) == sorted({same[0], storm})
-    view = window.compare_selected()
-    qtbot.addWidget(view)
+    view = opened_view(window, qtbot, window.compare_selected)
     qtmodeltester.check(view.models["a"])
     comparison = view.comparison
     assert comparison.first_divergence is not None
@@ -291,7 +319,7 @@ def test_compare_two_runs_keeps_both_sides_in_step(window, qtbot, qtmodeltester)
     current_b = view.trees["b"].currentIndex()
     assert view.models["b"].pair(current_b).b.id == pair.b.id
     assert "selection" in view.timelines["b"]._overlay_items
-    assert view.diff.toPlainText().startswith(("--- A input", "input: the same"))
+    qtbot.waitUntil(lambda: view.diff.toPlainText().startswith(("--- A input", "input: the same")))
     assert "cost" in view.summary.text() and "vs" in view.summary.text()
     assert "◆ first divergence" in view.summary.text()  # the legend of the markers
     view.diff.setPlainText("--- A output\n+++ B output\n@@ -1 +1 @@\n-old\n+new\n same")
@@ -307,8 +335,7 @@ def test_compare_two_runs_keeps_both_sides_in_step(window, qtbot, qtmodeltester)
 
 def test_request_group_shows_spread_and_paths(window, qtbot, qtmodeltester):
     run_id = open_run(window, qtbot, lambda r: r.worst_severity == "error")
-    view = window.show_request_group()
-    qtbot.addWidget(view)
+    view = opened_view(window, qtbot, window.show_request_group)
     qtmodeltester.check(view.model)
     runs = window.request_group(run_id)
     assert view.model.rowCount() == len(runs)
@@ -323,7 +350,7 @@ def test_a_run_without_steps_opens(window, qtbot, tmp_path):
     task = window.import_files([path])
     with qtbot.waitSignal(task.signals.done, timeout=10_000):
         pass
-    qtbot.waitUntil(lambda: window.import_task is None)
+    qtbot.waitUntil(lambda: idle(window))
     open_run(window, qtbot, lambda r: r.id == "lonely")
     assert window.tree_model.rowCount() == 0 and window.timeline.steps == []
     window.timeline.grab()
@@ -359,6 +386,7 @@ def test_changed_rules_are_applied_in_a_worker(window, qtbot, tmp_path):
     before = sum(r.incident_count for r in window.runs.model.rows)
     window.rules = Rules.load(user_file=path)
     window.reload()
+    library_shown(window, qtbot)
     assert window.analysis_task is not None and "re-analysing" in window.status_label.text()
     qtbot.waitUntil(lambda: window.analysis_task is None, timeout=30_000)
     assert sum(r.incident_count for r in window.runs.model.rows) > before
@@ -370,12 +398,11 @@ def test_empty_database_offers_the_demo(qtbot, tmp_path, monkeypatch):
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     win = MainWindow(tmp_path / "empty.db", settings)
     qtbot.addWidget(win)
+    library_shown(win, qtbot)
     assert win.runs.model.rowCount() == 0
     monkeypatch.setattr(QMessageBox, "question", lambda *args: QMessageBox.StandardButton.Yes)
     offer_demo(win)
-    qtbot.waitUntil(
-        lambda: win.import_task is None and win.runs.model.rowCount() == 30, timeout=30_000
-    )
+    qtbot.waitUntil(lambda: idle(win) and win.runs.model.rowCount() == 30, timeout=30_000)
     QThreadPool.globalInstance().waitForDone(10_000)
 
 
@@ -399,12 +426,13 @@ def test_no_query_the_gui_runs_scans_every_step(qtbot, tmp_path, monkeypatch):
     window = MainWindow(db, settings)
     qtbot.addWidget(window)
     window.show()
+    library_shown(window, qtbot)
     statements.clear()
     run_id = open_run(window, qtbot, lambda r: r.incident_count)
     window.select_step(window.tree_model.steps[3].id)
     window.charts_dock.raise_()
     same = window.request_group(run_id)
-    window.compare_runs_by_id(same[0], same[-1])
+    opened_view(window, qtbot, lambda: window.compare_runs_by_id(same[0], same[-1]))
     window.runs.search.setText("weather")
     QThreadPool.globalInstance().waitForDone(10_000)
     qtbot.wait(200)
@@ -446,6 +474,7 @@ def test_trace_text_is_never_markup_and_never_too_long(qtbot, tmp_path):
     qtbot.addWidget(window)
     window.resize(1280, 720)
     window.show()
+    library_shown(window, qtbot)
     assert window.runs.select_run("evil")
     qtbot.waitUntil(lambda: window.current_run == "evil")
     for step in window.tree_model.steps:
@@ -466,7 +495,7 @@ def test_trace_text_is_never_markup_and_never_too_long(qtbot, tmp_path):
     assert window.run_header.textFormat() == Qt.TextFormat.PlainText
     assert window.status_label.textFormat() == Qt.TextFormat.PlainText
     assert "\u202e" not in window.windowTitle() and len(window.windowTitle()) < 120
-    window.select_step("s0")
+    show_step(window, qtbot, "s0")
     shown = window.detail.views["Output"].text.toPlainText()
     assert len(shown) < 220_000 and max(len(line) for line in shown.split("\n")) <= 4_000
     assert not window.detail.views["Output"].show_all.isHidden()
@@ -594,8 +623,7 @@ def test_windows_open_within_the_screen(window, qtbot):
     assert screen.contains(window.frameGeometry().topLeft())
     assert window.width() <= screen.width() and window.height() <= screen.height()
     open_run(window, qtbot, lambda r: r.worst_severity == "error")
-    compare = window.compare_selected()
-    qtbot.addWidget(compare)
+    compare = opened_view(window, qtbot, window.compare_selected)
     assert compare.width() <= screen.width() and compare.height() <= screen.height()
 
 
@@ -631,8 +659,7 @@ def test_keys_walk_errors_and_incidents(window, qtbot):
 
 def test_request_group_rows_open_the_run_or_a_compare(window, qtbot):
     run_id = open_run(window, qtbot, lambda r: r.worst_severity == "error")
-    view = window.show_request_group()
-    qtbot.addWidget(view)
+    view = opened_view(window, qtbot, window.show_request_group)
     other = next(r.id for r in view.model.rows if r.id != run_id)
     row = next(i for i, r in enumerate(view.model.rows) if r.id == other)
     rect = view.table.visualRect(view.model.index(row, 0))
@@ -644,10 +671,8 @@ def test_request_group_rows_open_the_run_or_a_compare(window, qtbot):
     view.table.selectionModel().select(
         view.model.index(1, 0), view.table.selectionModel().SelectionFlag.Select
         | view.table.selectionModel().SelectionFlag.Rows)  # fmt: skip
-    view._compare_selected()
-    assert len(window.open_views) == before + 1
-    compare = window.open_views[-1]
-    qtbot.addWidget(compare)
+    compare = opened_view(window, qtbot, view._compare_selected)
+    assert len(window.open_views) == before + 1 and compare is window.open_views[-1]
     assert {compare.comparison.run_a.id, compare.comparison.run_b.id} == {
         view.model.rows[0].id,
         view.model.rows[1].id,
@@ -661,13 +686,15 @@ def test_open_recent_lists_imported_files_only_and_goes_to_their_runs(window, qt
     bad.write_text("{oops\n")
     for path in (good, bad):
         window.import_files([path])
-        qtbot.waitUntil(lambda: window.import_task is None, timeout=10_000)
+        qtbot.waitUntil(lambda: idle(window), timeout=10_000)
     window.import_files([good], remember=False)  # as the demo is imported
     assert window.recent_files() == [str(good)]
     window.runs.select_run(window.runs.model.rows[-1].id)
     window.open_recent(str(good))
-    selected = set(window.runs.selected_run_ids())
-    assert selected == set(window.store.run_ids_from_file(str(good))) and selected
+    with Store(window.db_path) as store:
+        expected = set(store.run_ids_from_file(str(good)))
+    qtbot.waitUntil(lambda: set(window.runs.selected_run_ids()) == expected)
+    assert expected
 
 
 def test_runs_sort_in_the_model_keep_the_selection_and_survive_a_reload(window, qtbot):
@@ -686,6 +713,7 @@ def test_runs_sort_in_the_model_keep_the_selection_and_survive_a_reload(window, 
     assert window.runs.selected_run_ids() == [run_id]
     order = [proxy.index(r, 0).data(RUN_ID_ROLE) for r in range(proxy.rowCount())]
     window.reload()
+    library_shown(window, qtbot)
     assert [proxy.index(r, 0).data(RUN_ID_ROLE) for r in range(proxy.rowCount())] == order
     window.runs.group.setChecked(True)
     requests = [proxy.index(r, 1).data() for r in range(proxy.rowCount())]
@@ -762,15 +790,15 @@ def test_a_huge_output_opens_as_its_first_screen_and_reads_whole_on_demand(windo
                 "end_ns": 2}]  # fmt: skip
     task = window.import_files([write_jsonl(tmp_path / "big.jsonl", records)])
     qtbot.waitSignal(task.signals.done, timeout=10_000)
-    qtbot.waitUntil(lambda: window.import_task is None)
+    qtbot.waitUntil(lambda: idle(window))
     open_run(window, qtbot, lambda r: r.id == "big-output")
-    window.select_step("s1")
+    show_step(window, qtbot, "s1")
     output, inputs = window.detail.views["Output"], window.detail.views["Input"]
     assert output.partial and "THE END" not in output.full_text
     assert not output.show_all.isHidden() and "start of a longer value" in output.note.text()
     assert not inputs.partial and '"q": "small"' in inputs.full_text  # small: decoded
     output.copy.click()
-    assert QGuiApplication.clipboard().text() == big
+    qtbot.waitUntil(lambda: QGuiApplication.clipboard().text() == big)
     assert not output.partial and output.full_text == big
     output.show_all.click()
     assert output.text.toPlainText().replace("\n", "").endswith("THE END")

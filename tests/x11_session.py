@@ -81,6 +81,7 @@ def main(folder: Path, trace: Path) -> int:
     center = window.mapToGlobal(window.rect().center())
     move(center.x(), center.y())  # without a window manager, focus follows the pointer
     wait_for(app, window.isActiveWindow, "the window is active")
+    wait_for(app, lambda: len(window.runs.model.rows) == 30, "the runs are listed")
 
     key(app, "f", "Control_L")
     wait_for(app, window.runs.search.hasFocus, "Ctrl+F puts the cursor in the search")

@@ -83,6 +83,7 @@ def take(out: Path, size: tuple[int, int] = SIZES[0], dark: bool = False) -> lis
         window = MainWindow(db, settings)
         window.resize(*size)
         window.show()
+        settle(app)  # the library is read in a worker
         # A run whose retry storm is worth looking at.
         model = window.runs.model
         storm = next(r.id for r in model.rows if r.worst_severity == "error")
@@ -115,14 +116,18 @@ def take(out: Path, size: tuple[int, int] = SIZES[0], dark: bool = False) -> lis
 
         # Two runs of one request: a healthy one and the runaway one.
         same = window.request_group(storm)
-        compare = window.compare_runs_by_id(same[0], same[-1])
+        window.compare_runs_by_id(same[0], same[-1])
+        settle(app)  # read and aligned in a worker
+        compare = window.open_views[-1]
         compare.resize(*size)
         settle(app)
         shots.append(out / "compare.png")
         compare.grab().save(str(shots[-1]))
 
         window.runs.select_run(storm)
-        group = window.show_request_group()
+        window.show_request_group()
+        settle(app)
+        group = window.open_views[-1]
         group.resize(*size)
         settle(app)
         shots.append(out / "request-group.png")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import platformdirs
 import pyqtgraph as pg
-from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -66,6 +66,8 @@ def run_app(db: Path | None = None, files: Sequence[Path] = (), demo: bool = Fal
     try:
         if demo:
             fill_with_demo(db_path)
+        with Store(db_path) as store:  # opened here first: an unusable database is a message
+            empty = store.counts()["runs"] == 0
         window = MainWindow(db_path)
     except (sqlite3.Error, StoreError) as exc:  # never a traceback: say what is wrong
         problem = database_problem(exc, db_path) if isinstance(exc, sqlite3.Error) else str(exc)
@@ -77,10 +79,10 @@ def run_app(db: Path | None = None, files: Sequence[Path] = (), demo: bool = Fal
     window.show()
     if files:
         window.import_files(list(files))
-    elif not window.runs.model.rows:
+    elif empty:
         QTimer.singleShot(0, lambda: offer_demo(window))
     else:
-        window.runs.table.selectRow(0)
+        window.select_first_run = True  # once the library is read
     return app.exec()
 
 
@@ -107,6 +109,8 @@ def self_test() -> int:
         settings = QSettings(str(Path(folder) / "settings.ini"), QSettings.Format.IniFormat)
         window = MainWindow(db_path, settings)
         window.show()
+        while window.library_pending:  # read in a worker
+            app.processEvents(QEventLoop.ProcessEventsFlag.WaitForMoreEvents)
         window.runs.table.selectRow(0)
         app.processEvents()
         image = window.grab().toImage()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import difflib
 import statistics
+from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pyqtgraph as pg
@@ -34,6 +36,7 @@ from tracedesk.core.analysis.compare import (
     Match,
     Pair,
     PathGroup,
+    compare_runs,
     group_paths,
     subtree_totals,
 )
@@ -47,6 +50,7 @@ from tracedesk.ui.models import (
     ROOT,
     Index,
     RowsTableModel,
+    StepRow,
     cell,
     column_header,
     plain_tooltip,
@@ -55,6 +59,7 @@ from tracedesk.ui.models import (
 )
 from tracedesk.ui.theme import error_text_color, fit_to_screen, kind_icon, plain_label
 from tracedesk.ui.timeline import TimelineView
+from tracedesk.ui.workers import Jobs
 
 MATCH_COLORS = {
     Match.CHANGED: "#F2C14E",
@@ -178,14 +183,32 @@ class PairTreeModel(QAbstractItemModel):
         return None
 
 
-class CompareView(QWidget):
-    """Two trees and two timelines side by side, kept in step through the alignment."""
+@dataclass(frozen=True, slots=True)
+class CompareData:
+    """What a compare window shows first, read in a worker."""
 
-    def __init__(self, store: Store, comparison: Comparison, parent=None):
+    comparison: Comparison
+    rows: dict[str, list[StepRow]]  # the timeline rows of each side
+    outputs_diff: str
+
+
+def read_comparison(store: Store, run_a: str, run_b: str) -> CompareData:
+    c = compare_runs(store, run_a, run_b)
+    rows = {
+        side: step_rows(store.step_index(run.id)) for side, run in (("a", c.run_a), ("b", c.run_b))
+    }
+    return CompareData(c, rows, outputs_diff(store, c))
+
+
+class CompareView(QWidget):
+    """Two trees and two timelines side by side, kept in step through the alignment. The
+    diff of the chosen pair is read in a worker."""
+
+    def __init__(self, db_path: Path, data: CompareData, parent=None):
         super().__init__(parent)
-        self.store = store
-        self.comparison = comparison
-        c = comparison
+        self.db_path = db_path
+        self.jobs = Jobs(self)
+        self.comparison = c = data.comparison
         self.setWindowTitle(
             f"Compare: {shorten(c.run_a.name, 60)} vs {shorten(c.run_b.name, 60)} — tracedesk"
         )
@@ -220,7 +243,7 @@ class CompareView(QWidget):
             trees.addWidget(box)
             self.trees[side] = tree
             timeline = TimelineView()
-            rows = step_rows(store.step_index(run.id))
+            rows = data.rows[side]
             timeline.load(rows)
             self.rows[side] = {r.id: i for i, r in enumerate(rows)}
             timeline.step_clicked.connect(lambda step_id, s=side: self.select_step(s, step_id))
@@ -251,7 +274,7 @@ class CompareView(QWidget):
             tree.setColumnWidth(2, 60)
             tree.setColumnWidth(3, 80)
             tree.setColumnWidth(4, 150)
-        self.diff.setPlainText(outputs_diff(store, c))
+        self.diff.setPlainText(data.outputs_diff)
         if c.first_divergence is not None:
             side, step = next((side, s) for side, s in
                               (("a", c.first_divergence.a), ("b", c.first_divergence.b)) if s)  # fmt: skip
@@ -274,7 +297,9 @@ class CompareView(QWidget):
             pair = self.models[side].pair(current)
             for s, step in (("a", pair.a), ("b", pair.b)):
                 self.timelines[s].select(self.rows[s].get(step.id) if step else None)
-            self.diff.setPlainText(pair_diff(self.store, self.comparison, pair))
+            c = self.comparison
+            self.jobs.query("diff", self.db_path, lambda store: pair_diff(store, c, pair),
+                            self.diff.setPlainText, lambda exc: self.diff.setPlainText(str(exc)))  # fmt: skip
         finally:
             self._syncing = False
 
@@ -400,13 +425,9 @@ class RequestGroupView(QWidget):
     open_run = Signal(str)
     compare_runs = Signal(str, str)
 
-    def __init__(self, store: Store, run_ids: list[str], parent=None):
+    def __init__(self, runs: list[Run], groups: list[PathGroup], parent=None):
         super().__init__(parent)
-        runs = [store.find_run(r) for r in run_ids]
-        runs.sort(key=lambda r: r.start_ns or 0)
-        self.groups: list[PathGroup] = group_paths(
-            (r, store.steps(r.id, payloads=False)) for r in runs
-        )
+        self.groups = groups
         path_of = {run_id: i for i, g in enumerate(self.groups) for run_id in g.run_ids}
         request = runs[0].request if runs else ""
         self.setWindowTitle("Runs of one request — tracedesk")
@@ -460,6 +481,12 @@ class RequestGroupView(QWidget):
         rows = sorted(index.row() for index in self.table.selectionModel().selectedRows())
         if len(rows) == 2:
             self.compare_runs.emit(self.run_at(rows[0]), self.run_at(rows[1]))
+
+
+def read_request_group(store: Store, run_ids: list[str]) -> tuple[list[Run], list[PathGroup]]:
+    """The runs, oldest first, and the paths they took."""
+    runs = sorted((store.find_run(r) for r in run_ids), key=lambda r: r.start_ns or 0)
+    return runs, group_paths((r, store.steps(r.id, payloads=False)) for r in runs)
 
 
 def spread_text(runs: list[Run]) -> str:

@@ -58,7 +58,8 @@ class PayloadView(QWidget):
         super().__init__(parent)
         self.full_text = ""
         self.partial = False  # full_text is only the start of a Preview
-        self.fetch_full: Callable[[], Any] | None = None  # reads the whole value
+        # Reads the whole value in a worker and hands it to the callback.
+        self.fetch_full: Callable[[Callable[[Any], None]], None] | None = None
         self.text = QPlainTextEdit(readOnly=True)
         self.text.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.text.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
@@ -116,21 +117,26 @@ class PayloadView(QWidget):
         self.note.setVisible(cut)
         self.show_all.setVisible(cut)
 
-    def _whole(self) -> bool:
-        """Read the whole value if only its start is here; False if it cannot be read."""
-        if self.partial:
-            if self.fetch_full is None:
-                return False
-            self.show_value(self.fetch_full())
-        return not self.partial
+    def _whole(self, then: Callable[[], None]) -> None:
+        """Call ``then`` with the whole value shown, reading it first if only its start is
+        here."""
+        if not self.partial:
+            then()
+        elif self.fetch_full is not None:
+            self.note.setText("Reading the whole value…")
+
+            def arrived(value: Any) -> None:
+                self.show_value(value)
+                if not self.partial:
+                    then()
+
+            self.fetch_full(arrived)
 
     def _show_all(self) -> None:
-        if self._whole():
-            self._show(len(self.full_text))
+        self._whole(lambda: self._show(len(self.full_text)))
 
     def _copy(self) -> None:
-        if self._whole():
-            QGuiApplication.clipboard().setText(self.full_text)
+        self._whole(lambda: QGuiApplication.clipboard().setText(self.full_text))
 
 
 class DetailPane(QWidget):
@@ -144,11 +150,12 @@ class DetailPane(QWidget):
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.tabs = QTabWidget()
         self.views: dict[str, PayloadView] = {}
-        # Reads a step whole, for a payload that came as a Preview (set by the window).
-        self.loader: Callable[[Step], Step | None] | None = None
+        # Reads a step whole in a worker, for a payload that came as a Preview, and hands it
+        # to the callback (set by the window).
+        self.loader: Callable[[Step, Callable[[Step | None], None]], None] | None = None
         for name in self.TABS:
             view = PayloadView()
-            view.fetch_full = lambda n=name: self._whole_value(n)
+            view.fetch_full = lambda done, n=name: self._whole_value(n, done)
             self.views[name] = view
             self.tabs.addTab(view, name)
         layout = QVBoxLayout(self)
@@ -156,9 +163,16 @@ class DetailPane(QWidget):
         layout.addWidget(self.tabs, 1)
         self.step: Step | None = None
 
-    def _whole_value(self, tab: str) -> Any:
-        whole = None if self.loader is None or self.step is None else self.loader(self.step)
-        return None if whole is None else {"Input": whole.input, "Output": whole.output}.get(tab)
+    def _whole_value(self, tab: str, done: Callable[[Any], None]) -> None:
+        asked_for = self.step
+        if self.loader is None or asked_for is None:
+            return
+
+        def arrived(whole: Step | None) -> None:
+            if whole is not None and self.step is asked_for:  # else another step is shown
+                done({"Input": whole.input, "Output": whole.output}.get(tab))
+
+        self.loader(asked_for, arrived)
 
     def show_step(self, step: Step | None) -> None:
         self.step = step

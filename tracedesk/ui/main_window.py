@@ -16,6 +16,7 @@ from PySide6.QtCore import (
     Qt,
     QThreadPool,
     QTimer,
+    Signal,
 )
 from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
@@ -42,7 +43,7 @@ from PySide6.QtWidgets import (
 )
 
 from tracedesk import __version__
-from tracedesk.core.analysis.compare import compare_runs, request_fingerprint
+from tracedesk.core.analysis.compare import request_fingerprint
 from tracedesk.core.analysis.loops import Rules, RulesError
 from tracedesk.core.analysis.pricing import Pricing, PricingError
 from tracedesk.core.collector import collector_paused
@@ -63,12 +64,18 @@ from tracedesk.core.ingest import (
     refresh_costs,
     refresh_incidents,
 )
-from tracedesk.core.model import ImportResult, Incident, Run, Status, severity_rank
+from tracedesk.core.model import ImportResult, Incident, Run, Status, Step, severity_rank
 from tracedesk.core.store import Store
 from tracedesk.core.summary import GROUPINGS, summarize
 from tracedesk.core.text import format_count, format_duration, incidents_text, plural, shorten
 from tracedesk.ui.charts import ChartData, CostChartsView, chart_data
-from tracedesk.ui.compare import CompareView, RequestGroupView
+from tracedesk.ui.compare import (
+    CompareData,
+    CompareView,
+    RequestGroupView,
+    read_comparison,
+    read_request_group,
+)
 from tracedesk.ui.detail import SHOWN_CHARS, DetailPane
 from tracedesk.ui.models import (
     RUN_ID_ROLE,
@@ -233,10 +240,15 @@ class ExportDialog(QDialog):
 
 
 class MainWindow(QMainWindow):
+    """Every database read runs in a worker (``self.jobs``) on its own connection, and its
+    result is shown when it arrives; the signals say when, for tests and tools."""
+
+    library_loaded = Signal()
+    view_opened = Signal(QWidget)  # a compare or request window, once its data is read
+
     def __init__(self, db_path: Path, settings: QSettings | None = None):
         super().__init__()
         self.db_path = Path(db_path)
-        self.store = Store(self.db_path)
         self.settings = settings or QSettings("tracedesk", "tracedesk")
         # A broken user file must not keep the app from starting: say so, use the shipped one.
         self.config_problems: list[str] = []
@@ -253,6 +265,8 @@ class MainWindow(QMainWindow):
         self.current_run: str | None = None  # the run shown
         self.loading_run: str | None = None  # the run asked for last
         self.jobs = Jobs(self)  # every background read and write
+        self.library_pending = False  # a read of the runs library is on its way
+        self.select_first_run = False  # after an import into an empty window
         self.import_task: Task | None = None  # the import running now
         self.analysis_task: Task | None = None  # re-pricing and re-checking all runs
         self.unlisted: set[Path] = set()  # imported, but not for Open recent (the demo)
@@ -310,7 +324,7 @@ class MainWindow(QMainWindow):
         self.legend = Legend()
         self.timeline = TimelineView()
         self.detail = DetailPane()
-        self.detail.loader = lambda step: self.store.step(step.run_id, step.id)
+        self.detail.loader = self._read_whole_step
         self.incidents_model = IncidentsModel(self)
         self.incidents = QTableView()
         self.incidents.setModel(self.incidents_model)
@@ -545,18 +559,39 @@ class MainWindow(QMainWindow):
         for view in self.open_views:
             view.close()
         QThreadPool.globalInstance().waitForDone(5000)
-        self.store.close()
         super().closeEvent(event)
 
     # -- runs -------------------------------------------------------------------------
 
-    def reload(self) -> None:
-        """Re-read the runs library; when prices or rules changed since the runs were last
-        analysed, re-analyse them in a worker first."""
-        if self.analysis_task is None and (
-            self.store.get_meta(PRICING_META_KEY) != self.pricing.fingerprint
-            or self.store.get_meta(RULES_META_KEY) != self.rules.fingerprint
-        ) and self.store.counts()["runs"]:  # fmt: skip
+    def query(self, kind: str, fn, on_done, on_failed=None) -> Task:
+        """Run ``fn(store)`` in a worker; a newer query of the same kind drops its result."""
+        return self.jobs.query(kind, self.db_path, fn, on_done, on_failed or self._read_failed)
+
+    def _read_failed(self, exc: Exception) -> None:
+        self.message(QMessageBox.Icon.Critical, "Cannot read the database", str(exc))
+
+    def reload(self) -> Task:
+        """Re-read the runs library in a worker; ``library_loaded`` says when it is shown."""
+        self.library_pending = True
+
+        def read(store: Store) -> tuple[list[Run], str | None, str | None]:
+            return store.library(), store.get_meta(PRICING_META_KEY), store.get_meta(RULES_META_KEY)
+
+        def failed(exc: Exception) -> None:
+            self.library_pending = False
+            self.message(QMessageBox.Icon.Critical, "Cannot read the runs", str(exc))
+
+        return self.query("library", read, self._library_read, failed)
+
+    def _library_read(self, loaded: tuple[list[Run], str | None, str | None]) -> None:
+        """Show the runs; when prices or rules changed since they were last analysed,
+        re-analyse them in a worker, then read them again."""
+        runs, priced_with, checked_with = loaded
+        if (
+            self.analysis_task is None
+            and runs
+            and (priced_with != self.pricing.fingerprint or checked_with != self.rules.fingerprint)
+        ):
             db, pricing, rules = self.db_path, self.pricing, self.rules
 
             def work(report, cancelled):
@@ -568,14 +603,19 @@ class MainWindow(QMainWindow):
                 "analysis", Task(work), lambda: None, self._analysis_done, self._analysis_done
             )
         selected = self.runs.selected_run_ids()
-        self.runs.model.load(self.store.library())
-        count = len(self.runs.model.rows)
+        self.runs.model.load(runs)
+        count = len(runs)
         busy = (
             " · prices or loop rules changed: re-analysing the runs…" if self.analysis_task else ""
         )
         self.status_label.setText(f"{plural(count, 'run')} · {self.db_path}{busy}")
         for run_id in selected[:1]:
             self.runs.select_run(run_id)
+        if self.select_first_run and self.current_run is None and runs:
+            self.runs.table.selectRow(0)
+        self.select_first_run = False
+        self.library_pending = False
+        self.library_loaded.emit()
 
     def _analysis_done(self, _result: object) -> None:
         self.analysis_task = None
@@ -596,18 +636,13 @@ class MainWindow(QMainWindow):
     def show_run(self, run_id: str) -> None:
         """Read a run in a worker, on its own connection, and show it when it arrives; when
         another run is chosen meanwhile, the newer one wins."""
-        db = self.db_path
 
-        def read() -> tuple[str, Run | None, list[StepRow], list[Incident]]:
-            with Store(db) as store, collector_paused():  # 100k rows, none of them cyclic
-                return (run_id, store.get_run(run_id), step_rows(store.step_index(run_id)),
-                        store.incidents(run_id))  # fmt: skip
+        def read(store: Store) -> tuple[str, Run | None, list[StepRow], list[Incident]]:
+            return (run_id, store.get_run(run_id), step_rows(store.step_index(run_id)),
+                    store.incidents(run_id))  # fmt: skip
 
         self.loading_run = run_id
-        self.jobs.read("run", read, self._run_read, self._run_failed)
-
-    def _run_failed(self, exc: Exception) -> None:
-        self.message(QMessageBox.Icon.Critical, "Cannot read the run", str(exc))
+        self.query("run", read, self._run_read)
 
     def _run_read(self, loaded: tuple[str, Run | None, list[StepRow], list[Incident]]) -> None:
         run_id, run, rows, incidents = loaded
@@ -648,10 +683,22 @@ class MainWindow(QMainWindow):
             return
         row = self.tree_model._node(current)
         self.timeline.select(row)
+        run_id, step_id = self.current_run, self.tree_model.steps[row].id
         # A huge input or output comes as its first screen; "Show all" reads it whole.
-        self.detail.show_step(
-            self.store.step(self.current_run, self.tree_model.steps[row].id, preview=SHOWN_CHARS)
-        )
+        self.query("step", lambda store: store.step(run_id, step_id, preview=SHOWN_CHARS),
+                   self._step_read)  # fmt: skip
+
+    def _step_read(self, step: Step | None) -> None:
+        current = self.tree.currentIndex()
+        if (
+            step is not None
+            and step.run_id == self.current_run
+            and (current.isValid() and current.data(STEP_ID_ROLE) == step.id)
+        ):  # else the user has moved on
+            self.detail.show_step(step)
+
+    def _read_whole_step(self, step: Step, done) -> None:
+        self.query("whole step", lambda store: store.step(step.run_id, step.id), done)
 
     def _incident_chosen(self, current: QModelIndex, _previous: QModelIndex) -> None:
         if not current.isValid():
@@ -696,7 +743,7 @@ class MainWindow(QMainWindow):
     def _charts_ready(self, data: ChartData) -> None:
         self.charts.show_data(data)
 
-    def compare_selected(self) -> CompareView | None:
+    def compare_selected(self) -> None:
         """Compare the two selected runs (or the current one with the latest other run of
         its request)."""
         run_ids = self.runs.selected_run_ids()
@@ -706,14 +753,23 @@ class MainWindow(QMainWindow):
         if len(run_ids) != 2:
             self.message(QMessageBox.Icon.Information, "Compare runs",
                          "Select two runs to compare (Ctrl+click).")  # fmt: skip
-            return None
-        return self.compare_runs_by_id(*run_ids)
+            return
+        self.compare_runs_by_id(*run_ids)
 
-    def compare_runs_by_id(self, run_a: str, run_b: str) -> CompareView:
-        view = CompareView(self.store, compare_runs(self.store, run_a, run_b))
+    def compare_runs_by_id(self, run_a: str, run_b: str) -> None:
+        """Open a compare window once both runs are read and aligned (``view_opened``)."""
+        self.statusBar().showMessage("Comparing the runs…")
+
+        def opened(data: CompareData) -> None:
+            self.statusBar().clearMessage()
+            self._open_view(CompareView(self.db_path, data))
+
+        self.query("compare", lambda store: read_comparison(store, run_a, run_b), opened)
+
+    def _open_view(self, view: QWidget) -> None:
         self.open_views.append(view)
         view.show()
-        return view
+        self.view_opened.emit(view)
 
     def request_group(self, run_id: str) -> list[str]:
         """The runs of the same request as this one, oldest first."""
@@ -729,15 +785,19 @@ class MainWindow(QMainWindow):
         self.activateWindow()
         self.raise_()
 
-    def show_request_group(self) -> RequestGroupView | None:
+    def show_request_group(self) -> None:
+        """Open the window of the runs of the current run's request (``view_opened``)."""
         if self.current_run is None:
-            return None
-        view = RequestGroupView(self.store, self.request_group(self.current_run))
-        view.open_run.connect(self.go_to_run)
-        view.compare_runs.connect(self.compare_runs_by_id)
-        self.open_views.append(view)
-        view.show()
-        return view
+            return
+        run_ids = self.request_group(self.current_run)
+
+        def opened(loaded: tuple) -> None:
+            view = RequestGroupView(*loaded)
+            view.open_run.connect(self.go_to_run)
+            view.compare_runs.connect(self.compare_runs_by_id)
+            self._open_view(view)
+
+        self.query("request", lambda store: read_request_group(store, run_ids), opened)
 
     def _focus(self, widget: QWidget) -> None:
         dock = next((d for d in self.findChildren(QDockWidget) if d.isAncestorOf(widget)), None)
@@ -817,8 +877,7 @@ class MainWindow(QMainWindow):
                        + (f", {result.warning_count} warnings (File → Last import report)"
                           if result.warning_count else ""))  # fmt: skip
         self.statusBar().showMessage(message, 10000)
-        if self.current_run is None and self.runs.model.rows:
-            self.runs.table.selectRow(0)
+        self.select_first_run = True  # when the library arrives, if no run is open
 
     def import_report(self) -> str:
         """What the last import did, with its warnings, as plain text."""
@@ -886,7 +945,10 @@ class MainWindow(QMainWindow):
 
     def open_recent(self, path: str) -> None:
         """Go to the runs of a file imported before; import it if this database lacks it."""
-        run_ids = self.store.run_ids_from_file(path)
+        self.query("recent", lambda store: store.run_ids_from_file(path),
+                   lambda run_ids: self._go_to_runs_of(path, run_ids))  # fmt: skip
+
+    def _go_to_runs_of(self, path: str, run_ids: list[str]) -> None:
         if not run_ids:
             self.import_files([Path(path)])
             return
@@ -905,21 +967,32 @@ class MainWindow(QMainWindow):
         if path:
             self.export_cost_summary(Path(path), scope, by, fmt)
 
-    def export_cost_summary(self, path: Path, scope: str, by: str, fmt: str) -> None:
+    def export_cost_summary(self, path: Path, scope: str, by: str, fmt: str) -> Task:
+        """Write a cost summary in a worker; the status bar says when it is written."""
         scopes: dict[str, list[str] | None] = {
             "current": [self.current_run] if self.current_run else [],
             "selected": self.runs.selected_run_ids(),
             "all": None,
         }
-        run_ids = scopes[scope]
-        summary = summarize(self.store, self.pricing, run_ids, by=by)
-        try:
-            write_text_atomically(path, COST_WRITERS[fmt](summary))
-        except OSError as exc:
+        run_ids, pricing = scopes[scope], self.pricing
+
+        def write(store: Store) -> None:
+            write_text_atomically(
+                path, COST_WRITERS[fmt](summarize(store, pricing, run_ids, by=by))
+            )
+
+        return self._export(path, "Cost summary", write)
+
+    def _export(self, path: Path, what: str, write) -> Task:
+        def failed(exc: Exception) -> None:
+            reason = exc.strerror or exc if isinstance(exc, OSError) else exc
             self.message(QMessageBox.Icon.Critical, "Export failed",
-                         f"{path}: {exc.strerror or exc}\n\nNothing was written.")  # fmt: skip
-            return
-        self.statusBar().showMessage(f"Cost summary written to {path}", 10000)
+                         f"{path}: {reason}\n\nNothing was written.")  # fmt: skip
+
+        self.statusBar().showMessage(f"Writing {path}…")
+        return self.query(f"export {path}", write,
+                          lambda _: self.statusBar().showMessage(f"{what} written to {path}", 10000),
+                          failed)  # fmt: skip
 
     def export_run_dialog(self) -> None:
         run_ids = self.runs.selected_run_ids() or ([self.current_run] if self.current_run else [])
@@ -927,14 +1000,14 @@ class MainWindow(QMainWindow):
             return
         path, _ = QFileDialog.getSaveFileName(self, "Export runs", "runs.tracedesk.jsonl")
         if path:
-            try:
-                with atomic_output(Path(path)) as out:
-                    write_native(self.store, run_ids, out)
-            except OSError as exc:
-                self.message(QMessageBox.Icon.Critical, "Export failed",
-                             f"{path}: {exc.strerror or exc}\n\nNothing was written.")  # fmt: skip
-                return
-            self.statusBar().showMessage(f"Runs written to {path}", 10000)
+            self.export_runs(Path(path), run_ids)
+
+    def export_runs(self, path: Path, run_ids: list[str]) -> Task:
+        def write(store: Store) -> None:
+            with atomic_output(path) as out:
+                write_native(store, run_ids, out)
+
+        return self._export(path, "Runs", write)
 
     def save_charts_png(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save charts", "cost-charts.png", "PNG (*.png)")

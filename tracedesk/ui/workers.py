@@ -7,10 +7,14 @@ from __future__ import annotations
 import threading
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import shiboken6
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+from tracedesk.core.collector import collector_paused
+from tracedesk.core.store import Store
 
 
 class TaskSignals(QObject):
@@ -81,6 +85,17 @@ class Jobs:
 
         self._reads.add(task)
         return run_task(task, lambda r: finish(on_done, r), lambda e: finish(on_failed, e))
+
+    def query(self, kind: str, db: Path, fn: Callable[[Store], Any],
+              on_done: Callable[[Any], None], on_failed: Callable[[Exception], None]) -> Task:  # fmt: skip
+        """A read of the database on a connection of its own: no query runs on the UI thread,
+        and a connection never crosses threads."""
+
+        def work() -> Any:
+            with Store(db) as store, collector_paused():  # rows and dataclasses: no cycles
+                return fn(store)
+
+        return self.read(kind, work, on_done, on_failed)
 
     def write(self, kind: str, task: Task, on_start: Callable[[], None],
               on_done: Callable[[Any], None], on_failed: Callable[[Exception], None]) -> Task:  # fmt: skip
