@@ -79,8 +79,10 @@ class LiveIngest:
         done = Written()
         runs: dict[str, Run | None] = {}
         steps: dict[str, dict[str, Step]] = {}  # by run, by id
+        received = 0
         for record in records:
             if type(record) is Step:
+                received += 1
                 steps.setdefault(record.run_id, {}).setdefault(record.id, record)
                 runs.setdefault(record.run_id, None)
             else:
@@ -101,16 +103,14 @@ class LiveIngest:
                     store.upsert_run_record(run, import_id)
                     kept = self.records.pop(run_id, None)
                     self.records[run_id] = run if kept is None else fill_gaps(kept, run)
-                    if kept is None:
-                        done.runs.add(run_id)
                 given = steps.get(run_id, {})
                 added = store.insert_steps_once(given.values(), import_id) if given else 0
                 if added:
                     done.runs.add(run_id)
                 done.steps += added
-                done.skipped += len(given) - added
             while len(self.records) > KEPT_RUN_RECORDS:
                 self.records.popitem(last=False)
+            done.skipped = received - done.steps  # re-sent, or sent twice in this batch
             store.update_running_totals(done.runs)
             self.runs_seen.update(runs)
             self.result.steps += done.steps
@@ -197,10 +197,13 @@ class LiveServer:
         return self.receiver.url
 
     def start(self) -> LiveServer:
-        self._writer = threading.Thread(target=self._write_loop, name="otlp-writer", daemon=True)
-        self._writer.start()
+        self.start_writer()
         self.receiver.start()
         return self
+
+    def start_writer(self) -> None:
+        self._writer = threading.Thread(target=self._write_loop, name="otlp-writer", daemon=True)
+        self._writer.start()
 
     def stop(self) -> None:
         self.receiver.stop()  # nothing more is acknowledged
@@ -219,7 +222,8 @@ class LiveServer:
         with Store(self.db_path) as store:
             while True:
                 stopping = self._stopping.is_set()
-                records = self.queue.take(WRITE_SPANS, timeout=None if stopping else 0.2)
+                wait = None if stopping else min(0.2, self.ingest.quiet_s)
+                records = self.queue.take(WRITE_SPANS, timeout=wait)
                 try:
                     if records:
                         self._write(store, records)

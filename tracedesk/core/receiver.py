@@ -398,10 +398,11 @@ class Receiver:
         self._server.server_close()
 
 
-def free_port(host: str = DEFAULT_HOST, near: int = DEFAULT_PORT) -> int:
-    """A port free on ``host`` now: the next few after ``near`` first, else any."""
+def free_port(host: str = DEFAULT_HOST, near: int | None = None) -> int:
+    """A port free on ``host`` now: the next few after ``near`` first (easy to remember
+    beside it), else any the system gives."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    for port in [*range(near + 1, near + 20), 0]:
+    for port in [*(range(near + 1, near + 20) if near else ()), 0]:
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             try:
                 probe.bind((host, port))
