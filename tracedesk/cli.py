@@ -564,10 +564,10 @@ def cmd_serve(store: Store, args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
-    print(f"Listening for OTLP/HTTP traces on {server.url} (Langfuse SDK: base URL"
-          f" http://{server.address}), writing to {store.path}; Ctrl+C stops", flush=True)  # fmt: skip
-    server.start()
     try:
+        server.start()
+        print(f"Listening for OTLP/HTTP traces on {server.url} (Langfuse SDK: base URL"
+              f" http://{server.address}), writing to {store.path}; Ctrl+C stops", flush=True)  # fmt: skip
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:

@@ -346,6 +346,9 @@ def is_loopback(host: str) -> bool:
 class PortTaken(OSError):
     """The port is in use (by another collector, or another tracedesk)."""
 
+    def __str__(self) -> str:
+        return str(self.strerror)
+
 
 class Receiver:
     """The OTLP/HTTP server, serving on a thread of its own until ``stop``."""
