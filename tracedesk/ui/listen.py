@@ -13,12 +13,15 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol, cast
 
 from PySide6.QtCore import QEvent, QObject, QTimer
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QLabel, QMenu, QMessageBox
+from PySide6.QtWidgets import QLabel, QMenu, QMenuBar, QMessageBox, QStatusBar
 
+from tracedesk.core.analysis.loops import Rules
+from tracedesk.core.analysis.pricing import Pricing
 from tracedesk.core.live import WRITE_SPANS, LiveIngest, Written
 from tracedesk.core.receiver import (
     DEFAULT_HOST,
@@ -31,10 +34,26 @@ from tracedesk.core.receiver import (
 )
 from tracedesk.core.store import Store
 from tracedesk.core.text import format_count
-from tracedesk.ui.workers import Task
+from tracedesk.ui.workers import Jobs, Task
 
-if TYPE_CHECKING:
-    from tracedesk.ui.main_window import MainWindow
+
+class Window(Protocol):
+    """What this needs of the main window (named here, not imported: the window imports
+    this module)."""
+
+    db_path: Path
+    pricing: Pricing
+    rules: Rules
+    jobs: Jobs
+    current_run: str | None
+
+    def reload(self) -> None: ...
+    def show_run(self, run_id: str) -> None: ...
+    def message(self, icon: QMessageBox.Icon, title: str, text: str) -> Any: ...
+    def menuBar(self) -> QMenuBar: ...
+    def statusBar(self) -> QStatusBar: ...
+    def installEventFilter(self, watched: QObject) -> None: ...
+
 
 POLL_MS = 300  # how often the queue is handed to the writer
 RELOAD_EVERY_S = 1.0  # the library is reloaded at most this often while spans arrive
@@ -54,15 +73,15 @@ class _Session:
 class LiveCapture(QObject):
     """The "Listen for traces" action, its indicator and its writes, for one window."""
 
-    def __init__(self, window: MainWindow, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT):
-        super().__init__(window)
+    def __init__(self, window: Window, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT):
+        super().__init__(cast(QObject, window))
         self.window, self.host, self.port = window, host, port
         self.session: _Session | None = None
         self.draining: list[_Session] = []  # stopped, their last spans still being written
         self.closed = False
         self.last_reload = 0.0
         self.reload_pending = False
-        self.action = QAction("&Listen for traces", window, checkable=True)
+        self.action = QAction("&Listen for traces", cast(QObject, window), checkable=True)
         self.action.setStatusTip(
             f"Receive traces over OTLP/HTTP on {host}:{port} ({TRACE_PATHS[0]}) as an agent runs"
         )
@@ -241,6 +260,6 @@ def _drain(session: _Session, store: Store, force: bool) -> Written:
     return written
 
 
-def install(window: MainWindow) -> LiveCapture:
+def install(window: Window) -> LiveCapture:
     """Add File → Listen for traces and its status-bar indicator to the window."""
     return LiveCapture(window)
