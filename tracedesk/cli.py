@@ -136,6 +136,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=tuple(DIFF_WRITERS), default="text")
 
     p = sub.add_parser(
+        "serve", parents=[db_option],
+        help="receive traces live over OTLP/HTTP (/v1/traces) until Ctrl+C",
+    )  # fmt: skip
+    p.add_argument("--port", type=int, help="port to listen on (default: 4318)")
+    p.add_argument("--host", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--quiet-seconds", type=float, default=None, metavar="S",
+                   help="analyse a run once no span of it arrived for this long (default: 3)")  # fmt: skip
+
+    p = sub.add_parser(
         "demo", parents=[db_option], help="fill the database with the built-in sample runs"
     )
     p.add_argument("--runs", type=int, default=None, help="generate N runs instead")
@@ -498,6 +507,83 @@ def cmd_export(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(store: Store, args: argparse.Namespace) -> int:
+    """The OTLP/HTTP receiver in the foreground: one line per run analysed, Ctrl+C (or
+    SIGTERM) stops it after writing every span it acknowledged."""
+    import signal
+    import time
+
+    from tracedesk.core.live import QUIET_S, LiveServer, Written
+    from tracedesk.core.receiver import (
+        DEFAULT_HOST,
+        DEFAULT_PORT,
+        PortTaken,
+        free_port,
+        is_loopback,
+    )
+
+    host = args.host or DEFAULT_HOST
+    port = DEFAULT_PORT if args.port is None else args.port
+    pricing, rules = _pricing(), Rules.load()
+
+    def settled(writer: Store, written: Written) -> None:
+        for run_id in sorted(written.runs):
+            run = writer.get_run(run_id)
+            if run is not None:
+                found = f", {plural(run.incident_count, 'incident')}" if run.incident_count else ""
+                print(f"run {run_id[:12]} {visible(shorten(run.name, 40))}:"
+                      f" {plural(run.step_count, 'step')},"
+                      f" {format_count(run.input_tokens + run.output_tokens)} tokens,"
+                      f" {format_usd(run.cost)}{found}", flush=True)  # fmt: skip
+
+    def listen(on_port: int) -> LiveServer:
+        return LiveServer(store.path, host, on_port, pricing, rules,
+                          QUIET_S if args.quiet_seconds is None else args.quiet_seconds,
+                          on_settled=settled)  # fmt: skip
+
+    try:
+        try:
+            server = listen(port)
+        except PortTaken as exc:
+            other = free_port(host, port)
+            if args.port is not None:
+                raise UserError(f"{exc} (another collector, or another tracedesk?);"
+                                f" port {other} is free: --port {other}") from None  # fmt: skip
+            print(f"tracedesk: {exc} (another collector, or another tracedesk?);"
+                  f" listening on port {other} instead", file=sys.stderr)  # fmt: skip
+            server = listen(other)
+    except OSError as exc:
+        if isinstance(exc, UserError):
+            raise
+        raise UserError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
+    if not is_loopback(host):
+        print(f"tracedesk: warning: listening on {host}, not only this machine: anyone who can"
+              " reach it can write traces into this database", file=sys.stderr)  # fmt: skip
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        server.start()
+        print(f"Listening for OTLP/HTTP traces on {server.url} (Langfuse SDK: base URL"
+              f" http://{server.address}), writing to {store.path}; Ctrl+C stops", flush=True)  # fmt: skip
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    print("Stopping: writing the spans received…", file=sys.stderr, flush=True)
+    server.stop()
+    stats, result = server.receiver.stats, server.ingest.result
+    print(f"tracedesk: {plural(stats.spans, 'span')} received"
+          f" ({plural(result.steps, 'step')} new, {result.skipped} already stored,"
+          f" {stats.rejected_spans} rejected), {plural(stats.errors, 'request')} refused,"
+          f" {plural(len(server.ingest.runs_seen), 'run')}", file=sys.stderr)  # fmt: skip
+    for error in server.errors[:SHOWN_WARNINGS]:
+        print(f"tracedesk: could not write: {error}", file=sys.stderr)
+    return 1 if server.errors else 0
+
+
 def fill_demo(store: Store, runs: int | None = None, seed: int = 7) -> ImportResult:
     """Import the shipped demo traces, or ``runs`` freshly generated ones."""
     if runs is None:
@@ -524,4 +610,5 @@ COMMANDS = {
     "export": cmd_export,
     "demo": cmd_demo,
     "diff": cmd_diff,
+    "serve": cmd_serve,
 }

@@ -200,7 +200,7 @@ def ingest(
                 else:
                     entry.steps[record.id] = record
             else:
-                entry.run = record if entry.run is None else _fill_gaps(entry.run, record)
+                entry.run = record if entry.run is None else fill_gaps(entry.run, record)
         if cancelled is not None and cancelled():
             raise ImportCancelled(result.path)
         for run_id, entry in open_runs.items():
@@ -257,9 +257,16 @@ class _Writer:
             self.result.warn(f"run {run_id}: duplicate step id {step_id!r}; kept the first")
         run = store.get_run(run_id)
         assert run is not None
-        steps = store.steps(run_id)
+        self.reanalyse(run)
+
+    def reanalyse(self, run: Run) -> None:
+        """Analyse a stored run whole again, from its stored steps, and store the result
+        (``run`` carries what is known of the run itself: name, request, attributes).
+        Steps detached for a parent that has arrived since get it back."""
+        steps = self.store.steps(run.id)
+        tree.reattach(steps)
         incidents = self._analyse(run, steps)
-        store.update_run(run, steps, incidents)
+        self.store.update_run(run, steps, incidents)
 
     def _analyse(self, run: Run, steps: list[Step]) -> list[Incident]:
         """Repair the tree, price the steps, total the run and find its incidents, in memory;
@@ -298,7 +305,15 @@ class _Writer:
                                  f" ({', '.join(map(repr, dates))}); left unknown")  # fmt: skip
 
 
-def _fill_gaps(known: Run, later: Run) -> Run:
+def reanalyse(
+    store: Store, run: Run, result: ImportResult, import_id: int, pricing: Pricing, rules: Rules
+) -> None:
+    """Analyse a stored run again from its stored steps (tree, prices, totals, incidents)
+    and write the result, inside a transaction; warnings go to ``result``."""
+    _Writer(store, result, import_id, pricing, rules).reanalyse(run)
+
+
+def fill_gaps(known: Run, later: Run) -> Run:
     """What is known wins; a later record of the same run only fills gaps (a trace split
     over several lines or files names its run more than once)."""
     known.name = known.name or later.name

@@ -56,6 +56,23 @@ def repair(steps: Iterable[Step]) -> list[tuple[Step, str, str]]:
     return repaired
 
 
+def reattach(steps: Iterable[Step]) -> int:
+    """Give back their parent to steps that ``repair`` detached for a missing parent, when
+    that parent is now among the steps (a live exporter sends children before their parent).
+    Returns how many were reattached; ``repair`` then cuts any cycle again."""
+    steps = list(steps)
+    ids = {step.id for step in steps}
+    count = 0
+    for step in steps:
+        if step.parent_id is None and LOST_PARENT_KEY in step.attributes:
+            attributes = dict(decoded(step.attributes))
+            lost = attributes.pop(LOST_PARENT_KEY, None)
+            if isinstance(lost, str) and lost in ids and lost != step.id:
+                step.parent_id, step.attributes = lost, attributes
+                count += 1
+    return count
+
+
 def _detach(step: Step) -> str:
     lost = step.parent_id or ""
     step.parent_id = None

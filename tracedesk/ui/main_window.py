@@ -77,6 +77,7 @@ from tracedesk.ui.compare import (
     read_request_group,
 )
 from tracedesk.ui.detail import SHOWN_CHARS, DetailPane
+from tracedesk.ui.listen import install as install_live_capture
 from tracedesk.ui.models import (
     RUN_ID_ROLE,
     STEP_ID_ROLE,
@@ -470,6 +471,7 @@ class MainWindow(QMainWindow):
         help_menu = bar.addMenu("&Help")
         self._action("&About tracedesk", self.about, None, help_menu)
         self._update_recent_menu()
+        self.live_capture = install_live_capture(self)  # File → Listen for traces
 
     def copy_run_id(self) -> None:
         if self.current_run is not None:

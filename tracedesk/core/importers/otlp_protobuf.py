@@ -58,6 +58,12 @@ def read(stream: IO[bytes], ctx: ReadContext) -> Iterator[Run | Step]:
         request = decode_request(stream.read())
     except ValueError as exc:
         raise TraceFormatError(ctx.path, "message", str(exc)) from None
+    yield from request_records(request, ctx)
+
+
+def request_records(request: Any, ctx: ReadContext) -> Iterator[Run | Step]:
+    """The runs and steps of a decoded ExportTraceServiceRequest; a span that cannot be
+    mapped is reported to ``ctx`` by its position."""
     for r, resource_spans in enumerate(request.resource_spans, 1):
         resource = attributes(resource_spans.resource.attributes)
         for s, scope_spans in enumerate(resource_spans.scope_spans, 1):

@@ -40,6 +40,21 @@ INSERT_INCIDENT_SQL = (
 )
 
 
+RUNNING_TOTALS_SQL = """
+UPDATE runs SET step_count=t.n, error_count=t.errors, input_tokens=t.i, output_tokens=t.o,
+    cached_input_tokens=t.c, reasoning_tokens=t.r, cache_creation_tokens=t.w,
+    cost_pusd=t.cost, start_ns=COALESCE(t.first, runs.start_ns),
+    end_ns=COALESCE(t.last, runs.end_ns)
+FROM (SELECT count(*) AS n, COALESCE(sum(status='error'), 0) AS errors,
+             COALESCE(sum(input_tokens), 0) AS i, COALESCE(sum(output_tokens), 0) AS o,
+             COALESCE(sum(cached_input_tokens), 0) AS c, COALESCE(sum(reasoning_tokens), 0) AS r,
+             COALESCE(sum(cache_creation_tokens), 0) AS w, sum(cost_pusd) AS cost,
+             min(start_ns) AS first, max(COALESCE(end_ns, start_ns)) AS last
+      FROM steps WHERE run_id=?) AS t
+WHERE runs.id=?
+"""
+
+
 class StoreError(Exception):
     """A problem with the database itself (not with an imported file)."""
 
@@ -232,6 +247,21 @@ class Database:
             result.import_id = None
             raise
 
+    def add_import(self, path: str, sha256: str, format: str) -> int:
+        """An ``imports`` row of its own (a live capture's); inside a transaction."""
+        import_id = self.conn.execute(
+            "INSERT INTO imports(path, sha256, format, imported_at) VALUES (?, ?, ?, ?)",
+            (path, sha256, format, time.strftime("%Y-%m-%dT%H:%M:%S%z")),
+        ).lastrowid
+        assert import_id is not None
+        return import_id
+
+    def set_import_counts(self, import_id: int, runs: int, steps: int, skipped: int) -> None:
+        self.conn.execute(
+            "UPDATE imports SET runs=?, steps=?, skipped=? WHERE id=?",
+            (runs, steps, skipped, import_id),
+        )
+
     def set_meta(self, key: str, value: str) -> None:
         self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
@@ -255,6 +285,21 @@ class Database:
         )  # fmt: skip
         self.conn.execute("DELETE FROM incidents WHERE run_id=?", (run.id,))
         self.conn.executemany(INSERT_INCIDENT_SQL, [incident_row(i) for i in incidents])
+
+    def insert_steps_once(self, steps: Iterable[Step], import_id: int) -> int:
+        """Insert the steps not stored yet, in one statement; the stored ones are kept as
+        they are. Returns how many were added."""
+        before = self.conn.total_changes
+        self.conn.executemany(
+            INSERT_STEP_SQL.replace("INSERT", "INSERT OR IGNORE", 1),
+            [step_row(s, import_id) for s in steps],
+        )
+        return self.conn.total_changes - before
+
+    def update_running_totals(self, run_ids: Iterable[str]) -> None:
+        """A run's counts, tokens, times and cost summed from its stored steps by SQL, while
+        it is still arriving (its full analysis comes when it is quiet)."""
+        self.conn.executemany(RUNNING_TOTALS_SQL, ((r, r) for r in run_ids))
 
     def ensure_run(self, run_id: str, source_format: str, import_id: int) -> None:
         self.conn.execute(
