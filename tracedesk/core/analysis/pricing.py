@@ -170,7 +170,7 @@ class Pricing:
         self._by_length = sorted(models, key=len, reverse=True)
         self._user_cache: dict[str, ModelPrice | None] = {}
         self._found: dict[tuple[str, str | None], Any] = {}  # (provider, model info) | None
-        self._prices: dict[tuple, ModelPrice] = {}
+        self._prices: dict[tuple, ModelPrice | None] = {}
 
     @classmethod
     def load(
@@ -260,10 +260,9 @@ class Pricing:
         if _has_time_of_day(info):
             when = (moment.date(), moment.hour, moment.minute)
         price_key = (catalogue_provider.id, info.id, *when)
-        price = self._prices.get(price_key)
-        if price is None:
-            price = self._prices[price_key] = _from_catalogue(catalogue_provider, info, moment)
-        return price
+        if price_key not in self._prices:
+            self._prices[price_key] = _from_catalogue(catalogue_provider, info, moment)
+        return self._prices[price_key]
 
 
 def _find_in_catalogue(model: str, provider: str | None) -> Any:
@@ -326,8 +325,9 @@ def _has_time_of_day(info: Any) -> bool:
     )
 
 
-def _from_catalogue(provider: Any, info: Any, moment: datetime.datetime) -> ModelPrice:
-    """The catalogue's price of a model in force at a moment, as a ModelPrice."""
+def _from_catalogue(provider: Any, info: Any, moment: datetime.datetime) -> ModelPrice | None:
+    """The catalogue's price of a model in force at a moment, as a ModelPrice; None when it
+    has no token prices then (an OCR or audio model, say): no price, never $0."""
     from genai_prices.types import ModelPrice as CatalogueModelPrice
     from genai_prices.types import StartDateConstraint, TieredPrices
 
@@ -352,6 +352,8 @@ def _from_catalogue(provider: Any, info: Any, moment: datetime.datetime) -> Mode
             tiered[field] = value
         elif value is not None:
             base[field] = value
+    if "input" not in base and "output" not in base:
+        return None
     if "per_request" in base:  # the catalogue prices requests per thousand
         base["per_request"] /= 1000
     thresholds = sorted({t.start for value in tiered.values() for t in value.tiers})
