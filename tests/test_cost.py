@@ -9,7 +9,7 @@ import pytest
 
 from tracedesk.cli import main
 from tracedesk.core.analysis.cost import CostSource, price_step
-from tracedesk.core.analysis.pricing import Pricing, PricingError
+from tracedesk.core.analysis.pricing import Pricing, PricingError, catalogue_version
 from tracedesk.core.export import COST_WRITERS, csv_safe
 from tracedesk.core.ingest import import_file, refresh_costs
 from tracedesk.core.model import Step, StepKind
@@ -219,7 +219,13 @@ def test_groupings(store, tmp_path, pricing):
     by_agent = summarize(store, pricing, by="agent")
     assert [(r.key, r.steps) for r in by_agent.rows] == [("Planner", 5)]
     by_model = {r.key: r for r in summarize(store, pricing, by="model").rows}
-    assert by_model["gpt-4o"].cost == Decimal("0.00725")
+    gpt4o = by_model["openai/gpt-4o"]
+    assert gpt4o.cost == Decimal("0.00725")
+    # 800 in x $2.50 + 200 cache read x $1.25 + 500 out x $10 per 1M, each part on its own.
+    assert gpt4o.parts == {"input": Decimal("0.002"), "cache_read": Decimal("0.00025"),
+                           "output": Decimal("0.005")}  # fmt: skip
+    assert gpt4o.price_sources == {f"genai-prices {catalogue_version()}: openai/gpt-4o"}
+    assert by_model["openai/gpt-4o-mini"].parts == {"reported": Decimal("0.001")}
     assert by_model["mystery-9000"].unpriced_steps == 1
     assert summarize(store, pricing, by="tool").rows[0].key == "(llm)"
     assert summarize(store, pricing, by="model").unknown_models == {"mystery-9000": 1}
