@@ -365,9 +365,9 @@ def apply_costs(store: Store, pricing: Pricing, run_ids: Iterable[str] | None = 
     for run_id in store.run_ids() if run_ids is None else run_ids:
         total, priced, unpriced = ZERO, False, 0
         for step in store.iter_steps(run_id, payloads=False):
-            priced = explain_cost(step, pricing)
-            cost, source = priced.cost, priced.source
-            step_rows.append((cost, source, priced.detail(), run_id, step.id))
+            step_cost = explain_cost(step, pricing)
+            cost, source = step_cost.cost, step_cost.source
+            step_rows.append((cost, source, step_cost.detail(), run_id, step.id))
             if cost is not None:
                 total += cost
                 priced = True

@@ -99,7 +99,8 @@ class ModelPrice:
         tier's prices apply to all its tokens (as the providers bill it)."""
         for tier in reversed(self.tiers):
             if input_tokens > tier.above:
-                return replace(self, tiers=(), **dict(tier.prices))
+                changes: dict[str, Any] = dict(tier.prices)
+                return replace(self, tiers=(), **changes)
         return self
 
 
