@@ -21,6 +21,7 @@ import hashlib
 import re
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,7 @@ def user_pricing_path() -> Path:
     return Path(platformdirs.user_config_dir("tracedesk", appauthor=False)) / "pricing.json"
 
 
+@cache  # metadata lookups scan sys.path and leave reference cycles: once a process
 def catalogue_version() -> str | None:
     """The installed genai-prices version (read from its metadata, without importing it)."""
     try:
