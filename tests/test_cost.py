@@ -9,7 +9,7 @@ import pytest
 
 from tracedesk.cli import main
 from tracedesk.core.analysis.cost import CostSource, price_step
-from tracedesk.core.analysis.pricing import Pricing, PricingError
+from tracedesk.core.analysis.pricing import Pricing, PricingError, catalogue_version
 from tracedesk.core.export import COST_WRITERS, csv_safe
 from tracedesk.core.ingest import import_file, refresh_costs
 from tracedesk.core.model import Step, StepKind
@@ -76,23 +76,39 @@ def test_unknown_model_is_flagged_not_zero(pricing):
 
 
 @pytest.mark.parametrize(
-    ("name", "key"),
-    [("openai/gpt-4o-2024-08-06", "gpt-4o"), ("GPT-4O", "gpt-4o"),
-     ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"), ("gpt-4o-2024-05-13", "gpt-4o-2024-05-13"),
-     ("gpt-4.1-2025-04-14", "gpt-4.1"), ("o1-mini-2024-09-12", "o1-mini"), ("o1-2024-12-17", "o1"),
-     ("claude-3-5-sonnet-20241022", "claude-3-5-sonnet"),
-     ("us.anthropic.claude-3-5-sonnet-20241022-v2:0", "claude-3-5-sonnet"),
-     ("models/gemini-2.0-flash-001", "gemini-2.0-flash"),
-     ("meta-llama/Llama-3.3-70B-Instruct-Turbo", "llama-3.3-70b"),
-     ("deepseek/deepseek-chat", "deepseek-chat"), ("mistral-large-latest", "mistral-large")],
+    ("name", "provider", "label"),
+    [("openai/gpt-4o-2024-08-06", None, "openai/gpt-4o"), ("GPT-4O", None, "openai/gpt-4o"),
+     ("gpt-4o-mini-2024-07-18", None, "openai/gpt-4o-mini"),
+     ("gpt-4o-2024-05-13", None, "openai/gpt-4o-2024-05-13"),
+     ("gpt-4.1-2025-04-14", None, "openai/gpt-4.1"), ("o1-mini-2024-09-12", None, "openai/o1-mini"),
+     ("azure/gpt-4o", None, "azure/gpt-4o"), ("gpt-4o", "azure.ai.openai", "azure/gpt-4o"),
+     ("claude-3-5-sonnet-20241022", None, "anthropic/claude-3-5-sonnet"),
+     ("claude-sonnet-4-5-20250929", "anthropic", "anthropic/claude-sonnet-4-5"),
+     ("us.anthropic.claude-3-5-sonnet-20241022-v2:0", None,
+      "aws/regional.anthropic.claude-3-5-sonnet-20241022-v2:0"),
+     ("bedrock/anthropic.claude-3-haiku-20240307-v1:0", None,
+      "aws/regional.anthropic.claude-3-haiku-20240307-v1:0"),
+     ("projects/p/locations/us-central1/publishers/google/models/gemini-2.5-flash", None,
+      "google/gemini-2.5-flash"),
+     ("projects/p/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929",
+      None, "google/claude-sonnet-4-5"),
+     ("models/gemini-2.0-flash-001", None, "google/gemini-2.0-flash"),
+     ("gemini-2.0-flash", "gcp.vertex.agent", "google/gemini-2.0-flash"),
+     ("meta-llama/Llama-3.3-70B-Instruct-Turbo", "together_ai",
+      "together/meta-llama/Llama-3.3-70B-Instruct-Turbo"),
+     ("deepseek/deepseek-chat", None, "deepseek/deepseek-chat"),
+     ("mistral-large-latest", None, "mistral/mistral-large")],
 )  # fmt: skip
-def test_model_names_resolve_to_the_longest_known_name(pricing, name, key):
-    assert pricing.resolve(name).name == key
+def test_model_names_resolve_with_their_provider(pricing, name, provider, label):
+    assert pricing.resolve(name, provider).label == label
 
 
 def test_unknown_names_do_not_resolve(pricing):
     assert pricing.resolve("gpt-4ozzz") is None and pricing.resolve("mystery") is None
     assert pricing.resolve(None) is None
+    # Without a provider, an open-weights name is sold by many: no guess, no price.
+    assert pricing.resolve("meta-llama/Llama-3.3-70B-Instruct-Turbo") is None
+    assert pricing.resolve("invalid.model.id", "aws.bedrock") is None
 
 
 def test_every_sample_model_is_priced(pricing):
@@ -203,7 +219,13 @@ def test_groupings(store, tmp_path, pricing):
     by_agent = summarize(store, pricing, by="agent")
     assert [(r.key, r.steps) for r in by_agent.rows] == [("Planner", 5)]
     by_model = {r.key: r for r in summarize(store, pricing, by="model").rows}
-    assert by_model["gpt-4o"].cost == Decimal("0.00725")
+    gpt4o = by_model["openai/gpt-4o"]
+    assert gpt4o.cost == Decimal("0.00725")
+    # 800 in x $2.50 + 200 cache read x $1.25 + 500 out x $10 per 1M, each part on its own.
+    assert gpt4o.parts == {"input": Decimal("0.002"), "cache_read": Decimal("0.00025"),
+                           "output": Decimal("0.005")}  # fmt: skip
+    assert gpt4o.price_sources == {f"genai-prices {catalogue_version()}: openai/gpt-4o"}
+    assert by_model["openai/gpt-4o-mini"].parts == {"reported": Decimal("0.001")}
     assert by_model["mystery-9000"].unpriced_steps == 1
     assert summarize(store, pricing, by="tool").rows[0].key == "(llm)"
     assert summarize(store, pricing, by="model").unknown_models == {"mystery-9000": 1}

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 
+from tracedesk.core.analysis.pricing import Pricing
 from tracedesk.core.importers import detect
 from tracedesk.core.importers.base import TraceFormatError
 from tracedesk.core.importers.otlp import normalize_id
@@ -505,6 +506,8 @@ def test_imports_leave_no_reference_cycles(tmp_path):
 
     files = sorted(REAL_FIXTURES.rglob("*.json*")) + RECORDED_FILES
     files += sorted((FIXTURES / "loops").glob("*.json*"))
+    # Loading the price catalogue (once a process) builds its module objects: not per record.
+    Pricing.load(use_user_file=False).resolve("gpt-4o")
     with Store(tmp_path / "cycles.db") as store:
         gc.collect()
         gc.disable()

@@ -13,7 +13,6 @@ import shutil
 import sqlite3
 import sys
 import tempfile
-from collections import Counter
 from collections.abc import Sequence
 from importlib.resources import as_file
 from pathlib import Path
@@ -22,7 +21,12 @@ from typing import Any
 from tracedesk import __version__
 from tracedesk.core.analysis.compare import compare_runs, request_fingerprint
 from tracedesk.core.analysis.loops import Rules, RulesError, detect
-from tracedesk.core.analysis.pricing import Pricing, PricingError, user_pricing_path
+from tracedesk.core.analysis.pricing import (
+    ModelPrice,
+    Pricing,
+    PricingError,
+    user_pricing_path,
+)
 from tracedesk.core.export import (
     CHECK_REPORTS,
     COST_FORMATS,
@@ -113,9 +117,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
 
     p = sub.add_parser(
-        "pricing", parents=[db_option], help="known model prices and the models without one"
-    )
-    p.add_argument("--all", action="store_true", help="list every known model")
+        "pricing", parents=[db_option],
+        help="a model's price and where it came from; the models in the database without one",
+    )  # fmt: skip
+    p.add_argument("model", nargs="?", metavar="MODEL", help="show this model's price")
+    p.add_argument("--provider", help="the provider the model was called through")
+    p.add_argument("--date", type=_date, metavar="DATE",
+                   help="the price in force then (ISO date, UTC; default: now)")  # fmt: skip
+    p.add_argument("--check", action="store_true",
+                   help="list the models in the database that have no price; exit 1 if any")  # fmt: skip
+    p.add_argument("--all", action="store_true", help="also list the user's pricing.json models")
 
     p = sub.add_parser(
         "check", parents=[db_option], help="find retry loops and runaway runs; exit 1 if any"
@@ -478,26 +489,73 @@ def cmd_diff(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
+_PRICE_LABELS = {
+    "input": "input", "cached_input": "cache read", "cache_write": "cache write",
+    "cache_write_1h": "cache write 1h", "output": "output", "reasoning": "reasoning",
+    "per_request": "per request",
+}  # fmt: skip
+
+
+def _price_rows(price: ModelPrice) -> list[tuple[str, str]]:
+    """A model price as (usage type, price) rows, tiers after the base prices."""
+    rows = [(_PRICE_LABELS[key], f"${getattr(price, key)}/M") for key in _PRICE_LABELS
+            if key != "per_request" and getattr(price, key) is not None]  # fmt: skip
+    if price.per_request is not None:
+        rows.append(("per request", f"${price.per_request}"))
+    for tier in price.tiers:
+        changed = ", ".join(f"{_PRICE_LABELS[key]} ${value}/M" for key, value in tier.prices)
+        rows.append((f"above {tier.above:,} input tokens", changed))
+    return rows
+
+
 def cmd_pricing(store: Store, args: argparse.Namespace) -> int:
     pricing = _pricing()
-    used = Counter(
-        row[0] for row in store.conn.execute("SELECT model FROM steps WHERE model IS NOT NULL")
-    )
-    known = [m for m in used if pricing.resolve(m)]
-    missing = [m for m in used if not pricing.resolve(m)]
-    prices = [p for m in (pricing.models if args.all else known) if (p := pricing.resolve(m))]
+    if args.model:
+        price = pricing.resolve(args.model, args.provider, args.date)
+        if price is None:
+            print(f"no price for model {args.model!r}"
+                  + (f" (provider {args.provider!r})" if args.provider else ""), file=sys.stderr)  # fmt: skip
+            return 1
+        when = "now" if args.date is None else _iso_day(args.date)
+        print(f"{args.model}: priced as {price.label} ({when})")
+        print(f"source: {price.source or 'user pricing.json'}")
+        print(f"in force since: {price.as_of or 'first listed (no earlier price known)'}")
+        print(table(["USAGE", "USD"], _price_rows(price)))
+        return 0
+    refresh_costs(store, pricing)  # costs, and so the unpriced steps, as of these prices
+    missing = store.unpriced_models()
+    if args.check:
+        for model, count in sorted(missing.items()):
+            print(f"{model}\t{plural(count, 'step')}")
+        print(f"{plural(len(missing), 'model')} without a price", file=sys.stderr)
+        return 1 if missing else 0
+    used = store.conn.execute(
+        "SELECT model, provider, count(*), max(start_ns) FROM steps WHERE model IS NOT NULL"
+        " GROUP BY 1, 2 ORDER BY 1, 2"
+    ).fetchall()
     rows = []
-    for price in sorted({p.name: p for p in prices}.values(), key=lambda p: p.name):
-        rows.append([price.name, str(price.input), str(price.output),
-                     "-" if price.cached_input is None else str(price.cached_input),
-                     "-" if price.cache_write is None else str(price.cache_write),
-                     price.as_of or "", price.source or ""])  # fmt: skip
-    print("USD per 1M tokens; user overrides:", user_pricing_path())
-    print(table(["MODEL", "INPUT", "OUTPUT", "CACHE READ", "CACHE WRITE", "AS OF", "SOURCE"],
-                rows, {1, 2, 3, 4}))  # fmt: skip
-    for model in sorted(missing):
-        print(f"missing: {model} ({used[model]} steps) has no price", file=sys.stderr)
+    for model, provider, _, last in used:
+        price = pricing.resolve(model, provider, last)
+        if price is not None:
+            rows.append([model, price.label, str(price.input), str(price.output),
+                         "-" if price.cached_input is None else str(price.cached_input),
+                         "-" if price.cache_write is None else str(price.cache_write),
+                         "tiers" if price.tiers else "", price.source or "",
+                         price.as_of or ""])  # fmt: skip
+    if args.all:
+        rows += [[p.name, p.label, str(p.input), str(p.output), str(p.cached_input or "-"),
+                  str(p.cache_write or "-"), "tiers" if p.tiers else "", p.source or "",
+                  p.as_of or ""] for p in pricing.models.values()]  # fmt: skip
+    print("USD per 1M tokens (at each model's latest step); user overrides:", user_pricing_path())
+    print(table(["MODEL", "PRICED AS", "INPUT", "OUTPUT", "CACHE READ", "CACHE WRITE", "",
+                 "SOURCE", "SINCE"], rows, {2, 3, 4, 5}))  # fmt: skip
+    for model, count in sorted(missing.items()):
+        print(f"missing: {model} ({count} steps) has no price", file=sys.stderr)
     return 0
+
+
+def _iso_day(ns: int) -> str:
+    return datetime.datetime.fromtimestamp(ns / 1e9, datetime.UTC).date().isoformat()
 
 
 def cmd_export(store: Store, args: argparse.Namespace) -> int:

@@ -21,12 +21,12 @@ from tracedesk.core.importers.native import FORMAT_VERSION, NAME
 from tracedesk.core.model import RUN_DERIVED_FIELDS, Incident, Run, Step, severity_rank
 from tracedesk.core.store import Store
 from tracedesk.core.store.queries import Waste
-from tracedesk.core.summary import CostRow, CostSummary
+from tracedesk.core.summary import COST_PARTS, CostRow, CostSummary
 from tracedesk.core.text import format_duration, table
 
 # Derived by the store on import, so not written out.
 _RUN_SKIP = frozenset(RUN_DERIVED_FIELDS)
-_STEP_SKIP = frozenset({"depth", "cost", "cost_source"})
+_STEP_SKIP = frozenset({"depth", "cost", "cost_source", "cost_detail"})
 
 
 def _record(kind: str, obj: Run | Step, skip: frozenset[str]) -> dict[str, Any]:
@@ -69,6 +69,10 @@ _COST_COLUMNS = (
     "cache_creation_tokens",
     "cost_usd",
     "unpriced_steps",
+    *(f"{part}_cost_usd" for part in COST_PARTS),
+    "wasted_cost_usd",
+    "price_sources",
+    "price_dates",
 )
 # A spreadsheet runs a cell that starts with one of these as a formula.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -106,6 +110,10 @@ def _cells(row: CostRow) -> list[Any]:
         row.cache_creation_tokens,
         row.cost,
         row.unpriced_steps,
+        *(row.parts.get(part, Decimal(0)) for part in COST_PARTS),
+        row.wasted_cost,
+        "; ".join(sorted(row.price_sources)),
+        "; ".join(sorted(row.price_dates)),
     ]
 
 
@@ -128,7 +136,9 @@ def cost_summary_csv(summary: CostSummary) -> str:
 def cost_summary_json(summary: CostSummary) -> str:
     def record(row: CostRow) -> dict[str, Any]:
         values = dict(zip(_COST_COLUMNS, _cells(row), strict=True))
-        values["cost_usd"] = str(row.cost)  # exact: a string, never a float
+        for name, value in values.items():
+            if isinstance(value, Decimal):
+                values[name] = str(value)  # exact: a string, never a float
         return values
 
     document = {
@@ -169,18 +179,23 @@ def cost_summary_markdown(summary: CostSummary) -> str:
         ),
         "",
         f"| {summary.by} | steps | input tokens | output tokens | cached | reasoning"
-        " | cache writes | cost (USD) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        " | cache writes | cost (USD) | wasted (USD) | cost by part | price source (date) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for row in [*summary.rows, summary.total]:
         bold = "**" if row is summary.total else ""
+        parts = ", ".join(f"{part} {row.parts[part]}" for part in COST_PARTS if part in row.parts)
+        sources = "; ".join(sorted(row.price_sources))
+        if row.price_dates:
+            sources += f" ({', '.join(sorted(row.price_dates))})"
         lines.append(
             f"| {bold}{_md_cell(row.label or row.key)}{bold} | {row.steps} | {row.input_tokens} |"
             f" {row.output_tokens} | {row.cached_input_tokens} | {row.reasoning_tokens} |"
-            f" {row.cache_creation_tokens} | {bold}{row.cost}{bold} |"
+            f" {row.cache_creation_tokens} | {bold}{row.cost}{bold} | {row.wasted_cost} |"
+            f" {_md_cell(parts)} | {_md_cell(sources)} |"
         )
     if summary.unknown_models:
-        lines += ["", "Steps not priced (model missing from the pricing table):", ""]
+        lines += ["", "Steps not priced (no price for the model):", ""]
         lines += [f"- `{model}`: {n} steps" for model, n in sorted(summary.unknown_models.items())]
     return "\n".join(lines) + "\n"
 

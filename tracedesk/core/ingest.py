@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from tracedesk.core import reader_process, tree
-from tracedesk.core.analysis.cost import CostSource, price_step
+from tracedesk.core.analysis.cost import CostSource, explain_cost
 from tracedesk.core.analysis.loops import Rules, detect
 from tracedesk.core.analysis.pricing import Pricing
 from tracedesk.core.collector import collector_paused
@@ -278,7 +278,12 @@ class _Writer:
         steps.sort(key=lambda s: (s.start_ns is None, s.start_ns or 0))
         self._warn_invalid_dates(run.id, "run", run)
         for step in steps:
-            step.cost, step.cost_source = price_step(step, self.pricing)
+            priced = explain_cost(step, self.pricing)
+            step.cost, step.cost_source, step.cost_detail = (
+                priced.cost,
+                priced.source,
+                priced.detail(),
+            )
             self._warn_invalid_dates(run.id, f"step {step.id!r}", step)
             if (
                 step.start_ns is not None
@@ -375,8 +380,9 @@ def apply_costs(store: Store, pricing: Pricing, run_ids: Iterable[str] | None = 
     for run_id in store.run_ids() if run_ids is None else run_ids:
         total, priced, unpriced = ZERO, False, 0
         for step in store.iter_steps(run_id, payloads=False):
-            cost, source = price_step(step, pricing)
-            step_rows.append((cost, source, run_id, step.id))
+            step_cost = explain_cost(step, pricing)
+            cost, source = step_cost.cost, step_cost.source
+            step_rows.append((cost, source, step_cost.detail(), run_id, step.id))
             if cost is not None:
                 total += cost
                 priced = True

@@ -91,6 +91,8 @@ class Step:
     # Derived by the cost engine: the step's own cost and where it came from.
     cost: Decimal | None = None
     cost_source: str | None = None
+    # USD per usage type (exact text), the price's source and date: see analysis.cost.
+    cost_detail: dict[str, Any] | None = None
 
     @property
     def duration_ns(self) -> int | None:

@@ -4,10 +4,13 @@ the total exactly."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import groupby
+from typing import Any
+
+import orjson
 
 from tracedesk.core.analysis.cost import CostSource
 from tracedesk.core.analysis.pricing import Pricing
@@ -16,6 +19,10 @@ from tracedesk.core.store import Store
 from tracedesk.core.store.queries import COST_GROUP_KEYS, CostGroup, CostStep, Waste, from_pusd
 
 GROUPINGS = ("run", "kind", "tool", "model", "agent", "step")
+# What a cost is made of, in the order exports list it: the usage types of computed costs
+# (analysis.cost.USAGE_TYPES), then reported and per-call tool costs.
+COST_PARTS = ("input", "cache_read", "cache_write", "output", "reasoning", "request",
+              "reported", "tool")  # fmt: skip
 ZERO = Decimal(0)
 NO_AGENT = "(no agent)"
 
@@ -34,6 +41,23 @@ class CostRow:
     cache_creation_tokens: int = 0
     cost: Decimal = ZERO
     unpriced_steps: int = 0
+    # Filled by summaries made with detail: the cost by part (COST_PARTS), the prices'
+    # sources and dates, and the cost of the steps that loop incidents wasted.
+    parts: dict[str, Decimal] = field(default_factory=dict)
+    price_sources: set[str] = field(default_factory=set)
+    price_dates: set[str] = field(default_factory=set)
+    wasted_cost: Decimal = ZERO
+
+    def add_detail(self, step: CostStep, detail: dict | None, wasted: bool) -> None:
+        if detail:
+            for part, usd in detail.get("usage", {}).items():
+                self.parts[part] = self.parts.get(part, ZERO) + Decimal(usd)
+            if detail.get("source"):
+                self.price_sources.add(detail["source"])
+            if detail.get("date"):
+                self.price_dates.add(detail["date"])
+        if wasted and step.cost_pusd:
+            self.wasted_cost += from_pusd(step.cost_pusd) or ZERO
 
     def add(self, group: CostGroup) -> None:
         self.steps += group.steps
@@ -59,6 +83,16 @@ class CostSummary:
 def _agent_groups(steps: Iterable[CostStep]) -> list[CostGroup]:
     """Stored costs summed by each step's nearest agent (itself included), run by run."""
     sums: dict[str, list[int]] = {}
+    for step, agent in _agents(steps):
+        row = sums.setdefault(agent, [0] * 8)
+        for i, value in enumerate((1, *step[5:10], step.cost_pusd or 0,
+                                   step.cost_source == CostSource.UNKNOWN_MODEL)):  # fmt: skip
+            row[i] += value
+    return [CostGroup(key, *values) for key, values in sums.items()]
+
+
+def _agents(steps: Iterable[CostStep]) -> Iterator[tuple[CostStep, str]]:
+    """Each step (ordered by run) with the name of its nearest agent (itself included)."""
     for _, run_steps in groupby(steps, key=lambda s: s.run_id):
         listed = list(run_steps)
         by_id = {s.id: s for s in listed}
@@ -75,24 +109,27 @@ def _agent_groups(steps: Iterable[CostStep]) -> list[CostGroup]:
             agent = agent_of.get(current.id, NO_AGENT) if current is not None else NO_AGENT
             for step_id in chain:
                 agent_of[step_id] = agent
-            row = sums.setdefault(agent_of[step.id], [0] * 8)
-            for i, value in enumerate((1, *step[5:10], step.cost_pusd or 0,
-                                       step.cost_source == CostSource.UNKNOWN_MODEL)):  # fmt: skip
-                row[i] += value
-    return [CostGroup(key, *values) for key, values in sums.items()]
+            yield step, agent_of[step.id]
 
 
 def summarize(
     store: Store, pricing: Pricing, run_ids: Iterable[str] | None = None, by: str = "run"
 ) -> CostSummary:
-    """Cost and tokens of the given runs (all when None), grouped ``by`` one of GROUPINGS."""
-    return summarize_many(store, pricing, run_ids, (by,))[by]
+    """Cost and tokens of the given runs (all when None), grouped ``by`` one of GROUPINGS,
+    with each row's cost by part, price sources and dates, and wasted cost."""
+    return summarize_many(store, pricing, run_ids, (by,), detail=True)[by]
 
 
 def summarize_many(
-    store: Store, pricing: Pricing, run_ids: Iterable[str] | None, groupings: Sequence[str]
+    store: Store,
+    pricing: Pricing,
+    run_ids: Iterable[str] | None,
+    groupings: Sequence[str],
+    detail: bool = False,
 ) -> dict[str, CostSummary]:
     """``summarize`` for several groupings: sums of the stored step costs, made by SQL.
+    With ``detail``, one more pass over the steps fills each row's cost parts, price
+    sources and dates and wasted cost (the charts need none of it).
 
     Costs are as last priced: call ``refresh_costs`` first when the prices may have changed.
     """
@@ -107,6 +144,14 @@ def summarize_many(
             ids = None  # every run: no filter for SQL to apply to each step
     names = store.run_names(ids)
     waste = store.waste(ids)
+    model_keys: dict[str, str] = {}
+
+    def model_key(model: str) -> str:
+        if model not in model_keys:
+            price = pricing.resolve(None if model == "(no model)" else model)
+            model_keys[model] = price.label if price else model
+        return model_keys[model]
+
     in_sql = [by for by in groupings if by in COST_GROUP_KEYS]
     sql_groups = store.cost_groups(in_sql, ids) if in_sql else {}
     summaries = {}
@@ -128,8 +173,7 @@ def summarize_many(
         for group in groups:
             key, label = group.key, group.key
             if by == "model":  # model names group under the price they resolve to
-                price = pricing.resolve(None if key == "(no model)" else key)
-                key = label = price.name if price else key
+                key = label = model_key(key)
             elif by == "run":
                 label = names.get(key, key)
             elif by == "step":
@@ -146,4 +190,25 @@ def summarize_many(
             if by == "model"
             else store.unpriced_models(ids),
         )
+    if detail:
+        _add_details(store, ids, summaries, model_key)
     return summaries
+
+
+def _add_details(
+    store: Store, ids: list[str] | None, summaries: dict[str, CostSummary], model_key: Any
+) -> None:
+    """Each row's cost parts, price sources and dates and wasted cost, in one step pass."""
+    wasted = store.wasted_steps(ids)
+    rows = {by: {row.key: row for row in summary.rows} for by, summary in summaries.items()}
+    for step, agent in _agents(store.cost_steps(ids)):
+        keys = {"run": step.run_id, "kind": step.kind, "tool": step.tool_key,
+                "model": model_key(step.model_key), "agent": agent,
+                "step": f"{step.run_id}/{step.id}"}  # fmt: skip
+        detail = orjson.loads(step.cost_detail) if step.cost_detail else None
+        is_wasted = (step.run_id, step.id) in wasted
+        for by, summary in summaries.items():
+            row = rows[by].get(keys[by])
+            if row is not None:
+                row.add_detail(step, detail, is_wasted)
+            summary.total.add_detail(step, detail, is_wasted)

@@ -1,62 +1,175 @@
-"""Cost per action: the cost of each step.
+"""Cost per action: the cost of each step, and the lines it is made of.
 
 A step's cost is the source's reported cost when it has one; otherwise it is computed
-from its tokens and the pricing table (cache reads, cache writes and reasoning at their own
-prices where the table has them), or from a per-call tool price. A step with tokens whose
-model has no price is *unpriced*: reported by name, never costed at zero. Money is
-Decimal throughout. Sums over stored runs are in ``tracedesk.core.summary``.
+from its tokens and the price in force at its start (``Pricing.resolve``): each usage type
+at its own price (uncached input, cache reads, cache writes, output, reasoning, and a
+per-request fee where the catalogue has one), at the tier the call's input size falls in;
+or it is a per-call tool price. A step with tokens whose model has no price is *unpriced*:
+reported by name, never costed at zero. Money is Decimal throughout. Sums over stored runs
+are in ``tracedesk.core.summary``.
+
+Token counts follow OTel GenAI and OpenAI: cache reads and writes are inside input,
+reasoning inside output. The importers add a source's on-top counts (Anthropic's cache
+reads and writes) into input, so both providers' usage is priced the same way here.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
-from tracedesk.core.analysis.pricing import MILLION, ModelPrice, Pricing
+from tracedesk.core.analysis.pricing import MILLION, ModelPrice, Pricing, ToolPrice
 from tracedesk.core.model import Step, StepKind
 
 ZERO = Decimal(0)
+# Usage types in the order a cost detail lists them, with their short names.
+USAGE_TYPES = {
+    "input": "in",
+    "cache_read": "cache read",
+    "cache_write": "cache write",
+    "output": "out",
+    "reasoning": "reasoning",
+    "request": "request",
+}
 
 
 class CostSource(StrEnum):
     REPORTED = "reported"  # the trace said what the step cost
-    COMPUTED = "computed"  # tokens x the pricing table
+    COMPUTED = "computed"  # tokens x the price catalogue (or the user's prices)
     TOOL = "tool"  # a per-call tool price
     UNKNOWN_MODEL = "unknown_model"  # tokens, but no price for the model: flagged
     NONE = "none"  # nothing that costs money
 
 
-def token_cost(step: Step, price: ModelPrice) -> Decimal:
-    """USD for a step's tokens; cache reads and writes ⊂ input, reasoning ⊂ output."""
+@dataclass(frozen=True, slots=True)
+class CostLine:
+    """One usage type of a step's cost: ``count`` tokens (or requests) x ``price``."""
+
+    usage: str  # a key of USAGE_TYPES
+    count: int
+    price: Decimal  # USD per 1M tokens; USD per call for "request"
+    cost: Decimal  # USD
+
+    def text(self) -> str:
+        """``1,200 in × $3/M`` (``1 request × $0.01``)."""
+        if self.usage == "request":
+            return f"{self.count:,} request × ${_plain(self.price)}"
+        return f"{self.count:,} {USAGE_TYPES[self.usage]} × ${_plain(self.price)}/M"
+
+
+@dataclass(slots=True)
+class StepCost:
+    """A step's cost, where it comes from, and the lines it is made of."""
+
+    cost: Decimal | None
+    source: CostSource
+    lines: list[CostLine] = field(default_factory=list)
+    price: ModelPrice | None = None  # the model price used (with its source and date)
+    tool: ToolPrice | None = None
+    model: str | None = None  # the model named by the step (shown when it has no price)
+
+    @property
+    def price_source(self) -> str | None:
+        """Where the price came from: ``genai-prices 0.2.5: openai/gpt-4o``, the user's
+        file, a tool price, or the trace itself."""
+        if self.source == CostSource.REPORTED:
+            return "reported by the source"
+        if self.price is not None:
+            return (
+                f"{self.price.source}: {self.price.label}"
+                if self.price.source
+                else self.price.label
+            )
+        if self.tool is not None:
+            return f"tool {self.tool.name}" + (f" ({self.tool.source})" if self.tool.source else "")
+        return None
+
+    @property
+    def price_date(self) -> str | None:
+        return self.price.as_of if self.price is not None else None
+
+    def text(self) -> str:
+        """The whole cost in one line: ``1,200 in × $3/M + 800 cache read × $0.3/M =
+        $0.003840``, or why there is none."""
+        if self.source == CostSource.REPORTED:
+            return f"${_plain(self.cost or ZERO)} reported by the source"
+        if self.source == CostSource.UNKNOWN_MODEL:
+            return f"no price for model {self.model or '(none)'!r}"
+        if self.source == CostSource.TOOL and self.tool is not None:
+            return f"1 call of {self.tool.name} × ${_plain(self.tool.per_call)}"
+        if self.source == CostSource.NONE:
+            return "no cost"
+        terms = " + ".join(line.text() for line in self.lines) or "0 tokens"
+        return f"{terms} = ${_plain(self.cost or ZERO)}"
+
+    def detail(self) -> dict[str, Any] | None:
+        """What the store keeps of it: USD per usage type (exact text), price source, date."""
+        if self.source in (CostSource.NONE, CostSource.UNKNOWN_MODEL):
+            return None
+        usage = {line.usage: str(line.cost) for line in self.lines}
+        if self.source == CostSource.TOOL:
+            usage = {"tool": str(self.cost)}
+        elif self.source == CostSource.REPORTED:
+            usage = {"reported": str(self.cost)}
+        return {"usage": usage, "source": self.price_source, "date": self.price_date}
+
+
+def _plain(amount: Decimal) -> str:
+    """A Decimal without exponent or trailing zeros: 0.30 -> 0.3, 3E+1 -> 30."""
+    text = f"{amount.normalize():f}"
+    return text
+
+
+def cost_lines(step: Step, price: ModelPrice) -> list[CostLine]:
+    """The lines of a step's token cost at this price (its tier chosen by the step's input);
+    cache reads and writes are taken out of input, reasoning out of output. Types without
+    a price of their own are billed at the input (or output) price, as the catalogue does."""
     input_tokens = step.input_tokens or 0
     output_tokens = step.output_tokens or 0
+    price = price.for_input(input_tokens)
     cached = min(step.cached_input_tokens or 0, input_tokens)
     written = min(step.cache_creation_tokens or 0, input_tokens - cached)
     reasoning = min(step.reasoning_tokens or 0, output_tokens)
-    cached_price = price.input if price.cached_input is None else price.cached_input
-    written_price = price.input if price.cache_write is None else price.cache_write
-    reasoning_price = price.output if price.reasoning is None else price.reasoning
-    micro = (
-        (input_tokens - cached - written) * price.input
-        + cached * cached_price
-        + written * written_price
-        + (output_tokens - reasoning) * price.output
-        + reasoning * reasoning_price
-    )
-    return micro / MILLION
+    rows = [
+        ("input", input_tokens - cached - written, price.input),
+        ("cache_read", cached, price.input if price.cached_input is None else price.cached_input),
+        ("cache_write", written, price.input if price.cache_write is None else price.cache_write),
+        ("output", output_tokens - reasoning, price.output),
+        ("reasoning", reasoning, price.output if price.reasoning is None else price.reasoning),
+    ]
+    lines = [CostLine(usage, count, rate, count * rate / MILLION)
+             for usage, count, rate in rows if count]  # fmt: skip
+    if price.per_request and (input_tokens or output_tokens):
+        lines.append(CostLine("request", 1, price.per_request, price.per_request))
+    return lines
+
+
+def token_cost(step: Step, price: ModelPrice) -> Decimal:
+    """USD for a step's tokens at this price."""
+    return sum((line.cost for line in cost_lines(step, price)), ZERO)
+
+
+def explain_cost(step: Step, pricing: Pricing) -> StepCost:
+    """A step's cost with its lines, price source and date: what the cost detail shows."""
+    if step.reported_cost is not None:
+        return StepCost(step.reported_cost, CostSource.REPORTED, model=step.model)
+    if step.input_tokens or step.output_tokens:
+        price = pricing.resolve(step.model, step.provider, step.start_ns)
+        if price is None:
+            return StepCost(None, CostSource.UNKNOWN_MODEL, model=step.model)
+        lines = cost_lines(step, price)
+        total = sum((line.cost for line in lines), ZERO)
+        return StepCost(total, CostSource.COMPUTED, lines, price, model=step.model)
+    if step.kind == StepKind.TOOL:
+        tool = pricing.tool(step.tool_name)
+        if tool is not None:
+            return StepCost(tool.per_call, CostSource.TOOL, tool=tool)
+    return StepCost(None, CostSource.NONE, model=step.model)
 
 
 def price_step(step: Step, pricing: Pricing) -> tuple[Decimal | None, CostSource]:
     """The step's own cost and where it comes from."""
-    if step.reported_cost is not None:
-        return step.reported_cost, CostSource.REPORTED
-    if step.input_tokens or step.output_tokens:
-        price = pricing.resolve(step.model)
-        if price is None:
-            return None, CostSource.UNKNOWN_MODEL
-        return token_cost(step, price), CostSource.COMPUTED
-    if step.kind == StepKind.TOOL:
-        tool = pricing.tool(step.tool_name)
-        if tool is not None:
-            return tool.per_call, CostSource.TOOL
-    return None, CostSource.NONE
+    priced = explain_cost(step, pricing)
+    return priced.cost, priced.source

@@ -30,7 +30,8 @@ INSERT_RUN_SQL = (
 # A merged run: every derived column is rewritten; the import that first brought it stays.
 UPDATE_RUN_SQL = f"UPDATE runs SET {', '.join(f'{c}=?' for c in RUN_COLUMNS[1:-1])} WHERE id=?"
 UPDATE_STEP_SQL = (
-    "UPDATE steps SET parent_id=?, depth=?, cost_pusd=?, cost_source=?, attributes=?"
+    "UPDATE steps SET parent_id=?, depth=?, cost_pusd=?, cost_source=?, cost_detail=?,"
+    " attributes=?"
     " WHERE run_id=? AND id=?"
 )
 INSERT_INCIDENT_SQL = (
@@ -106,7 +107,8 @@ def step_row(step: Step, import_id: int) -> tuple:
         step.input_tokens, step.output_tokens, step.cached_input_tokens, step.reasoning_tokens,
         step.cache_creation_tokens, _text(step.reported_cost), step.tool_name,
         json_text(step.tool_args), json_text(step.input), json_text(step.output),
-        json_text(step.attributes or {}), to_pusd(step.cost), step.cost_source, import_id,
+        json_text(step.attributes or {}), to_pusd(step.cost), step.cost_source,
+        json_text(step.cost_detail), import_id,
     )  # fmt: skip
 
 
@@ -280,8 +282,8 @@ class Database:
         self.conn.execute(UPDATE_RUN_SQL, (*run_row(run, steps, None)[1:-1], run.id))
         self.conn.executemany(
             UPDATE_STEP_SQL,
-            ((s.parent_id, s.depth, to_pusd(s.cost), s.cost_source, json_text(s.attributes),
-              s.run_id, s.id) for s in steps),
+            ((s.parent_id, s.depth, to_pusd(s.cost), s.cost_source, json_text(s.cost_detail),
+              json_text(s.attributes), s.run_id, s.id) for s in steps),
         )  # fmt: skip
         self.conn.execute("DELETE FROM incidents WHERE run_id=?", (run.id,))
         self.conn.executemany(INSERT_INCIDENT_SQL, [incident_row(i) for i in incidents])
@@ -359,12 +361,13 @@ class Database:
     # -- costs and incidents of stored runs ---------------------------------------------
 
     def write_costs(self, steps: Iterable[tuple], runs: Iterable[tuple]) -> None:
-        """Steps: (cost, source, run id, step id); runs: (cost, unpriced, run id); costs
-        are Decimals or None."""
+        """Steps: (cost, source, detail, run id, step id); runs: (cost, unpriced, run id);
+        costs are Decimals or None."""
         self.conn.executemany(
-            "UPDATE steps SET cost_pusd=?, cost_source=? WHERE run_id=? AND id=?",
-            ((to_pusd(cost), source, run_id, step_id) for cost, source, run_id, step_id in steps),
-        )
+            "UPDATE steps SET cost_pusd=?, cost_source=?, cost_detail=? WHERE run_id=? AND id=?",
+            ((to_pusd(cost), source, json_text(detail), run_id, step_id)
+             for cost, source, detail, run_id, step_id in steps),
+        )  # fmt: skip
         self.conn.executemany(
             "UPDATE runs SET cost_pusd=?, unpriced_steps=? WHERE id=?",
             ((to_pusd(cost), unpriced, run_id) for cost, unpriced, run_id in runs),

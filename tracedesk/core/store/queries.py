@@ -132,6 +132,9 @@ class CostStep(NamedTuple):
     cache_creation_tokens: int
     cost_pusd: int | None
     cost_source: str | None
+    tool_key: str  # the step's keys in COST_GROUP_KEYS
+    model_key: str
+    cost_detail: str | None  # JSON text: see schema._v9
 
 
 _COST_SUMS = (
@@ -220,13 +223,21 @@ class Queries:
             "SELECT run_id, id, parent_id, kind, name, coalesce(input_tokens, 0),"
             " coalesce(output_tokens, 0), coalesce(cached_input_tokens, 0),"
             " coalesce(reasoning_tokens, 0), coalesce(cache_creation_tokens, 0), cost_pusd,"
-            " cost_source FROM steps"
+            f" cost_source, {COST_GROUP_KEYS['tool']}, {COST_GROUP_KEYS['model']}, cost_detail"
+            " FROM steps"
         )
         where, params = _only(run_ids)
         cursor = self.conn.cursor()
         cursor.row_factory = None
         for row in cursor.execute(sql + where + " ORDER BY run_id", params):
             yield CostStep(*row)
+
+    def wasted_steps(self, run_ids: list[str] | None = None) -> set[tuple[str, str]]:
+        """(run id, step id) of every step an incident of these runs wasted."""
+        where, params = _only(run_ids, "i.run_id")
+        sql = ("SELECT DISTINCT i.run_id, j.value FROM incidents AS i,"
+               f" json_each(i.wasted_step_ids) AS j{where}")  # fmt: skip
+        return {(run_id, step_id) for run_id, step_id in self.conn.execute(sql, params)}
 
     def run_names(self, run_ids: list[str] | None = None) -> dict[str, str]:
         """Run id -> name, in start order."""

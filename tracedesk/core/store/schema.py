@@ -10,7 +10,8 @@ whole. ``import_id`` says which import brought the row.
 Runs carry totals derived from their steps (``step_count`` … ``reported_cost``).
 ``cost_pusd`` (steps and runs) is the cost in integer pico-dollars, the one stored truth
 for cost: the source's reported cost where it has one, else the tokens priced by the
-pricing table. Integers let SQL sort and sum costs exactly.
+price catalogue (or the user's prices). Integers let SQL sort and sum costs exactly.
+``cost_detail`` (steps) says what that cost is made of (see ``_v9``).
 
 An import is one transaction (see ``tracedesk.core.ingest``): each run is written once,
 analysed, and the whole import is rolled back on any error or cancel.
@@ -23,16 +24,16 @@ from decimal import Decimal
 
 import sqlite_utils
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 STEP_COLUMNS = (
     "run_id", "id", "parent_id", "depth", "kind", "name", "start_ns", "end_ns",
     "status", "error", "model", "provider", "input_tokens", "output_tokens",
     "cached_input_tokens", "reasoning_tokens", "cache_creation_tokens", "reported_cost",
     "tool_name", "tool_args", "input", "output", "attributes", "cost_pusd", "cost_source",
-    "import_id",
+    "cost_detail", "import_id",
 )  # fmt: skip
-STEP_JSON_COLUMNS = frozenset({"tool_args", "input", "output", "attributes"})
+STEP_JSON_COLUMNS = frozenset({"tool_args", "input", "output", "attributes", "cost_detail"})
 INSERT_STEP_SQL = (
     f"INSERT INTO steps({', '.join(STEP_COLUMNS)}) VALUES ({', '.join('?' * len(STEP_COLUMNS))})"
 )
@@ -250,8 +251,20 @@ def _v8(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v9(db: sqlite_utils.Database) -> None:
+    """What each step's cost is made of: USD per usage type (input, cache read, cache write,
+    output, reasoning, request; or reported, tool), and the price's source and date, as
+    JSON ``{"usage": {...}, "source": ..., "date": ...}``. Filled by re-pricing."""
+    db.executescript(
+        """
+        ALTER TABLE steps ADD COLUMN cost_detail TEXT;
+        DELETE FROM meta WHERE key = 'pricing_fingerprint';  -- re-price on next open
+        """
+    )
+
+
 # Forward migrations: MIGRATIONS[n] takes a database from version n to n + 1.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8,
+    _v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9,
 ]  # fmt: skip
 assert len(MIGRATIONS) == SCHEMA_VERSION
