@@ -51,4 +51,4 @@ def test_keys_focus_and_a_real_drag_and_drop(x_display, tmp_path):
     )  # fmt: skip
     checks = [line for line in done.stdout.splitlines() if line.startswith("ok: ")]
     assert done.returncode == 0, done.stdout + done.stderr
-    assert len(checks) == 10 and "ok: a dropped file is imported" in checks
+    assert len(checks) == 11 and "ok: a dropped file is imported" in checks

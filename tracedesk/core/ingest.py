@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from tracedesk.core import reader_process, tree
-from tracedesk.core.analysis.cost import CostSource, explain_cost
+from tracedesk.core.analysis.cost import CostSource, explain_cost, price
 from tracedesk.core.analysis.loops import Rules, detect
 from tracedesk.core.analysis.pricing import Pricing
 from tracedesk.core.collector import collector_paused
@@ -278,12 +278,7 @@ class _Writer:
         steps.sort(key=lambda s: (s.start_ns is None, s.start_ns or 0))
         self._warn_invalid_dates(run.id, "run", run)
         for step in steps:
-            priced = explain_cost(step, self.pricing)
-            step.cost, step.cost_source, step.cost_detail = (
-                priced.cost,
-                priced.source,
-                priced.detail(),
-            )
+            price(step, self.pricing)
             self._warn_invalid_dates(run.id, f"step {step.id!r}", step)
             if (
                 step.start_ns is not None

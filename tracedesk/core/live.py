@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from tracedesk.core.analysis.cost import price_step
+from tracedesk.core.analysis.cost import price
 from tracedesk.core.analysis.loops import Rules
 from tracedesk.core.analysis.pricing import Pricing
 from tracedesk.core.collector import collector_paused
@@ -93,7 +93,7 @@ class LiveIngest:
             return done
         for of_run in steps.values():
             for step in of_run.values():
-                step.cost, step.cost_source = price_step(step, self.pricing)
+                price(step, self.pricing)
         with collector_paused(), store.transaction():
             import_id = self._import_id(store)
             for run_id, run in runs.items():

@@ -169,6 +169,12 @@ def explain_cost(step: Step, pricing: Pricing) -> StepCost:
     return StepCost(None, CostSource.NONE, model=step.model)
 
 
+def price(step: Step, pricing: Pricing) -> None:
+    """Set the step's cost, its source and what it is made of (as stored)."""
+    priced = explain_cost(step, pricing)
+    step.cost, step.cost_source, step.cost_detail = priced.cost, priced.source, priced.detail()
+
+
 def price_step(step: Step, pricing: Pricing) -> tuple[Decimal | None, CostSource]:
     """The step's own cost and where it comes from."""
     priced = explain_cost(step, pricing)
