@@ -802,3 +802,18 @@ def test_a_huge_output_opens_as_its_first_screen_and_reads_whole_on_demand(windo
     assert not output.partial and output.full_text == big
     output.show_all.click()
     assert output.text.toPlainText().replace("\n", "").endswith("THE END")
+
+
+def test_the_details_explain_a_steps_cost_line_by_line(window, qtbot):
+    """Issue 16: the cost detail shows each usage type at its price, and where the price
+    came from, computed in the worker that reads the step."""
+    open_run(window, qtbot, lambda r: (r.cost or 0) > 0)
+    llm = next(s for s in window.tree_model.steps if s.kind == "llm" and s.cost_pusd)
+    show_step(window, qtbot, llm.id)
+    summary = window.detail.summary.text()
+    assert " in × $" in summary and "/M" in summary and " = $" in summary
+    assert "price: genai-prices" in summary
+    tool = next((s for s in window.tree_model.steps if s.kind == "tool" and not s.cost_pusd), None)
+    if tool is not None:
+        show_step(window, qtbot, tool.id)
+        assert " in × $" not in window.detail.summary.text()

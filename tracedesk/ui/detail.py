@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from tracedesk.core.analysis.cost import CostSource, StepCost
 from tracedesk.core.export import format_usd
 from tracedesk.core.model import Step
 from tracedesk.core.store.queries import Preview
@@ -174,7 +175,8 @@ class DetailPane(QWidget):
 
         self.loader(asked_for, arrived)
 
-    def show_step(self, step: Step | None) -> None:
+    def show_step(self, step: Step | None, cost: StepCost | None = None) -> None:
+        """Show a step; ``cost`` explains its cost line by line."""
         self.step = step
         if step is None:
             self.summary.setText("Select a step.")
@@ -199,6 +201,11 @@ class DetailPane(QWidget):
             )
         if step.cost is not None or step.cost_source not in (None, "none"):
             lines.append(f"cost: {format_usd(step.cost)} ({step.cost_source})")
+            if cost is not None and cost.source != CostSource.REPORTED:
+                lines.append(f"  {shorten(cost.text(), 400)}")
+            if cost is not None and cost.price_source:
+                dated = f", in force from {cost.price_date}" if cost.price_date else ""
+                lines.append(f"  price: {shorten(cost.price_source, 200)}{dated}")
         if step.tool_name:
             lines.append(f"tool: {shorten(step.tool_name, 120)}")
         lines.append(f"id: {shorten(step.id, 120)}")

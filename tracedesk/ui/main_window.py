@@ -44,6 +44,7 @@ from PySide6.QtWidgets import (
 
 from tracedesk import __version__
 from tracedesk.core.analysis.compare import request_fingerprint
+from tracedesk.core.analysis.cost import StepCost, explain_cost
 from tracedesk.core.analysis.loops import Rules, RulesError
 from tracedesk.core.analysis.pricing import Pricing, PricingError
 from tracedesk.core.collector import collector_paused
@@ -685,19 +686,24 @@ class MainWindow(QMainWindow):
             return
         row = self.tree_model._node(current)
         self.timeline.select(row)
-        run_id, step_id = self.current_run, self.tree_model.steps[row].id
-        # A huge input or output comes as its first screen; "Show all" reads it whole.
-        self.query("step", lambda store: store.step(run_id, step_id, preview=SHOWN_CHARS),
-                   self._step_read)  # fmt: skip
+        run_id, step_id, pricing = self.current_run, self.tree_model.steps[row].id, self.pricing
 
-    def _step_read(self, step: Step | None) -> None:
+        def read(store: Store) -> tuple[Step | None, StepCost | None]:
+            # A huge input or output comes as its first screen; "Show all" reads it whole.
+            step = store.step(run_id, step_id, preview=SHOWN_CHARS)
+            return step, None if step is None else explain_cost(step, pricing)
+
+        self.query("step", read, self._step_read)
+
+    def _step_read(self, loaded: tuple[Step | None, StepCost | None]) -> None:
+        step, cost = loaded
         current = self.tree.currentIndex()
         if (
             step is not None
             and step.run_id == self.current_run
             and (current.isValid() and current.data(STEP_ID_ROLE) == step.id)
         ):  # else the user has moved on
-            self.detail.show_step(step)
+            self.detail.show_step(step, cost)
 
     def _read_whole_step(self, step: Step, done) -> None:
         self.query("whole step", lambda store: store.step(step.run_id, step.id), done)
