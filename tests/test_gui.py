@@ -279,8 +279,9 @@ def test_screenshots_script(tmp_path):
     spec.loader.exec_module(module)
     shots = module.take(tmp_path)
     assert [p.name for p in shots] == [
-        "main-window.png", "loop-highlighted.png", "cost-charts.png", "cost-heat.png",
+        "main-window.png", "cost-detail.png", "loop-highlighted.png", "cost-charts.png", "cost-heat.png",
         "compare.png", "request-group.png", "imported-monocle.png", "imported-cache-write.png",
+        "listening.png",
     ]  # fmt: skip
     assert all(p.stat().st_size > 10_000 for p in shots)
 
@@ -810,10 +811,13 @@ def test_the_details_explain_a_steps_cost_line_by_line(window, qtbot):
     open_run(window, qtbot, lambda r: (r.cost or 0) > 0)
     llm = next(s for s in window.tree_model.steps if s.kind == "llm" and s.cost_pusd)
     show_step(window, qtbot, llm.id)
-    summary = window.detail.summary.text()
-    assert " in × $" in summary and "/M" in summary and " = $" in summary
-    assert "price: genai-prices" in summary
-    tool = next((s for s in window.tree_model.steps if s.kind == "tool" and not s.cost_pusd), None)
-    if tool is not None:
-        show_step(window, qtbot, tool.id)
-        assert " in × $" not in window.detail.summary.text()
+    cost = window.detail.views["Cost"].full_text
+    assert " in × $" in cost and "/M" in cost and "\n=$" in cost.replace(" ", "")
+    assert "price: genai-prices" in cost and "see Cost" in window.detail.summary.text()
+    lines = cost.splitlines()
+    total = Decimal(lines[lines.index(next(x for x in lines if "= $" in x))].split("$")[1])
+    parts = [Decimal(x.rsplit("$", 1)[1]) for x in lines if "×" in x]
+    assert len(parts) >= 2 and abs(sum(parts) - total) <= Decimal("0.000001") * len(parts)
+    tool = next(s for s in window.tree_model.steps if s.kind == "tool" and not s.cost_pusd)
+    show_step(window, qtbot, tool.id)
+    assert not window.detail.tabs.isTabEnabled(window.detail.TABS.index("Cost"))

@@ -3,7 +3,8 @@
     python tools/screenshots.py [OUT_DIR]      # default: screenshots/
 
 Shots: the runs library with a run open, a run with a retry loop highlighted, the cost
-charts, the cost heat map, a comparison and a request group, at 1280x720 and 1920x1080, light
+charts, the cost heat map, a comparison and a request group, two imported traces, and
+spans arriving while listening, at 1280x720 and 1920x1080, light
 and dark (one folder each). Runs offscreen, so it works in CI and without a display.
 """
 
@@ -13,6 +14,7 @@ import os
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -22,6 +24,7 @@ from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
 
 from tracedesk.core.ingest import import_file
+from tracedesk.core.receiver import free_port
 from tracedesk.core.store import Store
 from tracedesk.ui.app import application, fill_with_demo
 from tracedesk.ui.main_window import MainWindow
@@ -43,6 +46,7 @@ SIZES = ((1280, 720), (1920, 1080))
 
 
 ROOT = Path(__file__).resolve().parent.parent
+LIVE_SPANS = "recorded/langfuse-otlp/agent_tools.pb"
 IMPORTED = (
     "real/otlp/monocle_trace2.console.json",
     "recorded/langfuse-otlp/anthropic_cache.pb",
@@ -93,6 +97,11 @@ def take(out: Path, size: tuple[int, int] = SIZES[0], dark: bool = False) -> lis
         settle(app)
         shots.append(out / "main-window.png")
         window.grab().save(str(shots[-1]))
+        window.detail.tabs.setCurrentIndex(window.detail.TABS.index("Cost"))
+        settle(app)
+        shots.append(out / "cost-detail.png")
+        window.grab().save(str(shots[-1]))
+        window.detail.tabs.setCurrentIndex(0)
 
         window.incidents.selectRow(0)
         window.incidents_dock.raise_()
@@ -143,6 +152,18 @@ def take(out: Path, size: tuple[int, int] = SIZES[0], dark: bool = False) -> lis
             settle(app)
             shots.append(out / name)
             window.grab().save(str(shots[-1]))
+        # Listening: a recorded agent's spans arrive over OTLP/HTTP while the window is open.
+        window.live_capture.port = free_port()
+        window.live_capture.action.setChecked(True)
+        body = (ROOT / "tests" / "fixtures" / LIVE_SPANS).read_bytes()
+        request = urllib.request.Request(window.live_capture.session.receiver.url, data=body,
+                                         headers={"Content-Type": "application/x-protobuf"})  # fmt: skip
+        urllib.request.urlopen(request, timeout=10).read()
+        settle(app)
+        window.runs.table.selectRow(0)
+        settle(app)
+        shots.append(out / "listening.png")
+        window.grab().save(str(shots[-1]))
         window.close()
     return shots
 

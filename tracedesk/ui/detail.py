@@ -140,10 +140,26 @@ class PayloadView(QWidget):
         self._whole(lambda: QGuiApplication.clipboard().setText(self.full_text))
 
 
+def cost_text(cost: StepCost) -> str | None:
+    """What a step's cost is made of, one usage type a line, and where its price came from."""
+    if cost.source == CostSource.NONE:
+        return None
+    if cost.lines:
+        width = max(len(line.text()) for line in cost.lines)
+        text = "\n".join(f"{line.text():<{width}}  {format_usd(line.cost)}" for line in cost.lines)
+        text += f"\n{'= ' + format_usd(cost.cost):>{width + 2 + len(format_usd(cost.cost))}}"
+    else:
+        text = cost.text()
+    if cost.price_source:
+        dated = f", in force from {cost.price_date}" if cost.price_date else ""
+        text += f"\n\nprice: {cost.price_source}{dated}"
+    return text
+
+
 class DetailPane(QWidget):
     """Summary line and payload tabs of the selected step."""
 
-    TABS = ("Input", "Output", "Tool arguments", "Error", "Attributes")
+    TABS = ("Input", "Output", "Tool arguments", "Error", "Cost", "Attributes")
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -200,19 +216,15 @@ class DetailPane(QWidget):
                 + f"), {step.output_tokens or 0} out ({step.reasoning_tokens or 0} reasoning)"
             )
         if step.cost is not None or step.cost_source not in (None, "none"):
-            lines.append(f"cost: {format_usd(step.cost)} ({step.cost_source})")
-            if cost is not None and cost.source != CostSource.REPORTED:
-                lines.append(f"  {shorten(cost.text(), 400)}")
-            if cost is not None and cost.price_source:
-                dated = f", in force from {cost.price_date}" if cost.price_date else ""
-                lines.append(f"  price: {shorten(cost.price_source, 200)}{dated}")
+            lines.append(f"cost: {format_usd(step.cost)} ({step.cost_source}; see Cost)")
         if step.tool_name:
             lines.append(f"tool: {shorten(step.tool_name, 120)}")
         lines.append(f"id: {shorten(step.id, 120)}")
         self.summary.setText("\n".join(lines))
         values = {
             "Input": step.input, "Output": step.output, "Tool arguments": step.tool_args,
-            "Error": step.error, "Attributes": step.attributes or None,
+            "Error": step.error, "Cost": cost_text(cost) if cost else None,
+            "Attributes": step.attributes or None,
         }  # fmt: skip
         for name, value in values.items():
             self.views[name].show_value(value)

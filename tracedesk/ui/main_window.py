@@ -279,6 +279,8 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         fit_to_screen(self, 1400, 860)
         self.layout_restored = False
+        self.bottom_height: int | None = None  # the timeline's height before charts grew it
+        self.incidents_height: int | None = None  # before a run without incidents shrank it
         self.chart_timer = QTimer(self, singleShot=True, interval=150)
         self.chart_timer.timeout.connect(self.load_charts)
         self._build_views()
@@ -649,6 +651,11 @@ class MainWindow(QMainWindow):
 
     def _run_read(self, loaded: tuple[str, Run | None, list[StepRow], list[Incident]]) -> None:
         run_id, run, rows, incidents = loaded
+        # The same run again (it grew while listening, or was re-analysed): keep the step.
+        current = self.tree.currentIndex()
+        keep = (
+            current.data(STEP_ID_ROLE) if run_id == self.current_run and current.isValid() else None
+        )
         self.current_run = run_id
         flagged: dict[str, str] = {}
         for incident in incidents:
@@ -673,6 +680,9 @@ class MainWindow(QMainWindow):
             self.run_header.setText(run_summary(run))
         count = f" ({len(incidents)})" if incidents else ""
         self.incidents_dock.setWindowTitle(f"Incidents{count}")
+        self._fit_incidents(len(incidents))
+        if keep is not None:
+            self.select_step(keep)
 
     def select_step(self, step_id: str) -> None:
         """Select a step in the tree (which updates the timeline and the details)."""
@@ -722,10 +732,27 @@ class MainWindow(QMainWindow):
             self.select_step(step_ids[0])
 
     def _charts_shown(self, visible: bool) -> None:
-        # Charts need height to be read: showing them grows their dock to half the window.
-        wanted = int(self.height() * 0.45)
-        if visible and self.isVisible() and self.charts_dock.height() < wanted:
-            self.resizeDocks([self.charts_dock], [wanted], Qt.Orientation.Vertical)
+        """Charts need height to be read: showing them grows their dock to half the window;
+        going back to the timeline gives the steps their height back."""
+        if visible and self.isVisible():
+            wanted = int(self.height() * 0.45)
+            if self.charts_dock.height() < wanted:
+                self.bottom_height = self.charts_dock.height()
+                self.resizeDocks([self.charts_dock], [wanted], Qt.Orientation.Vertical)
+        elif not visible and self.bottom_height is not None and self.timeline_dock.isVisible():
+            self.resizeDocks([self.timeline_dock], [self.bottom_height], Qt.Orientation.Vertical)
+            self.bottom_height = None
+
+    def _fit_incidents(self, count: int) -> None:
+        """A run without incidents leaves their dock at its smallest, for the details; the
+        next run with some gets back the height it had."""
+        dock, minimum = self.incidents_dock, self.incidents_dock.minimumSizeHint().height()
+        if not count and dock.height() > minimum + 20:
+            self.incidents_height = dock.height()
+            self.resizeDocks([dock], [minimum], Qt.Orientation.Vertical)
+        elif count and self.incidents_height is not None:
+            self.resizeDocks([dock], [self.incidents_height], Qt.Orientation.Vertical)
+            self.incidents_height = None
 
     def _bar_colours_changed(self, index: int) -> None:
         self.waterfall.heat = index == 1
