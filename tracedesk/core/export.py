@@ -26,7 +26,7 @@ from tracedesk.core.text import format_duration, table
 
 # Derived by the store on import, so not written out.
 _RUN_SKIP = frozenset(RUN_DERIVED_FIELDS)
-_STEP_SKIP = frozenset({"depth", "cost", "cost_source", "cost_detail"})
+_STEP_SKIP = frozenset({"depth", "cost", "cost_source", "cost_parts"})
 
 
 def _record(kind: str, obj: Run | Step, skip: frozenset[str]) -> dict[str, Any]:

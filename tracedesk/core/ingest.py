@@ -377,7 +377,7 @@ def apply_costs(store: Store, pricing: Pricing, run_ids: Iterable[str] | None = 
         for step in store.iter_steps(run_id, payloads=False):
             step_cost = explain_cost(step, pricing)
             cost, source = step_cost.cost, step_cost.source
-            step_rows.append((cost, source, step_cost.detail(), run_id, step.id))
+            step_rows.append((cost, source, step_cost.parts(), run_id, step.id))
             if cost is not None:
                 total += cost
                 priced = True

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -59,6 +59,28 @@ def json_text(value: Any) -> str | None:
             raise ValueError("a value is nested too deeply to store") from None
 
 
+def to_pusd(amount: Decimal | None) -> int | None:
+    """USD as integer pico-dollars, the stored form of every cost."""
+    return None if amount is None else int(amount.scaleb(12).to_integral_value())
+
+
+class CostParts(NamedTuple):
+    """What a step's cost is made of: pico-dollars per usage type (None where the type is
+    not part of it), and the price used: where it came from and the date it took effect."""
+
+    input: int | None = None
+    cache_read: int | None = None
+    cache_write: int | None = None
+    output: int | None = None
+    reasoning: int | None = None
+    request: int | None = None  # a per-request fee
+    source: str | None = None
+    date: str | None = None
+
+
+USAGE_PARTS = CostParts._fields[:6]
+
+
 @dataclass(slots=True)
 class Step:
     """One span of a run: a model call, a tool call, an agent turn, a handoff …"""
@@ -91,8 +113,8 @@ class Step:
     # Derived by the cost engine: the step's own cost and where it came from.
     cost: Decimal | None = None
     cost_source: str | None = None
-    # USD per usage type (exact text), the price's source and date: see analysis.cost.
-    cost_detail: dict[str, Any] | None = None
+    # What the cost is made of (set by pricing, written to the store, not read back).
+    cost_parts: CostParts | None = None
 
     @property
     def duration_ns(self) -> int | None:

@@ -8,21 +8,22 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import groupby
-from typing import Any
-
-import orjson
 
 from tracedesk.core.analysis.cost import CostSource
 from tracedesk.core.analysis.pricing import Pricing
 from tracedesk.core.model import StepKind
 from tracedesk.core.store import Store
-from tracedesk.core.store.queries import COST_GROUP_KEYS, CostGroup, CostStep, Waste, from_pusd
+from tracedesk.core.store.queries import (
+    COST_GROUP_KEYS,
+    COST_PARTS,
+    CostGroup,
+    CostStep,
+    Waste,
+    from_pusd,
+)
 
 GROUPINGS = ("run", "kind", "tool", "model", "agent", "step")
-# What a cost is made of, in the order exports list it: the usage types of computed costs
-# (analysis.cost.USAGE_TYPES), then reported and per-call tool costs.
-COST_PARTS = ("input", "cache_read", "cache_write", "output", "reasoning", "request",
-              "reported", "tool")  # fmt: skip
+_FIRST_PART = CostGroup._fields.index("input_pusd")
 ZERO = Decimal(0)
 NO_AGENT = "(no agent)"
 
@@ -48,16 +49,16 @@ class CostRow:
     price_dates: set[str] = field(default_factory=set)
     wasted_cost: Decimal = ZERO
 
-    def add_detail(self, step: CostStep, detail: dict | None, wasted: bool) -> None:
-        if detail:
-            for part, usd in detail.get("usage", {}).items():
-                self.parts[part] = self.parts.get(part, ZERO) + Decimal(usd)
-            if detail.get("source"):
-                self.price_sources.add(detail["source"])
-            if detail.get("date"):
-                self.price_dates.add(detail["date"])
-        if wasted and step.cost_pusd:
-            self.wasted_cost += from_pusd(step.cost_pusd) or ZERO
+    def add_detail(self, group: CostGroup, prices: dict[int, tuple[str, str]]) -> None:
+        """The group's cost parts and the sources and dates of its prices."""
+        for part, pusd in zip(COST_PARTS, group[_FIRST_PART:-1], strict=True):
+            if pusd is not None:
+                self.parts[part] = self.parts.get(part, ZERO) + (from_pusd(int(pusd)) or ZERO)
+        for price_id in filter(None, (group.price_ids or "").split(",")):
+            source, date = prices[int(price_id)]
+            self.price_sources.add(source)
+            if date:
+                self.price_dates.add(date)
 
     def add(self, group: CostGroup) -> None:
         self.steps += group.steps
@@ -80,15 +81,25 @@ class CostSummary:
     unknown_models: dict[str, int] = field(default_factory=dict)  # model -> unpriced steps
 
 
+def _step_group(key: str, step: CostStep) -> CostGroup:
+    """One step as a group of its own."""
+    unpriced = int(step.cost_source == CostSource.UNKNOWN_MODEL)
+    return CostGroup(key, 1, *step[5:11], unpriced, *step.parts)
+
+
 def _agent_groups(steps: Iterable[CostStep]) -> list[CostGroup]:
     """Stored costs summed by each step's nearest agent (itself included), run by run."""
-    sums: dict[str, list[int]] = {}
+    sums: dict[str, list] = {}
     for step, agent in _agents(steps):
-        row = sums.setdefault(agent, [0] * 8)
-        for i, value in enumerate((1, *step[5:10], step.cost_pusd or 0,
-                                   step.cost_source == CostSource.UNKNOWN_MODEL)):  # fmt: skip
-            row[i] += value
-    return [CostGroup(key, *values) for key, values in sums.items()]
+        values = _step_group(agent, step)
+        known = sums.get(agent)
+        if known is None:
+            sums[agent] = list(values)
+        else:  # sums, and price id texts joined (None: nothing of that part yet)
+            for n, value in enumerate(values[1:], start=1):
+                if value is not None:
+                    known[n] = value if known[n] is None else known[n] + value
+    return [CostGroup(*values) for values in sums.values()]
 
 
 def _agents(steps: Iterable[CostStep]) -> Iterator[tuple[CostStep, str]]:
@@ -154,6 +165,8 @@ def summarize_many(
 
     in_sql = [by for by in groupings if by in COST_GROUP_KEYS]
     sql_groups = store.cost_groups(in_sql, ids) if in_sql else {}
+    prices = store.prices() if detail else {}
+    wasted = _wasted_costs(store, ids, groupings) if detail else {}
     summaries = {}
     for by in groupings:
         step_names: dict[str, str] = {}
@@ -164,8 +177,7 @@ def summarize_many(
             for step in store.cost_steps(ids):
                 key = f"{step.run_id}/{step.id}"
                 step_names[key] = f"{names.get(step.run_id, step.run_id)} › {step.name}"
-                groups.append(CostGroup(key, 1, *step[5:11], int(
-                    step.cost_source == CostSource.UNKNOWN_MODEL)))  # fmt: skip
+                groups.append(_step_group(key, step))
         else:
             groups = sql_groups[by]
         rows: dict[str, CostRow] = {}
@@ -178,8 +190,17 @@ def summarize_many(
                 label = names.get(key, key)
             elif by == "step":
                 label = step_names[key]
-            rows.setdefault(key, CostRow(key=key, label=label)).add(group)
+            row = rows.setdefault(key, CostRow(key=key, label=label))
+            row.add(group)
             total.add(group)
+            if detail:
+                row.add_detail(group, prices)
+                total.add_detail(group, prices)
+        for key, pusd in wasted.get(by, {}).items():
+            key = model_key(key) if by == "model" else key
+            if key in rows:
+                rows[key].wasted_cost += from_pusd(pusd) or ZERO
+                total.wasted_cost += from_pusd(pusd) or ZERO
         summaries[by] = CostSummary(
             by=by,
             rows=sorted(rows.values(), key=lambda r: (-r.cost, -r.steps, r.key)),
@@ -190,25 +211,21 @@ def summarize_many(
             if by == "model"
             else store.unpriced_models(ids),
         )
-    if detail:
-        _add_details(store, ids, summaries, model_key)
     return summaries
 
 
-def _add_details(
-    store: Store, ids: list[str] | None, summaries: dict[str, CostSummary], model_key: Any
-) -> None:
-    """Each row's cost parts, price sources and dates and wasted cost, in one step pass."""
-    wasted = store.wasted_steps(ids)
-    rows = {by: {row.key: row for row in summary.rows} for by, summary in summaries.items()}
-    for step, agent in _agents(store.cost_steps(ids)):
-        keys = {"run": step.run_id, "kind": step.kind, "tool": step.tool_key,
-                "model": model_key(step.model_key), "agent": agent,
-                "step": f"{step.run_id}/{step.id}"}  # fmt: skip
-        detail = orjson.loads(step.cost_detail) if step.cost_detail else None
-        is_wasted = (step.run_id, step.id) in wasted
-        for by, summary in summaries.items():
-            row = rows[by].get(keys[by])
-            if row is not None:
-                row.add_detail(step, detail, is_wasted)
-            summary.total.add_detail(step, detail, is_wasted)
+def _wasted_costs(
+    store: Store, ids: list[str] | None, groupings: Sequence[str]
+) -> dict[str, dict[str, int]]:
+    """The cost loop incidents wasted, per group (pico-dollars): by SQL where the grouping
+    is a column, else from the steps."""
+    in_sql = [by for by in groupings if by in COST_GROUP_KEYS]
+    sums = store.wasted_costs(in_sql, ids) if in_sql else {}
+    if "agent" in groupings or "step" in groupings:
+        wasted = store.wasted_steps(ids)
+        sums["agent"], sums["step"] = {}, {}
+        for step, agent in _agents(store.cost_steps(ids)):
+            if (step.run_id, step.id) in wasted and step.cost_pusd:
+                for by, key in (("agent", agent), ("step", f"{step.run_id}/{step.id}")):
+                    sums[by][key] = sums[by].get(key, 0) + step.cost_pusd
+    return sums

@@ -18,14 +18,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import NamedTuple
 
 from tracedesk.core.analysis.pricing import MILLION, ModelPrice, Pricing, ToolPrice
-from tracedesk.core.model import Step, StepKind
+from tracedesk.core.model import CostParts, Step, StepKind, to_pusd
 
 ZERO = Decimal(0)
 # Usage types in the order a cost detail lists them, with their short names.
-USAGE_TYPES = {
+USAGE_TYPES = {  # the keys are CostParts' fields
     "input": "in",
     "cache_read": "cache read",
     "cache_write": "cache write",
@@ -43,20 +43,20 @@ class CostSource(StrEnum):
     NONE = "none"  # nothing that costs money
 
 
-@dataclass(frozen=True, slots=True)
-class CostLine:
-    """One usage type of a step's cost: ``count`` tokens (or requests) x ``price``."""
+class CostLine(NamedTuple):
+    """One usage type of a step's cost: ``quantity`` tokens (or requests) x ``price``. A tuple:
+    one is built per usage type of every model call an import prices."""
 
     usage: str  # a key of USAGE_TYPES
-    count: int
+    quantity: int  # tokens, or requests
     price: Decimal  # USD per 1M tokens; USD per call for "request"
     cost: Decimal  # USD
 
     def text(self) -> str:
         """``1,200 in × $3/M`` (``1 request × $0.01``)."""
         if self.usage == "request":
-            return f"{self.count:,} request × ${_plain(self.price)}"
-        return f"{self.count:,} {USAGE_TYPES[self.usage]} × ${_plain(self.price)}/M"
+            return f"{self.quantity:,} request × ${_plain(self.price)}"
+        return f"{self.quantity:,} {USAGE_TYPES[self.usage]} × ${_plain(self.price)}/M"
 
 
 @dataclass(slots=True)
@@ -104,16 +104,13 @@ class StepCost:
         terms = " + ".join(line.text() for line in self.lines) or "0 tokens"
         return f"{terms} = ${_plain(self.cost or ZERO)}"
 
-    def detail(self) -> dict[str, Any] | None:
-        """What the store keeps of it: USD per usage type (exact text), price source, date."""
+    def parts(self) -> CostParts | None:
+        """What the store keeps of it: pico-dollars per usage type, the price's source and
+        date (a reported or tool cost is its own part: see ``cost_source``)."""
         if self.source in (CostSource.NONE, CostSource.UNKNOWN_MODEL):
             return None
-        usage = {line.usage: str(line.cost) for line in self.lines}
-        if self.source == CostSource.TOOL:
-            usage = {"tool": str(self.cost)}
-        elif self.source == CostSource.REPORTED:
-            usage = {"reported": str(self.cost)}
-        return {"usage": usage, "source": self.price_source, "date": self.price_date}
+        usage = {line.usage: to_pusd(line.cost) for line in self.lines}
+        return CostParts(**usage, source=self.price_source, date=self.price_date)
 
 
 def _plain(amount: Decimal) -> str:
@@ -172,7 +169,7 @@ def explain_cost(step: Step, pricing: Pricing) -> StepCost:
 def price(step: Step, pricing: Pricing) -> None:
     """Set the step's cost, its source and what it is made of (as stored)."""
     priced = explain_cost(step, pricing)
-    step.cost, step.cost_source, step.cost_detail = priced.cost, priced.source, priced.detail()
+    step.cost, step.cost_source, step.cost_parts = priced.cost, priced.source, priced.parts()
 
 
 def price_step(step: Step, pricing: Pricing) -> tuple[Decimal | None, CostSource]:

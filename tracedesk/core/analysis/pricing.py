@@ -146,6 +146,9 @@ def _money(value: Any, where: str) -> Decimal:
 MAX_PRICE = 100_000  # USD per 1M tokens or per call: far above any real price
 
 
+NS_PER_DAY = 86_400 * 10**9
+
+
 def moment_of(start_ns: int | None) -> datetime.datetime:
     """A step's start as a UTC datetime; now when it has none."""
     if start_ns is None:
@@ -252,19 +255,22 @@ class Pricing:
     ) -> ModelPrice | None:
         key = (model, provider)
         if key not in self._found:
-            self._found[key] = _find_in_catalogue(model, provider)
+            found = _find_in_catalogue(model, provider)
+            self._found[key] = found and (*found, _has_time_of_day(found[1]))
         found = self._found[key]
         if found is None:
             return None
-        catalogue_provider, info = found
-        moment = moment_of(start_ns)
-        # Prices change by date; DeepSeek's off-peak prices also by time of day.
-        when: tuple = (moment.date(),)
-        if _has_time_of_day(info):
-            when = (moment.date(), moment.hour, moment.minute)
+        catalogue_provider, info, by_time_of_day = found
+        # Prices change by date (a step's UTC day number is its key: no datetime per step);
+        # DeepSeek's off-peak prices also by time of day.
+        if by_time_of_day or start_ns is None:
+            moment = moment_of(start_ns)
+            when: tuple = (moment.date(), moment.hour, moment.minute)
+        else:
+            when = (start_ns // NS_PER_DAY,)
         price_key = (catalogue_provider.id, info.id, *when)
         if price_key not in self._prices:
-            self._prices[price_key] = _from_catalogue(catalogue_provider, info, moment)
+            self._prices[price_key] = _from_catalogue(catalogue_provider, info, moment_of(start_ns))
         return self._prices[price_key]
 
 

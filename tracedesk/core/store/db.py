@@ -19,9 +19,18 @@ import orjson
 import platformdirs
 import sqlite_utils
 
-from tracedesk.core.model import ImportResult, Incident, Run, Step, json_text, severity_rank
+from tracedesk.core.model import (
+    CostParts,
+    ImportResult,
+    Incident,
+    Run,
+    Step,
+    json_text,
+    severity_rank,
+    to_pusd,
+)
 from tracedesk.core.store import schema
-from tracedesk.core.store.schema import INSERT_STEP_SQL, RUN_COLUMNS
+from tracedesk.core.store.schema import INSERT_STEP_SQL, PART_COLUMNS, RUN_COLUMNS
 
 WRITE_WAIT_S = 600  # how long to wait for another writer before giving up
 INSERT_RUN_SQL = (
@@ -29,10 +38,10 @@ INSERT_RUN_SQL = (
 )
 # A merged run: every derived column is rewritten; the import that first brought it stays.
 UPDATE_RUN_SQL = f"UPDATE runs SET {', '.join(f'{c}=?' for c in RUN_COLUMNS[1:-1])} WHERE id=?"
+NO_PARTS = CostParts()
+COST_SQL = f"cost_pusd=?, cost_source=?, {'=?, '.join(PART_COLUMNS)}=?, price_id=?"
 UPDATE_STEP_SQL = (
-    "UPDATE steps SET parent_id=?, depth=?, cost_pusd=?, cost_source=?, cost_detail=?,"
-    " attributes=?"
-    " WHERE run_id=? AND id=?"
+    f"UPDATE steps SET parent_id=?, depth=?, {COST_SQL}, attributes=? WHERE run_id=? AND id=?"
 )
 INSERT_INCIDENT_SQL = (
     "INSERT INTO incidents(run_id, kind, severity, message, evidence, step_ids,"
@@ -90,16 +99,11 @@ def default_db_path() -> Path:
     return Path(platformdirs.user_data_dir("tracedesk", appauthor=False)) / "tracedesk.db"
 
 
-def to_pusd(amount: Decimal | None) -> int | None:
-    """USD as integer pico-dollars, the stored form of every cost."""
-    return None if amount is None else int(amount.scaleb(12).to_integral_value())
-
-
 def _text(amount: Decimal | None) -> str | None:
     return None if amount is None else str(amount)
 
 
-def step_row(step: Step, import_id: int) -> tuple:
+def step_row(step: Step, import_id: int, price_id: int | None) -> tuple:
     """A step as the values of INSERT_STEP_SQL (the column order of STEP_COLUMNS)."""
     return (
         step.run_id, step.id, step.parent_id, step.depth, str(step.kind), step.name,
@@ -108,7 +112,7 @@ def step_row(step: Step, import_id: int) -> tuple:
         step.cache_creation_tokens, _text(step.reported_cost), step.tool_name,
         json_text(step.tool_args), json_text(step.input), json_text(step.output),
         json_text(step.attributes or {}), to_pusd(step.cost), step.cost_source,
-        json_text(step.cost_detail), import_id,
+        *(step.cost_parts or NO_PARTS)[:6], price_id, import_id,
     )  # fmt: skip
 
 
@@ -152,6 +156,7 @@ class Database:
         )
         self.conn.row_factory = sqlite3.Row
         self.on_busy: Callable[[], None] | None = None  # told when waiting for another writer
+        self._price_ids: dict[tuple[str, str], int] = {}  # (source, date) -> prices.id
         self.db = sqlite_utils.Database(self.conn)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
@@ -186,6 +191,7 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[None]:
         self._begin()
+        self._price_ids.clear()  # ids known from a transaction that may have rolled back
         try:
             yield
         except BaseException:
@@ -274,7 +280,8 @@ class Database:
     ) -> None:
         """A new run with its analysed steps and incidents, each row written once."""
         self.conn.execute(INSERT_RUN_SQL, run_row(run, steps, import_id))
-        self.conn.executemany(INSERT_STEP_SQL, [step_row(s, import_id) for s in steps])
+        self.conn.executemany(INSERT_STEP_SQL, [step_row(s, import_id, self.price_id(s.cost_parts))
+                                                for s in steps])  # fmt: skip
         self.conn.executemany(INSERT_INCIDENT_SQL, [incident_row(i) for i in incidents])
 
     def update_run(self, run: Run, steps: list[Step], incidents: list[Incident]) -> None:
@@ -282,7 +289,7 @@ class Database:
         self.conn.execute(UPDATE_RUN_SQL, (*run_row(run, steps, None)[1:-1], run.id))
         self.conn.executemany(
             UPDATE_STEP_SQL,
-            ((s.parent_id, s.depth, to_pusd(s.cost), s.cost_source, json_text(s.cost_detail),
+            ((s.parent_id, s.depth, *self.cost_values(s.cost, s.cost_source, s.cost_parts),
               json_text(s.attributes), s.run_id, s.id) for s in steps),
         )  # fmt: skip
         self.conn.execute("DELETE FROM incidents WHERE run_id=?", (run.id,))
@@ -294,7 +301,7 @@ class Database:
         before = self.conn.total_changes
         self.conn.executemany(
             INSERT_STEP_SQL.replace("INSERT", "INSERT OR IGNORE", 1),
-            [step_row(s, import_id) for s in steps],
+            [step_row(s, import_id, self.price_id(s.cost_parts)) for s in steps],
         )
         return self.conn.total_changes - before
 
@@ -341,7 +348,9 @@ class Database:
         added, skipped, repeated, differing = 0, 0, [], 0
         for step in steps:
             try:
-                self.conn.execute(INSERT_STEP_SQL, step_row(step, import_id))
+                self.conn.execute(
+                    INSERT_STEP_SQL, step_row(step, import_id, self.price_id(step.cost_parts))
+                )
                 added += 1
             except sqlite3.IntegrityError:
                 stored = self.conn.execute(
@@ -360,13 +369,32 @@ class Database:
 
     # -- costs and incidents of stored runs ---------------------------------------------
 
+    def price_id(self, parts: CostParts | None) -> int | None:
+        """The id of the price a cost used (its source and date), added when new."""
+        if parts is None or parts.source is None:
+            return None
+        key = (parts.source, parts.date or "")
+        found = self._price_ids.get(key)
+        if found is None:
+            self.conn.execute("INSERT OR IGNORE INTO prices(source, date) VALUES (?, ?)", key)
+            found = self.conn.execute(
+                "SELECT id FROM prices WHERE source = ? AND date = ?", key
+            ).fetchone()[0]
+            self._price_ids[key] = found
+        return found
+
+    def cost_values(self, cost: Decimal | None, source: str | None,
+                    parts: CostParts | None) -> tuple:  # fmt: skip
+        """The values of COST_SQL."""
+        return (to_pusd(cost), source, *(parts or NO_PARTS)[:6], self.price_id(parts))
+
     def write_costs(self, steps: Iterable[tuple], runs: Iterable[tuple]) -> None:
-        """Steps: (cost, source, detail, run id, step id); runs: (cost, unpriced, run id);
+        """Steps: (cost, source, parts, run id, step id); runs: (cost, unpriced, run id);
         costs are Decimals or None."""
         self.conn.executemany(
-            "UPDATE steps SET cost_pusd=?, cost_source=?, cost_detail=? WHERE run_id=? AND id=?",
-            ((to_pusd(cost), source, json_text(detail), run_id, step_id)
-             for cost, source, detail, run_id, step_id in steps),
+            f"UPDATE steps SET {COST_SQL} WHERE run_id=? AND id=?",
+            ((*self.cost_values(cost, source, parts), run_id, step_id)
+             for cost, source, parts, run_id, step_id in steps),
         )  # fmt: skip
         self.conn.executemany(
             "UPDATE runs SET cost_pusd=?, unpriced_steps=? WHERE id=?",

@@ -11,8 +11,9 @@ from typing import NamedTuple
 import orjson
 
 from tracedesk.core.collector import collector_paused
-from tracedesk.core.model import Evidence, Incident, Run, Step, to_decimal
+from tracedesk.core.model import USAGE_PARTS, Evidence, Incident, Run, Step, to_decimal
 from tracedesk.core.store.schema import (
+    PART_COLUMNS,
     PAYLOAD_COLUMNS,
     READ_STEP_COLUMNS,
     STEP_JSON_COLUMNS,
@@ -115,6 +116,22 @@ class CostGroup(NamedTuple):
     cache_creation_tokens: int
     cost_pusd: int | None
     unpriced_steps: int
+    # What the cost is made of (COST_PARTS), pico-dollars, and the prices used as
+    # ",id,id," (several such texts joined still split into the ids).
+    input_pusd: int | None = None
+    cache_read_pusd: int | None = None
+    cache_write_pusd: int | None = None
+    output_pusd: int | None = None
+    reasoning_pusd: int | None = None
+    request_pusd: int | None = None
+    reported_pusd: int | None = None
+    tool_pusd: int | None = None
+    price_ids: str | None = None
+
+
+# The parts of a cost, as CostGroup and exports list them: the usage types of a computed
+# cost, then a reported and a per-call tool cost.
+COST_PARTS = (*USAGE_PARTS, "reported", "tool")
 
 
 class CostStep(NamedTuple):
@@ -134,14 +151,23 @@ class CostStep(NamedTuple):
     cost_source: str | None
     tool_key: str  # the step's keys in COST_GROUP_KEYS
     model_key: str
-    cost_detail: str | None  # JSON text: see schema._v9
+    parts: tuple  # CostGroup's values from ``input_pusd`` on, for this one step
 
 
 _COST_SUMS = (
     "count(*), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),"
     " coalesce(sum(cached_input_tokens), 0), coalesce(sum(reasoning_tokens), 0),"
     " coalesce(sum(cache_creation_tokens), 0), sum(cost_pusd),"
-    " count(*) FILTER (WHERE cost_source = 'unknown_model')"
+    " count(*) FILTER (WHERE cost_source = 'unknown_model'), "
+    + ", ".join(f"sum({c})" for c in PART_COLUMNS)
+    + ", sum(cost_pusd) FILTER (WHERE cost_source = 'reported'),"
+    " sum(cost_pusd) FILTER (WHERE cost_source = 'tool'),"
+    " ',' || group_concat(DISTINCT price_id) || ','"
+)
+# A step's own parts, in the order of those sums.
+_STEP_PARTS = (
+    ", ".join(PART_COLUMNS) + ", CASE cost_source WHEN 'reported' THEN cost_pusd END,"
+    " CASE cost_source WHEN 'tool' THEN cost_pusd END, ',' || price_id || ','"
 )
 
 
@@ -197,7 +223,7 @@ class Queries:
                 if known is None:
                     sums[position][key] = list(values)
                 else:  # the same group again, under another combination of the other keys
-                    for n, value in enumerate(values):
+                    for n, value in enumerate(values):  # sums, and price id texts joined
                         if value is not None:
                             known[n] = value if known[n] is None else known[n] + value
         return {by: [CostGroup(key, *v) for key, v in sums[n].items()]
@@ -223,14 +249,38 @@ class Queries:
             "SELECT run_id, id, parent_id, kind, name, coalesce(input_tokens, 0),"
             " coalesce(output_tokens, 0), coalesce(cached_input_tokens, 0),"
             " coalesce(reasoning_tokens, 0), coalesce(cache_creation_tokens, 0), cost_pusd,"
-            f" cost_source, {COST_GROUP_KEYS['tool']}, {COST_GROUP_KEYS['model']}, cost_detail"
+            f" cost_source, {COST_GROUP_KEYS['tool']}, {COST_GROUP_KEYS['model']}, {_STEP_PARTS}"
             " FROM steps"
         )
         where, params = _only(run_ids)
         cursor = self.conn.cursor()
         cursor.row_factory = None
         for row in cursor.execute(sql + where + " ORDER BY run_id", params):
-            yield CostStep(*row)
+            yield CostStep._make((*row[:14], row[14:]))
+
+    def wasted_costs(self, bys: Sequence[str], run_ids: list[str] | None = None
+                     ) -> dict[str, dict[str, int]]:  # fmt: skip
+        """The stored cost of the steps loop incidents wasted, summed per group of each
+        grouping (keys of COST_GROUP_KEYS): few steps, each found by its key."""
+        where, params = _only(run_ids, "i.run_id")
+        keys = ", ".join(COST_GROUP_KEYS[by] for by in bys)
+        numbers = ", ".join(str(n) for n in range(1, len(bys) + 1))
+        sql = (
+            "WITH wasted(w_run, w_id) AS (SELECT DISTINCT i.run_id, j.value FROM incidents AS i,"
+            f" json_each(i.wasted_step_ids) AS j{where})"
+            f" SELECT {keys}, sum(cost_pusd) FROM wasted JOIN steps"
+            f" ON run_id = w_run AND id = w_id GROUP BY {numbers}"
+        )
+        sums: dict[str, dict[str, int]] = {by: {} for by in bys}
+        for row in self.conn.execute(sql, params):
+            for by, key in zip(bys, row[: len(bys)], strict=True):
+                sums[by][key] = sums[by].get(key, 0) + (row[-1] or 0)
+        return sums
+
+    def prices(self) -> dict[int, tuple[str, str]]:
+        """Every price a stored cost used: id -> (source, date or '')."""
+        return {id_: (source, date) for id_, source, date in
+                self.conn.execute("SELECT id, source, date FROM prices")}  # fmt: skip
 
     def wasted_steps(self, run_ids: list[str] | None = None) -> set[tuple[str, str]]:
         """(run id, step id) of every step an incident of these runs wasted."""

@@ -11,7 +11,8 @@ Runs carry totals derived from their steps (``step_count`` … ``reported_cost``
 ``cost_pusd`` (steps and runs) is the cost in integer pico-dollars, the one stored truth
 for cost: the source's reported cost where it has one, else the tokens priced by the
 price catalogue (or the user's prices). Integers let SQL sort and sum costs exactly.
-``cost_detail`` (steps) says what that cost is made of (see ``_v9``).
+``*_pusd`` (steps) say what a computed cost is made of, per usage type, and ``price_id``
+which price it used (``prices``: its source and the date it took effect; see ``_v9``).
 
 An import is one transaction (see ``tracedesk.core.ingest``): each run is written once,
 analysed, and the whole import is rolled back on any error or cancel.
@@ -31,14 +32,19 @@ STEP_COLUMNS = (
     "status", "error", "model", "provider", "input_tokens", "output_tokens",
     "cached_input_tokens", "reasoning_tokens", "cache_creation_tokens", "reported_cost",
     "tool_name", "tool_args", "input", "output", "attributes", "cost_pusd", "cost_source",
-    "cost_detail", "import_id",
+    "input_pusd", "cache_read_pusd", "cache_write_pusd", "output_pusd", "reasoning_pusd",
+    "request_pusd", "price_id", "import_id",
 )  # fmt: skip
-STEP_JSON_COLUMNS = frozenset({"tool_args", "input", "output", "attributes", "cost_detail"})
+PART_COLUMNS = STEP_COLUMNS[STEP_COLUMNS.index("input_pusd") : STEP_COLUMNS.index("price_id")]
+STEP_JSON_COLUMNS = frozenset({"tool_args", "input", "output", "attributes"})
 INSERT_STEP_SQL = (
     f"INSERT INTO steps({', '.join(STEP_COLUMNS)}) VALUES ({', '.join('?' * len(STEP_COLUMNS))})"
 )
 PAYLOAD_COLUMNS = ("input", "output", "attributes")  # tool_args are small and always read
-READ_STEP_COLUMNS = tuple(c for c in STEP_COLUMNS if c != "import_id")
+# What a Step is read back with: a cost's parts are for summaries, which sum them in SQL.
+READ_STEP_COLUMNS = tuple(
+    c for c in STEP_COLUMNS if c not in (*PART_COLUMNS, "price_id", "import_id")
+)
 RUN_COLUMNS = (
     "id", "source_format", "name", "request", "session_id", "start_ns", "end_ns", "status",
     "attributes", "step_count", "error_count", "input_tokens", "output_tokens",
@@ -252,12 +258,23 @@ def _v8(db: sqlite_utils.Database) -> None:
 
 
 def _v9(db: sqlite_utils.Database) -> None:
-    """What each step's cost is made of: USD per usage type (input, cache read, cache write,
-    output, reasoning, request; or reported, tool), and the price's source and date, as
-    JSON ``{"usage": {...}, "source": ..., "date": ...}``. Filled by re-pricing."""
+    """What each step's cost is made of: pico-dollars per usage type (input, cache read,
+    cache write, output, reasoning, per-request fee), integers that SQL sums, and the price
+    used, as an id into ``prices`` (source, and the date it took effect or ''): a few bytes
+    a step. Filled by re-pricing."""
     db.executescript(
         """
-        ALTER TABLE steps ADD COLUMN cost_detail TEXT;
+        ALTER TABLE steps ADD COLUMN input_pusd INTEGER;
+        ALTER TABLE steps ADD COLUMN cache_read_pusd INTEGER;
+        ALTER TABLE steps ADD COLUMN cache_write_pusd INTEGER;
+        ALTER TABLE steps ADD COLUMN output_pusd INTEGER;
+        ALTER TABLE steps ADD COLUMN reasoning_pusd INTEGER;
+        ALTER TABLE steps ADD COLUMN request_pusd INTEGER;
+        ALTER TABLE steps ADD COLUMN price_id INTEGER;
+        CREATE TABLE prices (
+            id INTEGER PRIMARY KEY, source TEXT NOT NULL, date TEXT NOT NULL,
+            UNIQUE (source, date)
+        );
         DELETE FROM meta WHERE key = 'pricing_fingerprint';  -- re-price on next open
         """
     )
