@@ -280,7 +280,8 @@ def test_screenshots_script(tmp_path):
     shots = module.take(tmp_path)
     assert [p.name for p in shots] == [
         "main-window.png", "loop-highlighted.png", "cost-charts.png", "cost-heat.png",
-        "compare.png", "request-group.png", "imported-monocle.png", "imported-cache-write.png",
+        "compare.png", "step-search.png", "step-search-filter.png", "session.png",
+        "request-group.png", "imported-monocle.png", "imported-cache-write.png",
     ]  # fmt: skip
     assert all(p.stat().st_size > 10_000 for p in shots)
 

@@ -565,6 +565,8 @@ class MainWindow(QMainWindow):
         def finished(_result: object) -> None:
             self.index_task = None
             self.progress.setVisible(False)
+            self.status_label.setText(f"{plural(self.runs.model.rowCount(), 'run')} ·"
+                                      f" {self.db_path} · search index built")  # fmt: skip
             then()
 
         def started() -> None:

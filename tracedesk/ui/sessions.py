@@ -49,6 +49,8 @@ class SessionView(QWidget):
         self.table.setAlternatingRowColors(True)
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        for column, width in enumerate((190, 240, 150, 50, 60, 80, 70, 50, 150, 135)):
+            self.table.setColumnWidth(column, width)
         self.table.doubleClicked.connect(self._open)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
