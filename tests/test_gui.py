@@ -279,8 +279,9 @@ def test_screenshots_script(tmp_path):
     spec.loader.exec_module(module)
     shots = module.take(tmp_path)
     assert [p.name for p in shots] == [
-        "main-window.png", "cost-detail.png", "loop-highlighted.png", "cost-charts.png", "cost-heat.png",
-        "compare.png", "request-group.png", "imported-monocle.png", "imported-cache-write.png",
+        "main-window.png", "cost-detail.png", "loop-highlighted.png", "cost-charts.png",
+        "cost-heat.png", "compare.png", "step-search.png", "step-search-filter.png",
+        "session.png", "request-group.png", "imported-monocle.png", "imported-cache-write.png",
         "listening.png",
     ]  # fmt: skip
     assert all(p.stat().st_size > 10_000 for p in shots)

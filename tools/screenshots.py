@@ -133,6 +133,34 @@ def take(out: Path, size: tuple[int, int] = SIZES[0], dark: bool = False) -> lis
         shots.append(out / "compare.png")
         compare.grab().save(str(shots[-1]))
 
+        # The step search: the failed tool calls of the storm, highlighted, then filtered.
+        window.runs.select_run(storm)
+        settle(app)
+        window.step_search.field.setText("status:error")
+        window.step_search.search.emit("status:error")
+        settle(app)
+        settle(app)  # the index is built in a write job first
+        window.go_to_match(1)
+        settle(app)
+        shots.append(out / "step-search.png")
+        window.grab().save(str(shots[-1]))
+        window.step_search.mode.setCurrentIndex(1)
+        settle(app)
+        shots.append(out / "step-search-filter.png")
+        window.grab().save(str(shots[-1]))
+        window.step_search.mode.setCurrentIndex(0)
+        window.step_search.field.clear()
+        window.step_search.search.emit("")
+        settle(app)
+
+        window.show_session()
+        settle(app)
+        session = window.open_views[-1]
+        session.resize(*size)
+        settle(app)
+        shots.append(out / "session.png")
+        session.grab().save(str(shots[-1]))
+
         window.runs.select_run(storm)
         window.show_request_group()
         settle(app)

@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 a user error (bad file, unknown run …) reported in one lin
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime
 import multiprocessing
 import os
@@ -14,9 +15,12 @@ import sqlite3
 import sys
 import tempfile
 from collections.abc import Sequence
+from decimal import Decimal
 from importlib.resources import as_file
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from tracedesk import __version__
 from tracedesk.core.analysis.compare import compare_runs, request_fingerprint
@@ -47,6 +51,7 @@ from tracedesk.core.importers.base import TraceFormatError
 from tracedesk.core.ingest import import_file, refresh_costs, refresh_incidents
 from tracedesk.core.model import SEVERITIES, ImportResult, Status
 from tracedesk.core.samples import generate
+from tracedesk.core.search import SearchError, parse
 from tracedesk.core.store import Store, StoreError, default_db_path
 from tracedesk.core.store.db import database_problem
 from tracedesk.core.summary import GROUPINGS, summarize
@@ -93,6 +98,24 @@ def _parser() -> argparse.ArgumentParser:
         "--sort", default="start_ns", choices=["start_ns", "name", "cost_pusd", "step_count"]
     )
     p.add_argument("--limit", type=int, default=None)
+
+    p = sub.add_parser("find", parents=[db_option],
+                       help="find steps (or runs) with the search language (see README)")  # fmt: skip
+    p.add_argument("query", metavar="QUERY", help="e.g. 'tool:fetch_url status:error'")
+    p.add_argument("--runs", action="store_true", help="list the runs that have matching steps")
+    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+
+    p = sub.add_parser("sessions", parents=[db_option],
+                       help="list sessions (conversations), or the runs of one")  # fmt: skip
+    p.add_argument("session_id", nargs="?", metavar="SESSION_ID")
+
+    p = sub.add_parser("delete", parents=[db_option], help="delete runs from the database")
+    p.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="run ids or unambiguous prefixes")
+
+    p = sub.add_parser("search-index", parents=[db_option],
+                       help="turn the full-text index on or off, or build it now")  # fmt: skip
+    p.add_argument("action", choices=["status", "on", "off", "build"])
 
     p = sub.add_parser("show", parents=[db_option], help="print a run's step tree")
     p.add_argument("run_id", metavar="RUN_ID", help="a run id or an unambiguous prefix")
@@ -332,6 +355,121 @@ def cmd_runs(store: Store, args: argparse.Namespace) -> int:
                "INCIDENTS"]  # fmt: skip
     print(table(headers, rows, {3, 4, 5, 6}))
     print(plural(len(runs), "run"))
+    return 0
+
+
+def _build_index(store: Store) -> None:
+    """Index the steps the full-text index is missing, saying so when it takes a while."""
+    pending = store.search_index_state().pending
+    if not pending:
+        return
+    loud = pending >= 50_000
+
+    def report(done: int, total: int) -> None:
+        if loud:
+            print(f"\rbuilding the search index: {done * 100 // max(total, 1)}%", end="",
+                  file=sys.stderr, flush=True)  # fmt: skip
+
+    store.index_steps(report)
+    if loud:
+        print(file=sys.stderr)
+
+
+def cmd_find(store: Store, args: argparse.Namespace) -> int:
+    _analysed(store)
+    try:
+        node = parse(args.query)
+    except SearchError as exc:
+        raise UserError(f"bad query: {exc}") from None
+    _build_index(store)
+    if args.runs:
+        runs = store.find_runs(node, args.limit)
+        headers = ["run", "name", "session", "steps", "cost", "status", "incidents"]
+        rows: list[list] = [
+            [r.id, r.name, r.session_id or "", r.step_count, _usd(r.cost), str(r.status),
+             r.incident_count]
+            for r in runs
+        ]  # fmt: skip
+        noun = "run"
+    else:
+        steps = store.find_steps(node, args.limit)
+        headers = ["run", "step", "kind", "name", "status", "cost"]
+        rows = [[m.run_id, m.step_id, m.kind, m.name, m.status, _usd(m.cost)] for m in steps]
+        noun = "step"
+    if args.format == "json":
+        print(orjson.dumps([dict(zip(headers, row, strict=True)) for row in rows],
+                           option=orjson.OPT_INDENT_2).decode())  # fmt: skip
+    elif args.format == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(headers)
+        writer.writerows(rows)
+    else:
+        shown = [[shorten(str(v), 40) if i in (1, 3) else str(v) for i, v in enumerate(row)]
+                 for row in rows]  # fmt: skip
+        if args.runs:
+            shown = [[row[0][:12], *row[1:]] for row in shown]
+        print(table([h.upper() for h in headers], shown, {4} if args.runs else {5}))
+        more = " (the first ones; --limit for more)" if len(rows) == args.limit else ""
+        print(f"{plural(len(rows), 'matching ' + noun)}{more}")
+    return 0
+
+
+def _usd(amount: Decimal | None) -> str:
+    return "" if amount is None else format_usd(amount)
+
+
+def cmd_sessions(store: Store, args: argparse.Namespace) -> int:
+    _analysed(store)
+    if args.session_id is None:
+        sessions = store.sessions()
+        rows = [[s.id, str(s.runs), str(s.steps), _usd(s.cost), str(s.incidents),
+                 format_duration(None if s.first_ns is None or s.last_ns is None
+                                 else s.last_ns - s.first_ns)]
+                for s in sessions]  # fmt: skip
+        print(table(["SESSION", "RUNS", "STEPS", "COST", "INCIDENTS", "SPAN"], rows, {1, 2, 3, 4}))
+        print(plural(len(sessions), "session"))
+        return 0
+    session = store.session(args.session_id)
+    if session is None:
+        raise UserError(f"no session {args.session_id!r}")
+    rows = [[r.id[:12], shorten(r.name, 40), time_text(r.start_ns), str(r.step_count),
+             _usd(r.cost), incidents_text(r.incident_count, r.worst_severity)]
+            for r in store.session_runs(session.id)]  # fmt: skip
+    print(table(["RUN", "NAME", "STARTED", "STEPS", "COST", "INCIDENTS"], rows, {3, 4}))
+    print(f"session {session.id}: {plural(session.runs, 'run')}, {_usd(session.cost) or 'no cost'},"
+          f" {plural(session.incidents, 'incident')}")  # fmt: skip
+    return 0
+
+
+def time_text(ns: int | None) -> str:
+    if ns is None:
+        return ""
+    return datetime.datetime.fromtimestamp(ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def cmd_delete(store: Store, args: argparse.Namespace) -> int:
+    run_ids = [store.find_run(prefix).id for prefix in args.run_ids]
+    with store.transaction():
+        deleted = store.delete_runs(run_ids)
+    print(f"deleted {plural(deleted, 'run')}")
+    return 0
+
+
+def cmd_search_index(store: Store, args: argparse.Namespace) -> int:
+    if args.action in ("on", "off"):
+        store.set_search_index(args.action == "on")
+    if args.action == "build":
+        _build_index(store)
+    state = store.search_index_state()
+    if not state.on:
+        print("search index: off (searches scan every step with LIKE)")
+    else:
+        pending = (
+            f", {plural(state.pending, 'step')} to index on the next search"
+            if state.pending
+            else ""
+        )
+        print(f"search index: on{pending}")
     return 0
 
 
@@ -660,6 +798,10 @@ def cmd_demo(store: Store, args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
+    "find": cmd_find,
+    "sessions": cmd_sessions,
+    "delete": cmd_delete,
+    "search-index": cmd_search_index,
     "costs": cmd_costs,
     "pricing": cmd_pricing,
     "import": cmd_import,

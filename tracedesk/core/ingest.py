@@ -82,11 +82,14 @@ def import_file(
     cancelled: Callable[[], bool] | None = None,
     pricing: Pricing | None = None,
     rules: Rules | None = None,
+    index_search: bool = False,
 ) -> ImportResult:
     """Import one trace file (optionally gzip-compressed) into the store, priced and checked.
 
     Raises TraceFormatError for bad input (the store is left unchanged), ImportCancelled
     when ``cancelled()`` turns true, and OSError when the file cannot be read.
+    ``index_search`` adds the new steps to the full-text index in the import's
+    transaction; by default they are indexed on the next search (bench/README.md).
     """
     path = Path(path)
     name = str(path)
@@ -120,7 +123,7 @@ def import_file(
         closing(_records(raw, total, result, skip_bad, progress)) as records,
     ):
         try:
-            ingest(store, records, result, sha256, pricing, rules, cancelled)
+            ingest(store, records, result, sha256, pricing, rules, cancelled, index_search)
         except (OSError, EOFError) as exc:  # a corrupt gzip stream surfaces while reading
             raise TraceFormatError(name, "file", f"cannot read: {exc}") from None
         except AlreadyImported:
@@ -166,6 +169,7 @@ def ingest(
     pricing: Pricing,
     rules: Rules,
     cancelled: Callable[[], bool] | None = None,
+    index_search: bool = False,
 ) -> ImportResult:
     """Write the runs and steps of one import in one transaction, analysed.
 
@@ -178,6 +182,9 @@ def ingest(
         stale_prices = store.get_meta(PRICING_META_KEY) != pricing.fingerprint
         stale_rules = stale_prices or store.get_meta(RULES_META_KEY) != rules.fingerprint
         older = store.run_ids() if stale_rules else []
+        # A backlog (a database from before the index) is built on the next search,
+        # with progress, not inside this import.
+        index_search = index_search and store.search_index_current()
         writer = _Writer(store, result, import_id, pricing, rules)
         open_runs: dict[str, _OpenRun] = {}
         for n, record in enumerate(records):
@@ -212,6 +219,8 @@ def ingest(
         store.set_meta(PRICING_META_KEY, pricing.fingerprint)
         store.set_meta(RULES_META_KEY, rules.fingerprint)
         result.runs = len(writer.written)
+        if index_search:
+            store.index_steps(in_transaction=True)
     return result
 
 

@@ -66,6 +66,7 @@ from tracedesk.core.ingest import (
     refresh_incidents,
 )
 from tracedesk.core.model import ImportResult, Incident, Run, Status, Step, severity_rank
+from tracedesk.core.search import SearchError
 from tracedesk.core.store import Store
 from tracedesk.core.summary import GROUPINGS, summarize
 from tracedesk.core.text import format_count, format_duration, incidents_text, plural, shorten
@@ -89,6 +90,9 @@ from tracedesk.ui.models import (
     StepTreeModel,
     step_rows,
 )
+from tracedesk.ui.search import SEARCH_DELAY_MS, StepSearchBar
+from tracedesk.ui.search import focus as focus_search_bar
+from tracedesk.ui.sessions import SessionView, read_session
 from tracedesk.ui.theme import fit_to_screen, plain_label
 from tracedesk.ui.timeline import TimelineView
 from tracedesk.ui.waterfall import Legend, WaterfallDelegate, WaterfallHeader
@@ -114,6 +118,12 @@ class RunsPanel(QWidget):
         self.since = QComboBox()
         self.since.addItems([label for label, _ in SINCE_CHOICES])
         self.group = QCheckBox("Group by request", toolTip="Keep runs of the same request together")
+        self.in_steps = QCheckBox(
+            "Search steps",
+            toolTip="Find runs with steps matching the search language"
+            " (tool:fetch_url, status:error, cost>0.01, words …)",
+        )
+        self.step_query_timer = QTimer(self, singleShot=True, interval=SEARCH_DELAY_MS)
         self.model = RunsTableModel(self)
         self.proxy = RunsFilterProxy(self)
         self.proxy.setSourceModel(self.model)
@@ -134,19 +144,30 @@ class RunsPanel(QWidget):
             self.table.setColumnWidth(column, width)
         filters = QHBoxLayout()  # one line with the search: more rows fit on a small screen
         filters.addWidget(self.search, 1)
-        for widget in (self.status, self.since, self.incidents_only, self.group):
+        for widget in (self.in_steps, self.status, self.since, self.incidents_only, self.group):
             filters.addWidget(widget)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 2, 4, 2)
         layout.setSpacing(2)
         layout.addLayout(filters)
         layout.addWidget(self.table)
-        self.search.textChanged.connect(lambda text: self.proxy.set_filters(text=text))
+        self.search.textChanged.connect(self._search_changed)
+        self.in_steps.toggled.connect(lambda _on: self._search_changed(self.search.text()))
         self.status.currentIndexChanged.connect(
             lambda i: self.proxy.set_filters(status="" if i == 0 else self.status.currentText()))  # fmt: skip
         self.incidents_only.toggled.connect(lambda on: self.proxy.set_filters(incidents_only=on))
         self.since.currentIndexChanged.connect(self._since_changed)
         self.group.toggled.connect(self._group_changed)
+
+    def _search_changed(self, text: str) -> None:
+        """Plain text filters the list here; in steps, the window runs the query in a
+        worker (``step_query_timer``) and filters by the runs it finds."""
+        if self.in_steps.isChecked() and text.strip():
+            self.proxy.set_filters(text="")
+            self.step_query_timer.start()
+        else:
+            self.step_query_timer.stop()
+            self.proxy.set_filters(text=text, run_ids=None)
 
     def _since_changed(self, index: int) -> None:
         days = SINCE_CHOICES[index][1]
@@ -359,7 +380,15 @@ class MainWindow(QMainWindow):
         above_tree.addWidget(self.bar_colours)
         above_tree.addWidget(self.legend, 1)
         layout.addLayout(above_tree)
+        self.step_search = StepSearchBar()
+        layout.addWidget(self.step_search)
         layout.addWidget(self.tree)
+        self.step_search.search.connect(lambda _query: self.search_steps())
+        self.step_search.mode_changed.connect(lambda _on: self._apply_matches())
+        self.step_search.step.connect(self.go_to_match)
+        self.runs.step_query_timer.timeout.connect(self.search_runs)
+        self.match_ids: set[str] = set()  # the current run's steps the search found
+        self.index_task: Task | None = None  # building the search index
         self.setCentralWidget(central)
         self.runs_dock = self._dock("Runs", self.runs, Qt.DockWidgetArea.TopDockWidgetArea)
         self.detail_dock = self._dock("Details", self.detail, Qt.DockWidgetArea.RightDockWidgetArea)
@@ -425,6 +454,9 @@ class MainWindow(QMainWindow):
             "Runs of this &request", self.show_request_group, "Ctrl+G", runs_menu
         )
         self.copy_run_action = self._action("Copy run &id", self.copy_run_id, None, runs_menu)
+        self.session_action = self._action(
+            "Runs of this &session", self.show_session, "Ctrl+Shift+S", runs_menu
+        )
         go = bar.addMenu("&Go")
         next_error = self._action("Next &error", lambda: self.go_to_error(1), "F8", go)
         previous_error = self._action(
@@ -435,6 +467,12 @@ class MainWindow(QMainWindow):
             "Previous i&ncident", lambda: self.go_to_incident(-1), "Shift+F7", go
         )
         copy_step = self._action("Copy step id", self.copy_step_id, None, go)
+        go.addSeparator()
+        self._action(
+            "&Find in steps", lambda: focus_search_bar(self.step_search), "Ctrl+Shift+F", go
+        )
+        self._action("Next &match", lambda: self.go_to_match(1), "F3", go)
+        self._action("Previous matc&h", lambda: self.go_to_match(-1), "Shift+F3", go)
         # Right-click offers what the menus offer for the thing under the mouse.
         self.runs.table.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
         self.runs.table.addActions([self.compare_action, self.request_action,
@@ -498,6 +536,140 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("No more failed steps in this run.", 4000)
             return
         self.select_step(steps[found].id)
+
+    # -- search -----------------------------------------------------------------------
+
+    def search_steps(self) -> None:
+        """Find the current run's steps matching the search bar's query, in a worker;
+        when the index is behind, build it first (a write job, with progress)."""
+        query, run_id = self.step_search.field.text().strip(), self.current_run
+        if not query or run_id is None:
+            self._matches_found((run_id, set()))
+            return
+
+        def read(store: Store) -> tuple[str | None, set[str] | int]:
+            pending = store.search_index_state().pending
+            return run_id, pending if pending else store.matching_step_ids(run_id, query)
+
+        self.query("step search", read, self._matches_found, self._search_failed)
+
+    def _build_index(self, pending: int, then) -> None:
+        """Build the search index (missing ``pending`` steps) in a write job with
+        progress, then ``then()``."""
+        if self.index_task is not None:
+            return
+        db = self.db_path
+
+        def work(report, cancelled):
+            with Store(db) as store:
+                return store.index_steps(report, cancelled)
+
+        def finished(_result: object) -> None:
+            self.index_task = None
+            self.progress.setVisible(False)
+            self.status_label.setText(f"{plural(self.runs.model.rowCount(), 'run')} ·"
+                                      f" {self.db_path} · search index built")  # fmt: skip
+            then()
+
+        def started() -> None:
+            self.progress.setVisible(True)
+            self.status_label.setText(f"Building the search index ({plural(pending, 'step')})…")
+
+        task = Task(work)
+        task.signals.progress.connect(
+            lambda done, total: self.progress.setValue(done * 1000 // max(total, 1))
+        )
+        self.index_task = self.jobs.write("index", task, started, finished, finished)  # fmt: skip
+
+    def _search_failed(self, exc: Exception) -> None:
+        if isinstance(exc, SearchError):
+            self.step_search.show_problem(str(exc))
+            self.statusBar().showMessage(str(exc), 8000)
+        else:
+            self._read_failed(exc)
+
+    def _matches_found(self, found: tuple[str | None, set[str] | int]) -> None:
+        run_id, step_ids = found
+        if run_id != self.current_run:
+            return
+        if isinstance(step_ids, int):  # the index is missing steps: build it, then search
+            self._build_index(step_ids, self.search_steps)
+            return
+        self.step_search.clear_problem()
+        self.match_ids = step_ids
+        self._apply_matches()
+
+    def _apply_matches(self) -> None:
+        filtering = self.step_search.filtering
+        self.tree_model.set_matches(self.match_ids, filtering)
+        if filtering:
+            self.tree.expandAll() if len(self.match_ids) <= 2000 else self.tree.expandToDepth(2)
+        self.tree.viewport().update()
+        rows = self.tree_model.match_order()
+        self.timeline.mark_matches(rows)
+        self.step_search.show_count(None, len(rows))
+
+    def go_to_match(self, direction: int) -> None:
+        """Select the next (or previous) matching step in start order (F3, Shift+F3)."""
+        order = self.tree_model.match_order()
+        if not order:
+            self.statusBar().showMessage("No matching steps in this run.", 4000)
+            return
+        current = self.tree.currentIndex()
+        here = self.tree_model._node(current) if current.isValid() else None
+        if here is None:
+            position = 0 if direction > 0 else len(order) - 1
+        elif direction > 0:
+            position = next((n for n, row in enumerate(order) if row > here), 0)
+        else:
+            position = next((n for n in range(len(order) - 1, -1, -1) if order[n] < here),
+                            len(order) - 1)  # fmt: skip
+        self.select_step(self.tree_model.steps[order[position]].id)
+        self.step_search.show_count(position, len(order))
+
+    def search_runs(self) -> None:
+        """The runs library's step search: runs with a step matching the query."""
+        query = self.runs.search.text().strip()
+        if not query or not self.runs.in_steps.isChecked():
+            return
+
+        def read(store: Store) -> set[str] | int:
+            pending = store.search_index_state().pending
+            return pending if pending else store.find_run_ids(query)
+
+        def found(run_ids: set[str] | int) -> None:
+            if isinstance(run_ids, int):
+                self._build_index(run_ids, self.search_runs)
+                return
+            self.runs.search.setToolTip("")
+            self.runs.proxy.set_filters(run_ids=run_ids)
+
+        def failed(exc: Exception) -> None:
+            if isinstance(exc, SearchError):
+                self.runs.search.setToolTip(str(exc))
+                self.statusBar().showMessage(str(exc), 8000)
+            else:
+                self._read_failed(exc)
+
+        self.query("runs search", read, found, failed)
+
+    def show_session(self) -> None:
+        """Open the window of the current run's session (``view_opened``)."""
+        run = next((r for r in self.runs.model.rows if r.id == self.current_run), None)
+        if run is None or not run.session_id:
+            self.statusBar().showMessage("This run belongs to no session.", 4000)
+            return
+        session_id = run.session_id
+
+        def opened(loaded: tuple) -> None:
+            session, runs = loaded
+            if session is None:
+                return
+            view = SessionView(session, runs)
+            view.open_run.connect(self.go_to_run)
+            self._open_view(view)
+
+        self.query("session", lambda store: read_session(store, session_id), opened)
 
     def go_to_incident(self, direction: int) -> None:
         count = self.incidents_model.rowCount()
@@ -683,6 +855,9 @@ class MainWindow(QMainWindow):
         self._fit_incidents(len(incidents))
         if keep is not None:
             self.select_step(keep)
+        self.match_ids = set()
+        if self.step_search.field.text().strip():
+            self.search_steps()
 
     def select_step(self, step_id: str) -> None:
         """Select a step in the tree (which updates the timeline and the details)."""

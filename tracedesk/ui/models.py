@@ -23,12 +23,19 @@ from tracedesk.core.export import cost_text, format_usd, incident_lines
 from tracedesk.core.model import Incident, Run, Status, severity_rank
 from tracedesk.core.store.queries import from_pusd
 from tracedesk.core.text import format_count, format_duration, incidents_text, shorten, visible
-from tracedesk.ui.theme import INCIDENT_COLOR, SEVERITY_COLORS, error_text_color, kind_icon
+from tracedesk.ui.theme import (
+    INCIDENT_COLOR,
+    MATCH_COLOR,
+    SEVERITY_COLORS,
+    error_text_color,
+    kind_icon,
+)
 
 Index = QModelIndex | QPersistentModelIndex
 DISPLAY = Qt.ItemDataRole.DisplayRole
 RUN_ID_ROLE = Qt.ItemDataRole.UserRole + 2
 STEP_ID_ROLE = Qt.ItemDataRole.UserRole + 3
+MATCH_ROLE = Qt.ItemDataRole.UserRole + 4  # the step search found this step
 SEARCH_ROLE = Qt.ItemDataRole.UserRole + 4  # text the search box matches
 ROOT = QModelIndex()  # the invisible root, as a default argument
 
@@ -183,9 +190,11 @@ class RunsFilterProxy(QSortFilterProxyModel):
         self.status = ""
         self.incidents_only = False
         self.since_ns = 0
+        self.run_ids: set[str] | None = None  # runs with steps the search language found
 
     def set_filters(self, text: str | None = None, status: str | None = None,
-                    incidents_only: bool | None = None, since_ns: int | None = None) -> None:  # fmt: skip
+                    incidents_only: bool | None = None, since_ns: int | None = None,
+                    run_ids: set[str] | bool | None = False) -> None:  # fmt: skip
         changing = hasattr(self, "beginFilterChange")  # Qt >= 6.10; invalidateFilter before
         if changing:
             self.beginFilterChange()
@@ -197,6 +206,8 @@ class RunsFilterProxy(QSortFilterProxyModel):
             self.incidents_only = incidents_only
         if since_ns is not None:
             self.since_ns = since_ns
+        if run_ids is not False:  # None: no step search
+            self.run_ids = run_ids  # type: ignore[assignment]
         if changing:
             self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
         else:
@@ -211,6 +222,8 @@ class RunsFilterProxy(QSortFilterProxyModel):
             return False
         if self.since_ns and (run.start_ns or 0) < self.since_ns:
             return False
+        if self.run_ids is not None:
+            return run.id in self.run_ids
         if self.text:
             haystack = model.haystacks[source_row]
             return all(word in haystack for word in self.text.split())
@@ -268,19 +281,17 @@ class StepTreeModel(QAbstractItemModel):
         self.by_id: dict[str, int] = {}
         self.flagged: dict[str, str] = {}  # step id -> worst incident severity
         self.highlighted: set[str] = set()
+        self.matched: set[str] = set()  # found by the search bar
+        self.kept: set[int] | None = None  # the rows a filtering search shows
         self.origin_ns, self.span_ns = 0, 0  # the run's first start and its length
         self.cost_low, self.cost_high = 0, 0  # the cheapest and dearest priced step
 
     def load(self, steps: list[StepRow], flagged: dict[str, str] | None = None) -> None:
         self.beginResetModel()
         self.steps = steps
-        self.child_rows = {-1: []}
-        self.row_in_parent = [0] * len(steps)
-        for i, step in enumerate(steps):
-            siblings = self.child_rows.setdefault(step.parent, [])
-            self.row_in_parent[i] = len(siblings)
-            siblings.append(i)
-        self.loaded = {}
+        self.matched = set()
+        self.kept = None
+        self._link()
         self.by_id = {s.id: i for i, s in enumerate(steps)}
         self.flagged = flagged or {}
         self.highlighted = set()
@@ -291,6 +302,43 @@ class StepTreeModel(QAbstractItemModel):
         costs = [s.cost_pusd for s in steps if s.cost_pusd and s.cost_pusd > 0]
         self.cost_low, self.cost_high = min(costs, default=0), max(costs, default=0)
         self.endResetModel()
+
+    def _link(self) -> None:
+        """Children by parent, of every step or of the kept ones only (a filter)."""
+        self.child_rows = {-1: []}
+        self.row_in_parent = [0] * len(self.steps)
+        for i, step in enumerate(self.steps):
+            if self.kept is not None and i not in self.kept:
+                continue
+            siblings = self.child_rows.setdefault(step.parent, [])
+            self.row_in_parent[i] = len(siblings)
+            siblings.append(i)
+        self.loaded = {}
+
+    def set_matches(self, step_ids: set[str], filtering: bool) -> None:
+        """Mark the steps a search found; when filtering, show only them and their
+        ancestors (an empty search shows every step)."""
+        self.matched = step_ids
+        kept: set[int] | None = None
+        if filtering and step_ids:
+            kept = set()
+            for step_id in step_ids:
+                node = self.by_id.get(step_id, -1)
+                while node >= 0 and node not in kept:
+                    kept.add(node)
+                    node = self.steps[node].parent
+        if kept != self.kept:
+            self.beginResetModel()
+            self.kept = kept
+            self._link()
+            self.endResetModel()
+        elif self.steps:
+            self.dataChanged.emit(self.index(0, 0), self.index(self.rowCount() - 1,
+                                  len(self.COLUMNS) - 1), [Qt.ItemDataRole.BackgroundRole])  # fmt: skip
+
+    def match_order(self) -> list[int]:
+        """The matched steps' rows, in start order (the order of ``steps``)."""
+        return sorted(self.by_id[s] for s in self.matched if s in self.by_id)
 
     def _node(self, index: Index) -> int:
         return index.internalId() - 1 if index.isValid() else -1
@@ -365,6 +413,12 @@ class StepTreeModel(QAbstractItemModel):
                 return error_text_color()
             if column == 5 and step.id in self.flagged:
                 return QColor(SEVERITY_COLORS[self.flagged[step.id]])
+        if role == Qt.ItemDataRole.BackgroundRole and step.id in self.matched:
+            color = QColor(MATCH_COLOR)
+            color.setAlpha(110)
+            return color
+        if role == MATCH_ROLE:
+            return step.id in self.matched
         if role == Qt.ItemDataRole.BackgroundRole and step.id in self.highlighted:
             color = QColor(INCIDENT_COLOR)
             color.setAlpha(70)
@@ -386,7 +440,8 @@ class StepTreeModel(QAbstractItemModel):
 
     def index_of(self, step_id: str) -> QModelIndex:
         """The index of a step, fetching rows down to it first."""
-        if step_id not in self.by_id:
+        if step_id not in self.by_id or (self.kept is not None
+                                         and self.by_id[step_id] not in self.kept):  # fmt: skip
             return QModelIndex()
         chain, node = [], self.by_id[step_id]
         while node >= 0:
@@ -410,7 +465,7 @@ class StepTreeModel(QAbstractItemModel):
 
     def _loaded_index(self, node: int) -> QModelIndex:
         """The index of a step if its row and its ancestors' rows are loaded, else invalid."""
-        if node < 0:
+        if node < 0 or (self.kept is not None and node not in self.kept):
             return QModelIndex()
         parent = self.steps[node].parent
         if parent >= 0 and not self._loaded_index(parent).isValid():

@@ -27,6 +27,7 @@ ERROR_COLOR = "#E45756"
 SEVERITY_COLORS = {"error": "#E45756", "warning": "#F2A900", "info": "#4C78A8"}
 # The steps of a chosen incident: a colour no step kind uses.
 INCIDENT_COLOR = "#E6007E"
+MATCH_COLOR = "#F5C400"  # steps the search found: amber, apart from kinds and incidents
 
 
 def error_text_color() -> QColor:

@@ -14,7 +14,7 @@ from tracedesk.core.model import Status
 from tracedesk.core.store.queries import from_pusd
 from tracedesk.core.text import format_count, format_duration, shorten
 from tracedesk.ui.models import StepRow, duration_of, plain_tooltip
-from tracedesk.ui.theme import ERROR_COLOR, INCIDENT_COLOR, KIND_COLORS
+from tracedesk.ui.theme import ERROR_COLOR, INCIDENT_COLOR, KIND_COLORS, MATCH_COLOR
 
 BAR_HALF_HEIGHT = 0.38
 NS = 1e9
@@ -131,6 +131,12 @@ class TimelineView(pg.PlotWidget):
         color = pg.mkColor(INCIDENT_COLOR)
         color.setAlpha(90)
         self._overlay("loop", rows, brush=color, pen=pg.mkPen(INCIDENT_COLOR, width=2), grow=0.08)
+
+    def mark_matches(self, rows: list[int]) -> None:
+        """Mark the steps the search found."""
+        color = pg.mkColor(MATCH_COLOR)
+        color.setAlpha(120)
+        self._overlay("matches", rows, brush=color, pen=pg.mkPen(MATCH_COLOR, width=2), grow=0.12)
 
     def select(self, row: int | None) -> None:
         """Outline one step and scroll it into view."""

@@ -32,6 +32,7 @@ from tracedesk.core.importers.base import (
 from tracedesk.core.importers.semconv import move_rollup_usage
 from tracedesk.core.model import Run, Status, Step, StepKind
 
+THREAD_KEYS = ("session_id", "thread_id", "conversation_id")
 NAME = "langsmith"
 RUN_TYPES = {
     "llm": StepKind.LLM,
@@ -247,7 +248,12 @@ def _run(run: dict[str, Any]) -> Iterator[Run | Step]:
         step.tool_args = step.input
     move_rollup_usage(step)
     if step.parent_id is None:
-        session = run.get("thread_id") or run.get("session_id")
+        # A thread: LangSmith groups runs by these metadata keys; a run's own
+        # ``session_id`` is its project (tracer session), not a conversation.
+        metadata = (run.get("extra") or {}).get("metadata") or {}
+        session = run.get("thread_id") or next(
+            (str(metadata[k]) for k in THREAD_KEYS if metadata.get(k)), None
+        )
         yield root_run(
             step, NAME, session, {k: run[k] for k in ("session_name", "tags") if run.get(k)}
         )

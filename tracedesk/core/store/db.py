@@ -30,8 +30,16 @@ from tracedesk.core.model import (
     to_pusd,
 )
 from tracedesk.core.store import schema
-from tracedesk.core.store.schema import INSERT_STEP_SQL, PART_COLUMNS, RUN_COLUMNS
+from tracedesk.core.store.schema import (
+    FTS_COLUMNS,
+    INDEXED_META_KEY,
+    INSERT_STEP_SQL,
+    PART_COLUMNS,
+    RUN_COLUMNS,
+    SEARCH_META_KEY,
+)
 
+INDEX_CHUNK = 20_000  # steps indexed per transaction (and per progress report)
 WRITE_WAIT_S = 600  # how long to wait for another writer before giving up
 INSERT_RUN_SQL = (
     f"INSERT INTO runs({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
@@ -423,3 +431,105 @@ class Database:
                 for run_id, found in by_run.items()
             ),
         )  # fmt: skip
+
+    # -- deleting runs ------------------------------------------------------------------
+
+    def delete_runs(self, run_ids: Iterable[str]) -> int:
+        """Delete runs with their steps and incidents (inside a transaction); imports that
+        no longer brought anything are forgotten, so their files can be imported again.
+        The search index follows by trigger. Returns how many runs were deleted."""
+        ids = orjson.dumps(list(run_ids)).decode()
+        conn = self.conn
+        before = conn.total_changes
+        deleted = conn.execute(
+            "DELETE FROM runs WHERE id IN (SELECT value FROM json_each(?))", (ids,)
+        ).rowcount
+        if conn.total_changes == before:
+            return 0
+        conn.execute(
+            "DELETE FROM imports WHERE id NOT IN (SELECT import_id FROM runs"
+            " WHERE import_id IS NOT NULL) AND NOT EXISTS (SELECT 1 FROM steps"
+            " WHERE steps.import_id = imports.id)"
+        )
+        # New steps may take the rowids of deleted ones: they must count as not indexed.
+        conn.execute(
+            "UPDATE meta SET value = min(CAST(value AS INTEGER),"
+            " (SELECT coalesce(max(rowid), 0) FROM steps)) WHERE key = ?",
+            (INDEXED_META_KEY,),
+        )
+        return deleted
+
+    # -- the search index ---------------------------------------------------------------
+
+    def set_search_index(self, on: bool) -> None:
+        """Turn the full-text index on (it is built on the next search) or off (dropped:
+        a search then scans with LIKE). Takes its own transaction."""
+        with self.transaction():
+            exists = self.db["steps_fts"].exists()
+            if on and not exists:
+                schema.create_search_index(self.db)
+            elif not on and exists:
+                schema.drop_search_index(self.db)
+            self.set_meta(SEARCH_META_KEY, "on" if on else "off")
+
+    def index_steps(
+        self,
+        progress: Callable[[int, int], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        in_transaction: bool = False,
+    ) -> int:
+        """Add the steps not in the full-text index yet, in rowid order, ``INDEX_CHUNK``
+        at a time, each chunk committed with the rowid reached (so a cancel or a crash
+        keeps what was done), reporting (steps indexed, steps to index). Inside an open
+        transaction (``in_transaction``) everything goes into it. Returns how many steps
+        were indexed; none when the index is off."""
+        columns = ", ".join(FTS_COLUMNS)
+        insert = (
+            f"INSERT INTO steps_fts(rowid, {columns}) SELECT rowid, {columns} FROM steps"
+            " WHERE rowid > ? AND rowid <= ? ORDER BY rowid"
+        )
+        done, total = 0, None
+        while True:
+            with self.transaction() if not in_transaction else _no_transaction():
+                state = self._index_state()
+                if state is None:
+                    return done
+                indexed, last = state
+                if total is None:
+                    total = self.conn.execute(
+                        "SELECT count(*) FROM steps WHERE rowid > ?", (indexed,)
+                    ).fetchone()[0]
+                if indexed >= last:
+                    return done
+                upto = self.conn.execute(
+                    "SELECT max(rowid) FROM (SELECT rowid FROM steps WHERE rowid > ?"
+                    " ORDER BY rowid LIMIT ?)",
+                    (indexed, INDEX_CHUNK),
+                ).fetchone()[0]
+                done += self.conn.execute(insert, (indexed, upto)).rowcount
+                self.set_meta(INDEXED_META_KEY, str(upto))
+            if progress is not None:
+                progress(min(done, total), total)
+            if cancelled is not None and cancelled():
+                return done
+
+    def search_index_current(self) -> bool:
+        """The index is on and holds every step: new steps can be indexed as they are
+        written (a backlog is built on the next search instead, with progress)."""
+        state = self._index_state()
+        return state is not None and state[0] >= state[1]
+
+    def _index_state(self) -> tuple[int, int] | None:
+        """(rowid indexed up to, last rowid of steps), or None when the index is off."""
+        row = self.conn.execute(
+            "SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?", (INDEXED_META_KEY,)
+        ).fetchone()
+        if row is None:
+            return None
+        last = self.conn.execute("SELECT coalesce(max(rowid), 0) FROM steps").fetchone()[0]
+        return row[0], last
+
+
+@contextmanager
+def _no_transaction() -> Iterator[None]:
+    yield

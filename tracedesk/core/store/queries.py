@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -12,7 +12,9 @@ import orjson
 
 from tracedesk.core.collector import collector_paused
 from tracedesk.core.model import USAGE_PARTS, Evidence, Incident, Run, Step, to_decimal
+from tracedesk.core.search import Node, SearchSQL, compile_query, parse
 from tracedesk.core.store.schema import (
+    INDEXED_META_KEY,
     PART_COLUMNS,
     PAYLOAD_COLUMNS,
     READ_STEP_COLUMNS,
@@ -174,6 +176,71 @@ _STEP_PARTS = (
 def from_pusd(pusd: int | None) -> Decimal | None:
     """A stored cost (integer pico-dollars) as USD."""
     return None if pusd is None else Decimal(pusd) / PUSD
+
+
+@dataclass(frozen=True, slots=True)
+class StepMatch:
+    """A step found by a search, with its run's name."""
+
+    run_id: str
+    run_name: str
+    step_id: str
+    kind: str
+    name: str
+    status: str
+    model: str | None
+    tool_name: str | None
+    cost_pusd: int | None
+    start_ns: int | None
+    end_ns: int | None
+
+    @property
+    def cost(self) -> Decimal | None:
+        return from_pusd(self.cost_pusd)
+
+    @property
+    def duration_ns(self) -> int | None:
+        if self.start_ns is None or self.end_ns is None:
+            return None
+        return self.end_ns - self.start_ns
+
+
+@dataclass(frozen=True, slots=True)
+class SearchIndexState:
+    """Whether the full-text index is on, and how many steps it is still missing."""
+
+    on: bool
+    pending: int
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """The runs of one conversation (session, thread, group), totalled."""
+
+    id: str
+    runs: int
+    steps: int
+    errors: int
+    first_ns: int | None
+    last_ns: int | None
+    cost_pusd: int | None
+    incidents: int
+    wasted_tokens: int
+
+    @property
+    def cost(self) -> Decimal | None:
+        return from_pusd(self.cost_pusd)
+
+
+_SELECT_MATCH = (
+    "SELECT s.run_id, coalesce(r.name, ''), s.id, s.kind, s.name, s.status, s.model,"
+    " s.tool_name, s.cost_pusd, s.start_ns, s.end_ns"
+)
+SESSION_SUMS = (
+    "SELECT session_id, count(*), sum(step_count), sum(error_count), min(start_ns),"
+    " max(coalesce(end_ns, start_ns)), sum(cost_pusd), sum(incident_count),"
+    " sum(wasted_tokens) FROM runs"
+)
 
 
 class Queries:
@@ -448,3 +515,104 @@ class Queries:
             table: self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             for table in ("runs", "steps", "imports")
         }
+
+    # -- search -------------------------------------------------------------------------
+
+    def search_index_state(self) -> SearchIndexState:
+        row = self.conn.execute(
+            "SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?", (INDEXED_META_KEY,)
+        ).fetchone()
+        if row is None:
+            return SearchIndexState(False, 0)
+        pending = self.conn.execute(
+            "SELECT count(*) FROM steps WHERE rowid > ?", (row[0],)
+        ).fetchone()[0]
+        return SearchIndexState(True, pending)
+
+    def _search_sql(self, query: str | Node | None) -> SearchSQL:
+        """The query as SQL; words use the full-text index when it is on and complete,
+        else a LIKE scan (always right, slower)."""
+        node = parse(query) if isinstance(query, str) else query
+        state = self.search_index_state()
+        return compile_query(node, fts=state.on and state.pending == 0)
+
+    def _matching(self, sql: SearchSQL, columns: str, where: str = "",
+                  params: Sequence = ()) -> tuple[str, list]:  # fmt: skip
+        """SELECT ``columns`` FROM the matching steps (``s``), driven by the index."""
+        extra = f" AND {where}" if where else ""
+        if sql.match is not None:
+            return (
+                f"{columns} FROM steps_fts JOIN steps AS s ON s.rowid = steps_fts.rowid"
+                f" LEFT JOIN runs AS r ON r.id = s.run_id"
+                f" WHERE steps_fts MATCH ? AND {sql.where}{extra}",
+                [sql.match, *sql.params, *params],
+            )
+        return (
+            f"{columns} FROM steps AS s LEFT JOIN runs AS r ON r.id = s.run_id"
+            f" WHERE {sql.where}{extra}",
+            [*sql.params, *params],
+        )
+
+    def find_steps(
+        self, query: str | Node | None, limit: int = 100, offset: int = 0
+    ) -> list[StepMatch]:
+        """Steps matching a search query, in the order they were stored (oldest import
+        first), a page at a time. Raises SearchError for a malformed query."""
+        sql, params = self._matching(self._search_sql(query), _SELECT_MATCH)
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        # Through the index, in the index's own order: no sort of every match.
+        order = "steps_fts.rowid" if " steps_fts MATCH ? " in sql else "s.rowid"
+        rows = cursor.execute(f"{sql} ORDER BY {order} LIMIT ? OFFSET ?",
+                              (*params, int(limit), int(offset)))  # fmt: skip
+        return [StepMatch(*row) for row in rows]
+
+    def find_runs(self, query: str | Node | None, limit: int | None = None) -> list[Run]:
+        """Runs with at least one step matching a search query, newest first."""
+        search = self._search_sql(query)
+        where, params = search.where, list(search.params)
+        if search.match is not None:
+            where = f"s.rowid IN (SELECT rowid FROM steps_fts WHERE steps_fts MATCH ?) AND {where}"
+            params.insert(0, search.match)
+        # Newest run first, each checked through its steps' primary key: a first page
+        # stops at the first runs found instead of collecting every match.
+        limit_sql = "" if limit is None else f" LIMIT {int(limit)}"
+        return self._runs(
+            f"{_SELECT_RUN} WHERE EXISTS (SELECT 1 FROM steps AS s WHERE s.run_id = runs.id"
+            f" AND {where}) ORDER BY start_ns DESC, id{limit_sql}",
+            tuple(params),
+        )
+
+    def find_run_ids(self, query: str | Node | None) -> set[str]:
+        """The ids of the runs with at least one step matching a search query."""
+        sql, params = self._matching(self._search_sql(query), "SELECT DISTINCT s.run_id")
+        return {row[0] for row in self.conn.execute(sql, params)}
+
+    def matching_step_ids(self, run_id: str, query: str | Node | None) -> set[str]:
+        """The ids of a run's steps that match a search query."""
+        sql, params = self._matching(
+            self._search_sql(query), "SELECT s.id", "s.run_id = ?", (run_id,)
+        )
+        return {row[0] for row in self.conn.execute(sql, params)}
+
+    # -- sessions -----------------------------------------------------------------------
+
+    def sessions(self) -> list[Session]:
+        """Every session (conversation) with its runs totalled, the latest first."""
+        rows = self.conn.execute(
+            f"{SESSION_SUMS} WHERE session_id IS NOT NULL GROUP BY session_id"
+            " ORDER BY max(start_ns) DESC, session_id"
+        )
+        return [Session(*row) for row in rows]
+
+    def session(self, session_id: str) -> Session | None:
+        row = self.conn.execute(
+            f"{SESSION_SUMS} WHERE session_id = ? GROUP BY session_id", (session_id,)
+        ).fetchone()
+        return None if row is None else Session(*row)
+
+    def session_runs(self, session_id: str) -> list[Run]:
+        """The runs of a session in the order they started."""
+        return self._runs(
+            f"{_SELECT_RUN} WHERE session_id = ? ORDER BY start_ns, id", (session_id,)
+        )

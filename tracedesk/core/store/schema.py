@@ -25,7 +25,7 @@ from decimal import Decimal
 
 import sqlite_utils
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 STEP_COLUMNS = (
     "run_id", "id", "parent_id", "depth", "kind", "name", "start_ns", "end_ns",
@@ -280,8 +280,67 @@ def _v9(db: sqlite_utils.Database) -> None:
     )
 
 
+SEARCH_META_KEY = "search_index"  # "on" (the default) or "off"
+INDEXED_META_KEY = "search_indexed_rowid"  # steps up to this rowid are in the index
+# What the full-text index holds of a step (core.search.FTS_COLUMNS is the same list).
+FTS_COLUMNS = ("name", "tool_name", "error", "tool_args", "input", "output", "attributes")
+FTS_TOKENIZE = "unicode61 remove_diacritics 2"
+_INDEXED_UP_TO = f"(SELECT CAST(value AS INTEGER) FROM meta WHERE key = '{INDEXED_META_KEY}')"
+
+
+def create_search_index(db: sqlite_utils.Database) -> None:
+    """The full-text index of steps: an FTS5 table over the steps table's own columns
+    (external content, so the text is not stored twice), as sqlite-utils' ``enable_fts``
+    makes it, but empty: rows are added in rowid order by ``Database.index_steps``, in
+    chunks with progress, up to the rowid kept in ``meta``. Deleted and changed steps
+    that are already indexed leave or change the index by trigger; new steps are not
+    indexed by trigger, which would cost every import (see bench/README.md)."""
+    table = db["steps"]
+    assert isinstance(table, sqlite_utils.db.Table)
+    columns = ", ".join(FTS_COLUMNS)
+    olds = ", ".join(f"old.{c}" for c in FTS_COLUMNS)
+    news = ", ".join(f"new.{c}" for c in FTS_COLUMNS)
+    changed = " OR ".join(f"old.{c} IS NOT new.{c}" for c in FTS_COLUMNS)
+    db.execute(
+        f"CREATE VIRTUAL TABLE steps_fts USING FTS5 ({columns},"
+        f" tokenize={db.quote(FTS_TOKENIZE)}, content=[steps])"
+    )
+    # Named as enable_fts names its triggers, so that sqlite-utils' disable_fts drops them.
+    db.execute(
+        f"""CREATE TRIGGER steps_ad AFTER DELETE ON steps
+        WHEN old.rowid <= {_INDEXED_UP_TO} BEGIN
+          INSERT INTO steps_fts(steps_fts, rowid, {columns}) VALUES ('delete', old.rowid, {olds});
+        END"""
+    )
+    db.execute(
+        f"""CREATE TRIGGER steps_au AFTER UPDATE OF {columns} ON steps
+        WHEN old.rowid <= {_INDEXED_UP_TO} AND ({changed}) BEGIN
+          INSERT INTO steps_fts(steps_fts, rowid, {columns}) VALUES ('delete', old.rowid, {olds});
+          INSERT INTO steps_fts(rowid, {columns}) VALUES (new.rowid, {news});
+        END"""
+    )
+    db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, '0')", (INDEXED_META_KEY,))
+
+
+def drop_search_index(db: sqlite_utils.Database) -> None:
+    table = db["steps"]
+    assert isinstance(table, sqlite_utils.db.Table)
+    if db["steps_fts"].exists():
+        table.disable_fts()
+    db.execute("DROP TRIGGER IF EXISTS steps_ad")
+    db.execute("DROP TRIGGER IF EXISTS steps_au")
+    db.execute("DELETE FROM meta WHERE key = ?", (INDEXED_META_KEY,))
+
+
+def _v10(db: sqlite_utils.Database) -> None:
+    """Search: the full-text index of steps (built on first search, see
+    ``create_search_index``) and runs found by session (conversation, thread)."""
+    create_search_index(db)
+    db.execute("CREATE INDEX runs_session ON runs(session_id) WHERE session_id IS NOT NULL")
+
+
 # Forward migrations: MIGRATIONS[n] takes a database from version n to n + 1.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9,
+    _v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10,
 ]  # fmt: skip
 assert len(MIGRATIONS) == SCHEMA_VERSION
