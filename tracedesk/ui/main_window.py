@@ -310,6 +310,11 @@ class MainWindow(QMainWindow):
         self._restore_layout()
         self.apply_palette()
         self.reload()
+        # The price catalogue takes 0.2–0.5 s to load: in the background, before the first
+        # step shows what its cost is made of.
+        pricing = self.pricing
+        self.jobs.read("warm prices", lambda: pricing.resolve("gpt-4o"), lambda _: None,
+                       lambda _: None)  # fmt: skip
         if self.config_problems:
             QTimer.singleShot(0, self.show_config_problems)
 
