@@ -314,7 +314,8 @@ def test_recorded_sdk_traces_import_with_the_recorders_counts(store, path):
     runs = store.runs()
     steps = [s for run in runs for s in store.steps(run.id)]
     assert sum(r.error_count for r in runs) == expected["errors"]
-    for field in ("input_tokens", "output_tokens", "cached_input_tokens", "cache_creation_tokens"):
+    for field in ("input_tokens", "output_tokens", "cached_input_tokens", "cache_creation_tokens",
+                  "cache_write_1h_tokens"):  # fmt: skip
         if field in expected:
             assert sum(getattr(r, field) for r in runs) == expected[field], field
     if "llm_spans" in expected:
