@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import langsmith_sdk as ls  # noqa: E402  (the capture server and the multipart decoding)
+import langsmith_sdk as ls  # the capture server and the multipart decoding
 
 NAME = "anthropic_cache_1h"
 MODEL = "claude-sonnet-4-5-20250929"
@@ -47,7 +47,10 @@ ANSWERS = [
             "input_tokens": 42,
             "cache_creation_input_tokens": 6200,
             "cache_read_input_tokens": 0,
-            "cache_creation": {"ephemeral_5m_input_tokens": 1200, "ephemeral_1h_input_tokens": 5000},
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": 1200,
+                "ephemeral_1h_input_tokens": 5000,
+            },
             "output_tokens": 96,
             "service_tier": "standard",
         },
