@@ -314,7 +314,8 @@ def test_recorded_sdk_traces_import_with_the_recorders_counts(store, path):
     runs = store.runs()
     steps = [s for run in runs for s in store.steps(run.id)]
     assert sum(r.error_count for r in runs) == expected["errors"]
-    for field in ("input_tokens", "output_tokens", "cached_input_tokens", "cache_creation_tokens"):
+    for field in ("input_tokens", "output_tokens", "cached_input_tokens", "cache_creation_tokens",
+                  "cache_write_1h_tokens"):  # fmt: skip
         if field in expected:
             assert sum(getattr(r, field) for r in runs) == expected[field], field
     if "llm_spans" in expected:
@@ -520,3 +521,76 @@ def test_imports_leave_no_reference_cycles(tmp_path):
             assert len(store.runs()) > 100
         finally:
             gc.enable()
+
+
+# Anthropic usage with cache writes split by lifetime, as real producers pass it on: what
+# langchain-anthropic 1.7.10's _create_usage_metadata and langfuse 5.0.4's LangChain handler
+# (_parse_usage_model, its two branches) made of the same Messages API usage (42 uncached
+# in, 300 read, 6,200 written of which 5,000 for 1 hour, 96 out).
+LANGCHAIN_ANTHROPIC_USAGE = {
+    "input_tokens": 6542, "output_tokens": 96, "total_tokens": 6638,
+    "input_token_details": {"cache_read": 300, "cache_creation": 0,
+                            "ephemeral_5m_input_tokens": 1200, "ephemeral_1h_input_tokens": 5000},
+}  # fmt: skip
+LANGFUSE_USAGE_DETAILS = [
+    {"input": 42, "output": 96, "total": 6638, "input_cache_read": 300, "input_cache_creation": 0,
+     "input_ephemeral_5m_input_tokens": 1200, "input_ephemeral_1h_input_tokens": 5000},
+    {"cache_creation_input_tokens": 6200, "cache_read_input_tokens": 300, "input": 42,
+     "output": 96, "cache_creation_ephemeral_1h_input_tokens": 5000,
+     "cache_creation_ephemeral_5m_input_tokens": 1200},
+]  # fmt: skip
+
+
+def _tokens(step) -> tuple:
+    return (step.input_tokens, step.cached_input_tokens, step.cache_creation_tokens,
+            step.cache_write_1h_tokens, step.output_tokens)  # fmt: skip
+
+
+@pytest.mark.parametrize("details", LANGFUSE_USAGE_DETAILS, ids=["usage_metadata", "raw_usage"])
+def test_langfuse_usage_details_with_one_hour_cache_writes(details):
+    from tracedesk.core.importers.semconv import apply_usage_details
+    from tracedesk.core.model import Step
+
+    step = Step(id="s", run_id="r")
+    apply_usage_details(step, details)
+    assert _tokens(step) == (6542, 300, 6200, 5000, 96)
+    unsplit = Step(id="s", run_id="r")
+    apply_usage_details(unsplit, {"input": 42, "input_cache_creation": 6200, "output": 96})
+    assert _tokens(unsplit) == (6242, None, 6200, None, 96)  # lifetime unknown: NULL, not 0
+
+
+def test_langsmith_langchain_anthropic_usage_with_one_hour_cache_writes(store, tmp_path):
+    import json
+
+    run = {"id": "0195e6a5-0000-7000-8000-000000000001", "name": "ChatAnthropic",
+           "trace_id": "0195e6a5-0000-7000-8000-000000000001", "run_type": "llm",
+           "start_time": "2026-11-25T13:41:29.615964+00:00",
+           "end_time": "2026-11-25T13:41:30.615964+00:00",
+           "outputs": {"usage_metadata": LANGCHAIN_ANTHROPIC_USAGE},
+           "extra": {"metadata": {"ls_provider": "anthropic",
+                                  "ls_model_name": "claude-sonnet-4-5-20250929"}}}  # fmt: skip
+    path = tmp_path / "runs.json"
+    path.write_text(json.dumps({"post": [run]}))
+    import_file(store, path)
+    [step] = store.steps(store.runs()[0].id)
+    assert _tokens(step) == (6542, 300, 6200, 5000, 96)
+    assert step.cost == Decimal("0.036156")  # 42×3 + 300×0.3 + 1,200×3.75 + 5,000×6 + 96×15
+
+
+def test_native_format_round_trips_one_hour_cache_writes(store, tmp_path):
+    import json
+
+    from tracedesk.core.export import write_native
+
+    lines = [{"type": "run", "id": "r"},
+             {"type": "step", "run_id": "r", "id": "s", "kind": "llm",
+              "model": "claude-sonnet-4-5", "input_tokens": 6242, "output_tokens": 96,
+              "cache_creation_tokens": 6200, "cache_write_1h_tokens": 5000}]  # fmt: skip
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    import_file(store, path)
+    assert store.get_run("r").cache_write_1h_tokens == 5000
+    with (tmp_path / "out.jsonl").open("wb") as out:
+        write_native(store, ["r"], out)
+    [step] = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()[2:]]
+    assert (step["cache_creation_tokens"], step["cache_write_1h_tokens"]) == (6200, 5000)

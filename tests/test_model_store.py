@@ -163,3 +163,25 @@ def test_a_second_writer_waits_its_turn_and_the_same_file_goes_in_once(tmp_path)
     assert third.returncode == 0 and "already imported" in third.stdout
     with Store(db) as store:
         assert store.counts()["imports"] == 1 and len(store.runs()) == 1
+
+
+def test_a_v10_database_gains_one_hour_cache_writes(tmp_path, monkeypatch):
+    """Schema 11: old steps keep their costs and have no 1-hour split (NULL, not 0)."""
+    db = tmp_path / "v10.db"
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 10)
+    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:10])
+    with Store(db) as old:
+        old.conn.execute("INSERT INTO runs(id, name, cache_creation_tokens) VALUES ('r', 'x', 9)")
+        old.conn.execute(
+            "INSERT INTO steps(run_id, id, kind, cache_creation_tokens, cost_pusd,"
+            " cache_write_pusd) VALUES ('r', 's', 'llm', 9, 50, 40)"
+        )
+    monkeypatch.undo()
+    with Store(db) as store:
+        assert store.schema_version == SCHEMA_VERSION == 11
+        row = store.conn.execute(
+            "SELECT cache_creation_tokens, cache_write_1h_tokens, cost_pusd, cache_write_pusd,"
+            " cache_write_1h_pusd FROM steps"
+        ).fetchone()
+        assert tuple(row) == (9, None, 50, 40, None)
+        assert store.get_run("r").cache_write_1h_tokens == 0

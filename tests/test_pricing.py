@@ -246,3 +246,72 @@ def test_pricing_cli_names_source_and_date(tmp_path, monkeypatch, capsys):
     assert main(["pricing", "--check"]) == 1
     out = capsys.readouterr().out
     assert out == "ai21.jamba-1-5-mini-v1:0\t5 steps\n"  # Bedrock's Jamba: not in the catalogue
+
+
+RECORDED_1H = FIXTURES / "recorded" / "langsmith" / "anthropic_cache_1h.multipart"
+
+
+def test_one_hour_cache_writes_are_billed_at_the_one_hour_price(pricing):
+    """Anthropic bills a 1-hour cache write higher than a 5-minute one ($6 and $3.75 per 1M
+    for claude-sonnet-4-5); writes of unknown lifetime stay at the 5-minute price, and a
+    price without a 1-hour figure bills them at the write price, as genai-prices does."""
+    step = llm("claude-sonnet-4-5", ns("2025-12-22"), input_tokens=6242,
+               cache_creation_tokens=6200, cache_write_1h_tokens=5000, output_tokens=96)  # fmt: skip
+    priced = explain_cost(step, pricing)
+    assert priced.text() == (
+        "42 in × $3/M + 1,200 cache write × $3.75/M + 5,000 cache write 1h × $6/M"
+        " + 96 out × $15/M = $0.036066"
+    )
+    usage = Usage(input_tokens=6242, cache_write_tokens=6200, cache_write_1h_tokens=5000,
+                  output_tokens=96)  # fmt: skip
+    moment = datetime.datetime.fromtimestamp(step.start_ns / 1e9, datetime.UTC)
+    assert priced.cost == calc_price(usage, "claude-sonnet-4-5", genai_request_timestamp=moment).total_price  # fmt: skip
+    assert priced.parts().cache_write_1h == 30_000_000_000  # pico-dollars: 5,000 × $6/M
+    unsplit = llm("claude-sonnet-4-5", input_tokens=6242, cache_creation_tokens=6200,
+                  output_tokens=96)  # fmt: skip
+    assert "1h" not in explain_cost(unsplit, pricing).text()
+    bedrock = "global.anthropic.claude-sonnet-4-20250514-v1:0"  # no 1-hour price there
+    price = pricing.resolve(bedrock, "aws")
+    assert price.cache_write_1h is None and price.cache_write == Decimal("3.75")
+    step.model, step.provider = bedrock, "aws"
+    [line] = [x for x in explain_cost(step, pricing).lines if x.usage == "cache_write_1h"]
+    assert line.price == Decimal("3.75")
+
+
+def test_recorded_wrap_anthropic_one_hour_writes(tmp_path, pricing):
+    """The recorded Anthropic SDK + wrap_anthropic trace: the 1-hour writes are imported,
+    priced at the catalogue's 1-hour price (the same total as genai-prices' own extraction
+    of Anthropic's raw usage), stored as their own cost part and exported."""
+    with Store(tmp_path / "x.db") as store:
+        import_file(store, RECORDED_1H, pricing=pricing)
+        [run] = store.runs()
+        assert (run.cache_creation_tokens, run.cache_write_1h_tokens) == (6200, 5000)
+        steps = [s for s in store.steps(run.id) if s.kind == StepKind.LLM]
+        writer, reader = sorted(steps, key=lambda s: s.start_ns)
+        assert (writer.cache_creation_tokens, writer.cache_write_1h_tokens) == (6200, 5000)
+        assert (reader.cache_creation_tokens, reader.cache_write_1h_tokens) == (None, None)
+        priced = explain_cost(writer, pricing)
+        [line] = [x for x in priced.lines if x.usage == "cache_write_1h"]
+        assert (line.quantity, line.price) == (5000, priced.price.cache_write_1h)
+        assert line.price == Decimal(6)
+        # What the Messages API returned, as genai-prices reads it (the recorder's script).
+        raw = {"input_tokens": 42, "cache_creation_input_tokens": 6200,
+               "cache_read_input_tokens": 0, "output_tokens": 96,
+               "cache_creation": {"ephemeral_5m_input_tokens": 1200,
+                                  "ephemeral_1h_input_tokens": 5000}}  # fmt: skip
+        extracted = extract_usage({"model": writer.model, "usage": raw}, provider_id="anthropic")
+        moment = datetime.datetime.fromtimestamp(writer.start_ns / 1e9, datetime.UTC)
+        assert extracted.usage.cache_write_1h_tokens == 5000
+        assert priced.cost == extracted.calc_price(genai_request_timestamp=moment).total_price
+        assert writer.cost == priced.cost  # as stored at import
+        summary = summarize(store, pricing, by="run")
+    assert summary.total.parts["cache_write_1h"] == Decimal("0.03")
+    assert summary.total.parts["cache_write"] == Decimal("0.0045")  # 1,200 × $3.75/M
+    assert sum(summary.total.parts.values(), Decimal(0)) == summary.total.cost
+    [row] = list(csv.DictReader(io.StringIO(COST_WRITERS["csv"](summary))))[-1:]
+    assert (row["cache_creation_tokens"], row["cache_write_1h_tokens"]) == ("6200", "5000")
+    assert Decimal(row["cache_write_1h_cost_usd"]) == Decimal("0.03")
+    document = orjson.loads(COST_WRITERS["json"](summary))
+    assert document["total"]["cache_write_1h_cost_usd"] == "0.03"
+    assert "cache_write_1h 0.03" in COST_WRITERS["md"](summary)
+    assert "6200 (5000 1h)" in COST_WRITERS["md"](summary)

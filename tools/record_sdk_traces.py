@@ -5,7 +5,7 @@ Each recorder runs in its own virtual environment with the pins of its pyproject
 No network is used beyond the package index and 127.0.0.1: the models are scripted and the
 backends are capture servers inside the recorders.
 
-    python tools/record_sdk_traces.py                 # all four
+    python tools/record_sdk_traces.py                 # all five
     python tools/record_sdk_traces.py langfuse otel   # some
     python tools/record_sdk_traces.py --venvs DIR     # keep the environments elsewhere
 
@@ -27,6 +27,11 @@ RECORDERS = {
     "otel": ("record-otel", "otel_genai.py", "otel-genai"),
     "langfuse": ("record-langfuse", "langfuse_sdk.py", "langfuse-otlp"),
     "langsmith": ("record-langsmith", "langsmith_sdk.py", "langsmith"),
+    "langsmith-anthropic": (
+        "record-langsmith-anthropic",
+        "langsmith_wrap_anthropic.py",
+        "langsmith",
+    ),
 }
 
 

@@ -67,6 +67,7 @@ _COST_COLUMNS = (
     "cached_input_tokens",
     "reasoning_tokens",
     "cache_creation_tokens",
+    "cache_write_1h_tokens",
     "cost_usd",
     "unpriced_steps",
     *(f"{part}_cost_usd" for part in COST_PARTS),
@@ -108,6 +109,7 @@ def _cells(row: CostRow) -> list[Any]:
         row.cached_input_tokens,
         row.reasoning_tokens,
         row.cache_creation_tokens,
+        row.cache_write_1h_tokens,
         row.cost,
         row.unpriced_steps,
         *(row.parts.get(part, Decimal(0)) for part in COST_PARTS),
@@ -167,6 +169,13 @@ def _md_cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+def _writes(row: CostRow) -> str:
+    """Cache writes, with the 1-hour ones among them when there are any."""
+    if row.cache_write_1h_tokens:
+        return f"{row.cache_creation_tokens} ({row.cache_write_1h_tokens} 1h)"
+    return str(row.cache_creation_tokens)
+
+
 def cost_summary_markdown(summary: CostSummary) -> str:
     lines = [
         f"# Cost summary by {summary.by}",
@@ -191,7 +200,7 @@ def cost_summary_markdown(summary: CostSummary) -> str:
         lines.append(
             f"| {bold}{_md_cell(row.label or row.key)}{bold} | {row.steps} | {row.input_tokens} |"
             f" {row.output_tokens} | {row.cached_input_tokens} | {row.reasoning_tokens} |"
-            f" {row.cache_creation_tokens} | {bold}{row.cost}{bold} | {row.wasted_cost} |"
+            f" {_writes(row)} | {bold}{row.cost}{bold} | {row.wasted_cost} |"
             f" {_md_cell(parts)} | {_md_cell(sources)} |"
         )
     if summary.unknown_models:

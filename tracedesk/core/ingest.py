@@ -346,6 +346,7 @@ def _total(run: Run, steps: list[Step]) -> None:
     run.cached_input_tokens = sum(s.cached_input_tokens or 0 for s in steps)
     run.reasoning_tokens = sum(s.reasoning_tokens or 0 for s in steps)
     run.cache_creation_tokens = sum(s.cache_creation_tokens or 0 for s in steps)
+    run.cache_write_1h_tokens = sum(s.cache_write_1h_tokens or 0 for s in steps)
     reported = [s.reported_cost for s in steps if s.reported_cost is not None]
     run.reported_cost = sum(reported, ZERO) if reported else None
     costs = [s.cost for s in steps if s.cost is not None]

@@ -70,7 +70,8 @@ class CostParts(NamedTuple):
 
     input: int | None = None
     cache_read: int | None = None
-    cache_write: int | None = None
+    cache_write: int | None = None  # 5-minute writes, or writes of an unknown lifetime
+    cache_write_1h: int | None = None  # 1-hour writes, where the source says which
     output: int | None = None
     reasoning: int | None = None
     request: int | None = None  # a per-request fee
@@ -78,7 +79,7 @@ class CostParts(NamedTuple):
     date: str | None = None
 
 
-USAGE_PARTS = CostParts._fields[:6]
+USAGE_PARTS = CostParts._fields[:7]
 
 
 @dataclass(slots=True)
@@ -103,6 +104,9 @@ class Step:
     cached_input_tokens: int | None = None
     reasoning_tokens: int | None = None
     cache_creation_tokens: int | None = None
+    # Of the cache writes, those for Anthropic's 1-hour cache (billed higher than 5-minute
+    # ones); None where the source does not split writes by lifetime.
+    cache_write_1h_tokens: int | None = None
     reported_cost: Decimal | None = None
     tool_name: str | None = None
     tool_args: Any = None
@@ -144,6 +148,7 @@ class Run:
     cached_input_tokens: int = 0
     reasoning_tokens: int = 0
     cache_creation_tokens: int = 0
+    cache_write_1h_tokens: int = 0
     reported_cost: Decimal | None = None
     cost: Decimal | None = None  # reported or computed, summed over the steps
     unpriced_steps: int = 0  # steps with tokens whose model has no price
@@ -172,6 +177,7 @@ RUN_DERIVED_FIELDS = (
     "cached_input_tokens",
     "reasoning_tokens",
     "cache_creation_tokens",
+    "cache_write_1h_tokens",
     "reported_cost",
     "cost",
     "unpriced_steps",

@@ -40,6 +40,7 @@ class CostRow:
     cached_input_tokens: int = 0
     reasoning_tokens: int = 0
     cache_creation_tokens: int = 0
+    cache_write_1h_tokens: int = 0
     cost: Decimal = ZERO
     unpriced_steps: int = 0
     # Filled by summaries made with detail: the cost by part (COST_PARTS), the prices'
@@ -67,6 +68,7 @@ class CostRow:
         self.cached_input_tokens += group.cached_input_tokens
         self.reasoning_tokens += group.reasoning_tokens
         self.cache_creation_tokens += group.cache_creation_tokens
+        self.cache_write_1h_tokens += group.cache_write_1h_tokens
         self.cost += from_pusd(group.cost_pusd) or ZERO
         self.unpriced_steps += group.unpriced_steps
 
@@ -84,7 +86,7 @@ class CostSummary:
 def _step_group(key: str, step: CostStep) -> CostGroup:
     """One step as a group of its own."""
     unpriced = int(step.cost_source == CostSource.UNKNOWN_MODEL)
-    return CostGroup(key, 1, *step[5:11], unpriced, *step.parts)
+    return CostGroup(key, 1, *step[5:12], unpriced, *step.parts)
 
 
 def _agent_groups(steps: Iterable[CostStep]) -> list[CostGroup]:

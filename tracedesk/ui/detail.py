@@ -209,10 +209,11 @@ class DetailPane(QWidget):
                 + (f" ({shorten(step.provider, 60)})" if step.provider else "")
             )
         if step.input_tokens is not None or step.output_tokens is not None:
-            written = step.cache_creation_tokens
+            written, hour = step.cache_creation_tokens, step.cache_write_1h_tokens
             lines.append(
                 f"tokens: {step.input_tokens or 0} in ({step.cached_input_tokens or 0} cached"
                 + (f", {written} cache writes" if written else "")
+                + (f" ({hour} for 1 hour)" if written and hour else "")
                 + f"), {step.output_tokens or 0} out ({step.reasoning_tokens or 0} reasoning)"
             )
         if step.cost is not None or step.cost_source not in (None, "none"):

@@ -28,7 +28,8 @@ ZERO = Decimal(0)
 USAGE_TYPES = {  # the keys are CostParts' fields
     "input": "in",
     "cache_read": "cache read",
-    "cache_write": "cache write",
+    "cache_write": "cache write",  # 5-minute writes, or writes of an unknown lifetime
+    "cache_write_1h": "cache write 1h",
     "output": "out",
     "reasoning": "reasoning",
     "request": "request",
@@ -121,18 +122,22 @@ def _plain(amount: Decimal) -> str:
 
 def cost_lines(step: Step, price: ModelPrice) -> list[CostLine]:
     """The lines of a step's token cost at this price (its tier chosen by the step's input);
-    cache reads and writes are taken out of input, reasoning out of output. Types without
-    a price of their own are billed at the input (or output) price, as the catalogue does."""
+    cache reads and writes are taken out of input, reasoning out of output, and 1-hour
+    cache writes out of the writes. Types without a price of their own are billed at the
+    input (or output) price, and 1-hour writes at the write price, as the catalogue does."""
     input_tokens = step.input_tokens or 0
     output_tokens = step.output_tokens or 0
     price = price.for_input(input_tokens)
     cached = min(step.cached_input_tokens or 0, input_tokens)
     written = min(step.cache_creation_tokens or 0, input_tokens - cached)
+    hour = min(step.cache_write_1h_tokens or 0, written)
     reasoning = min(step.reasoning_tokens or 0, output_tokens)
+    write = price.input if price.cache_write is None else price.cache_write
     rows = [
         ("input", input_tokens - cached - written, price.input),
         ("cache_read", cached, price.input if price.cached_input is None else price.cached_input),
-        ("cache_write", written, price.input if price.cache_write is None else price.cache_write),
+        ("cache_write", written - hour, write),
+        ("cache_write_1h", hour, write if price.cache_write_1h is None else price.cache_write_1h),
         ("output", output_tokens - reasoning, price.output),
         ("reasoning", reasoning, price.output if price.reasoning is None else price.reasoning),
     ]

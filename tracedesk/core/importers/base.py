@@ -375,7 +375,7 @@ MAX_TOKENS = 10**12  # per step; anything above is corrupt data, and would overf
 MAX_COST = 10**6  # USD per step (costs are stored as 64-bit pico-dollars)
 _STEP_TEXT = ("id", "run_id", "parent_id", "name", "error", "model", "provider", "tool_name")
 _STEP_INTS = ("start_ns", "end_ns", "input_tokens", "output_tokens", "cached_input_tokens",
-              "reasoning_tokens", "cache_creation_tokens")  # fmt: skip
+              "reasoning_tokens", "cache_creation_tokens", "cache_write_1h_tokens")  # fmt: skip
 _RUN_TEXT = ("id", "source_format", "name", "request", "session_id")
 _step_texts, _run_texts = attrgetter(*_STEP_TEXT), attrgetter(*_RUN_TEXT)
 _TEXT_TYPES = frozenset({str, type(None)})

@@ -43,6 +43,11 @@ RUN_TYPES = {
     "prompt": StepKind.CHAIN,
     "parser": StepKind.CHAIN,
 }
+# usage_metadata.input_token_details keys of cache writes: ``cache_creation`` (LangChain's
+# UsageMetadata), and per cache lifetime the ``ephemeral_5m_input_tokens`` /
+# ``ephemeral_1h_input_tokens`` of Anthropic's ``usage.cache_creation``, copied by
+# langchain-anthropic (1.x; it then writes ``cache_creation: 0``) and by langsmith's
+# ``wrap_anthropic`` (0.15, only the non-zero ones, and no ``cache_creation``).
 CACHE_WRITE_KEYS = ("cache_creation", "ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")
 # Fields mapped onto the Step; everything else is kept in its attributes.
 MAPPED = frozenset({
@@ -238,6 +243,8 @@ def _run(run: dict[str, Any]) -> Iterator[Run | Step]:
             step.cache_creation_tokens = as_int(input_details.get("cache_creation")) or sum(
                 w or 0 for w in written[1:]
             )
+        if written[1] is not None or written[2] is not None:  # split by lifetime: 1h known
+            step.cache_write_1h_tokens = written[2] or 0
         step.reasoning_tokens = as_int((usage.get("output_token_details") or {}).get("reasoning"))
         # LangSmith rolls costs up into parent runs; only a model run's cost is its own.
         step.reported_cost = as_cost(usage.get("total_cost", run.get("total_cost")))

@@ -19,7 +19,7 @@ FORMAT_VERSION = 1
 KINDS = frozenset(StepKind)
 STATUSES = frozenset(Status)
 INT_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens",
-              "cache_creation_tokens")  # fmt: skip
+              "cache_creation_tokens", "cache_write_1h_tokens")  # fmt: skip
 TEXT_FIELDS = ("parent_id", "name", "error", "model", "provider", "tool_name")
 
 

@@ -264,6 +264,16 @@ CACHED_DETAIL_KEYS = ("input_cached_tokens", "cache_read_input_tokens", "input_c
 CACHE_CREATION_DETAIL_KEYS = ("input_cache_creation", "cache_creation_input_tokens",
                               "input_cache_creation_tokens", "prompt_details.cache_write",
                               "cache_creation")  # fmt: skip
+# Cache writes by lifetime, as Langfuse's LangChain handler (langfuse 5.0.4,
+# ``_parse_usage_model``) flattens Anthropic's ``usage.cache_creation`` split into
+# usage_details: from the raw Anthropic usage, ``cache_creation_ephemeral_{5m,1h}_input_tokens``;
+# from langchain-anthropic's usage_metadata, ``input_ephemeral_{5m,1h}_input_tokens`` (with
+# ``input_cache_creation`` 0, which langchain-anthropic writes once it has the split). The
+# OTel GenAI conventions have no such split (only ``gen_ai.usage.cache_creation.input_tokens``).
+WRITE_5M_DETAIL_KEYS = ("cache_creation_ephemeral_5m_input_tokens",
+                        "input_ephemeral_5m_input_tokens")  # fmt: skip
+WRITE_1H_DETAIL_KEYS = ("cache_creation_ephemeral_1h_input_tokens",
+                        "input_ephemeral_1h_input_tokens")  # fmt: skip
 REASONING_DETAIL_KEYS = ("output_reasoning_tokens", "completion_details.reasoning",
                          "output_reasoning", "reasoning_tokens")  # fmt: skip
 
@@ -296,6 +306,11 @@ def apply_usage_details(step: Step, details: dict[str, Any]) -> None:
     output_tokens = as_int(details.get("output", details.get("output_tokens")))
     cached = _first_count(details, CACHED_DETAIL_KEYS)
     written = _first_count(details, CACHE_CREATION_DETAIL_KEYS)
+    five, hour = (_first_count(details, WRITE_5M_DETAIL_KEYS),
+                  _first_count(details, WRITE_1H_DETAIL_KEYS))  # fmt: skip
+    if five is not None or hour is not None:  # writes split by lifetime: 1-hour ones known
+        written = written or (five or 0) + (hour or 0)
+        step.cache_write_1h_tokens = hour or 0
     reasoning = _first_count(details, REASONING_DETAIL_KEYS)
     total = as_int(details.get("total"))
     cache = (cached or 0) + (written or 0)

@@ -47,6 +47,7 @@ INSERT_RUN_SQL = (
 # A merged run: every derived column is rewritten; the import that first brought it stays.
 UPDATE_RUN_SQL = f"UPDATE runs SET {', '.join(f'{c}=?' for c in RUN_COLUMNS[1:-1])} WHERE id=?"
 NO_PARTS = CostParts()
+PARTS = len(PART_COLUMNS)  # CostParts' usage types, in the order of PART_COLUMNS
 COST_SQL = f"cost_pusd=?, cost_source=?, {'=?, '.join(PART_COLUMNS)}=?, price_id=?"
 UPDATE_STEP_SQL = (
     f"UPDATE steps SET parent_id=?, depth=?, {COST_SQL}, attributes=? WHERE run_id=? AND id=?"
@@ -61,12 +62,13 @@ INSERT_INCIDENT_SQL = (
 RUNNING_TOTALS_SQL = """
 UPDATE runs SET step_count=t.n, error_count=t.errors, input_tokens=t.i, output_tokens=t.o,
     cached_input_tokens=t.c, reasoning_tokens=t.r, cache_creation_tokens=t.w,
-    cost_pusd=t.cost, start_ns=COALESCE(t.first, runs.start_ns),
+    cache_write_1h_tokens=t.w1h, cost_pusd=t.cost, start_ns=COALESCE(t.first, runs.start_ns),
     end_ns=COALESCE(t.last, runs.end_ns)
 FROM (SELECT count(*) AS n, COALESCE(sum(status='error'), 0) AS errors,
              COALESCE(sum(input_tokens), 0) AS i, COALESCE(sum(output_tokens), 0) AS o,
              COALESCE(sum(cached_input_tokens), 0) AS c, COALESCE(sum(reasoning_tokens), 0) AS r,
-             COALESCE(sum(cache_creation_tokens), 0) AS w, sum(cost_pusd) AS cost,
+             COALESCE(sum(cache_creation_tokens), 0) AS w,
+             COALESCE(sum(cache_write_1h_tokens), 0) AS w1h, sum(cost_pusd) AS cost,
              min(start_ns) AS first, max(COALESCE(end_ns, start_ns)) AS last
       FROM steps WHERE run_id=?) AS t
 WHERE runs.id=?
@@ -117,10 +119,10 @@ def step_row(step: Step, import_id: int, price_id: int | None) -> tuple:
         step.run_id, step.id, step.parent_id, step.depth, str(step.kind), step.name,
         step.start_ns, step.end_ns, str(step.status), step.error, step.model, step.provider,
         step.input_tokens, step.output_tokens, step.cached_input_tokens, step.reasoning_tokens,
-        step.cache_creation_tokens, _text(step.reported_cost), step.tool_name,
-        json_text(step.tool_args), json_text(step.input), json_text(step.output),
-        json_text(step.attributes or {}), to_pusd(step.cost), step.cost_source,
-        *(step.cost_parts or NO_PARTS)[:6], price_id, import_id,
+        step.cache_creation_tokens, step.cache_write_1h_tokens, _text(step.reported_cost),
+        step.tool_name, json_text(step.tool_args), json_text(step.input),
+        json_text(step.output), json_text(step.attributes or {}), to_pusd(step.cost),
+        step.cost_source, *(step.cost_parts or NO_PARTS)[:PARTS], price_id, import_id,
     )  # fmt: skip
 
 
@@ -134,7 +136,8 @@ def run_row(run: Run, steps: Iterable[Step], import_id: int | None) -> tuple:
         run.id, run.source_format, run.name, run.request, run.session_id, run.start_ns,
         run.end_ns, str(run.status), json_text(run.attributes or {}), run.step_count,
         run.error_count, run.input_tokens, run.output_tokens, run.cached_input_tokens,
-        run.reasoning_tokens, run.cache_creation_tokens, _text(run.reported_cost),
+        run.reasoning_tokens, run.cache_creation_tokens, run.cache_write_1h_tokens,
+        _text(run.reported_cost),
         to_pusd(run.cost), run.unpriced_steps, run.incident_count,
         run.worst_severity, run.wasted_tokens, _text(run.wasted_cost), run.wasted_ns,
         run.wasted_unpriced, models, tools, import_id,
@@ -394,7 +397,7 @@ class Database:
     def cost_values(self, cost: Decimal | None, source: str | None,
                     parts: CostParts | None) -> tuple:  # fmt: skip
         """The values of COST_SQL."""
-        return (to_pusd(cost), source, *(parts or NO_PARTS)[:6], self.price_id(parts))
+        return (to_pusd(cost), source, *(parts or NO_PARTS)[:PARTS], self.price_id(parts))
 
     def write_costs(self, steps: Iterable[tuple], runs: Iterable[tuple]) -> None:
         """Steps: (cost, source, parts, run id, step id); runs: (cost, unpriced, run id);

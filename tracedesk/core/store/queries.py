@@ -116,6 +116,7 @@ class CostGroup(NamedTuple):
     cached_input_tokens: int
     reasoning_tokens: int
     cache_creation_tokens: int
+    cache_write_1h_tokens: int
     cost_pusd: int | None
     unpriced_steps: int
     # What the cost is made of (COST_PARTS), pico-dollars, and the prices used as
@@ -123,6 +124,7 @@ class CostGroup(NamedTuple):
     input_pusd: int | None = None
     cache_read_pusd: int | None = None
     cache_write_pusd: int | None = None
+    cache_write_1h_pusd: int | None = None
     output_pusd: int | None = None
     reasoning_pusd: int | None = None
     request_pusd: int | None = None
@@ -149,6 +151,7 @@ class CostStep(NamedTuple):
     cached_input_tokens: int
     reasoning_tokens: int
     cache_creation_tokens: int
+    cache_write_1h_tokens: int
     cost_pusd: int | None
     cost_source: str | None
     tool_key: str  # the step's keys in COST_GROUP_KEYS
@@ -159,7 +162,8 @@ class CostStep(NamedTuple):
 _COST_SUMS = (
     "count(*), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),"
     " coalesce(sum(cached_input_tokens), 0), coalesce(sum(reasoning_tokens), 0),"
-    " coalesce(sum(cache_creation_tokens), 0), sum(cost_pusd),"
+    " coalesce(sum(cache_creation_tokens), 0), coalesce(sum(cache_write_1h_tokens), 0),"
+    " sum(cost_pusd),"
     " count(*) FILTER (WHERE cost_source = 'unknown_model'), "
     + ", ".join(f"sum({c})" for c in PART_COLUMNS)
     + ", sum(cost_pusd) FILTER (WHERE cost_source = 'reported'),"
@@ -315,7 +319,8 @@ class Queries:
         sql = (
             "SELECT run_id, id, parent_id, kind, name, coalesce(input_tokens, 0),"
             " coalesce(output_tokens, 0), coalesce(cached_input_tokens, 0),"
-            " coalesce(reasoning_tokens, 0), coalesce(cache_creation_tokens, 0), cost_pusd,"
+            " coalesce(reasoning_tokens, 0), coalesce(cache_creation_tokens, 0),"
+            " coalesce(cache_write_1h_tokens, 0), cost_pusd,"
             f" cost_source, {COST_GROUP_KEYS['tool']}, {COST_GROUP_KEYS['model']}, {_STEP_PARTS}"
             " FROM steps"
         )
@@ -323,7 +328,7 @@ class Queries:
         cursor = self.conn.cursor()
         cursor.row_factory = None
         for row in cursor.execute(sql + where + " ORDER BY run_id", params):
-            yield CostStep._make((*row[:14], row[14:]))
+            yield CostStep._make((*row[:15], row[15:]))
 
     def wasted_costs(self, bys: Sequence[str], run_ids: list[str] | None = None
                      ) -> dict[str, dict[str, int]]:  # fmt: skip

@@ -3,9 +3,10 @@
 Columns (steps): ``run_id``/``id`` identify a step; ``parent_id`` is NULL for a root;
 ``depth`` is derived at import; times are ns since the epoch; token columns are the
 step's own counts (never a roll-up of children; cached is a subset of input and
-reasoning a subset of output); ``reported_cost`` is the source's USD figure as exact
-decimal text; ``tool_args``/``input``/``output``/``attributes`` are JSON text, stored
-whole. ``import_id`` says which import brought the row.
+reasoning a subset of output; ``cache_write_1h_tokens`` a subset of the cache writes,
+NULL where the source does not split them); ``reported_cost`` is the source's USD figure
+as exact decimal text; ``tool_args``/``input``/``output``/``attributes`` are JSON text,
+stored whole. ``import_id`` says which import brought the row.
 
 Runs carry totals derived from their steps (``step_count`` … ``reported_cost``).
 ``cost_pusd`` (steps and runs) is the cost in integer pico-dollars, the one stored truth
@@ -25,14 +26,15 @@ from decimal import Decimal
 
 import sqlite_utils
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 STEP_COLUMNS = (
     "run_id", "id", "parent_id", "depth", "kind", "name", "start_ns", "end_ns",
     "status", "error", "model", "provider", "input_tokens", "output_tokens",
-    "cached_input_tokens", "reasoning_tokens", "cache_creation_tokens", "reported_cost",
-    "tool_name", "tool_args", "input", "output", "attributes", "cost_pusd", "cost_source",
-    "input_pusd", "cache_read_pusd", "cache_write_pusd", "output_pusd", "reasoning_pusd",
+    "cached_input_tokens", "reasoning_tokens", "cache_creation_tokens",
+    "cache_write_1h_tokens", "reported_cost", "tool_name", "tool_args", "input", "output",
+    "attributes", "cost_pusd", "cost_source", "input_pusd", "cache_read_pusd",
+    "cache_write_pusd", "cache_write_1h_pusd", "output_pusd", "reasoning_pusd",
     "request_pusd", "price_id", "import_id",
 )  # fmt: skip
 PART_COLUMNS = STEP_COLUMNS[STEP_COLUMNS.index("input_pusd") : STEP_COLUMNS.index("price_id")]
@@ -48,10 +50,10 @@ READ_STEP_COLUMNS = tuple(
 RUN_COLUMNS = (
     "id", "source_format", "name", "request", "session_id", "start_ns", "end_ns", "status",
     "attributes", "step_count", "error_count", "input_tokens", "output_tokens",
-    "cached_input_tokens", "reasoning_tokens", "cache_creation_tokens", "reported_cost",
-    "cost_pusd", "unpriced_steps", "incident_count", "worst_severity",
-    "wasted_tokens", "wasted_cost", "wasted_ns", "wasted_unpriced", "models", "tools",
-    "import_id",
+    "cached_input_tokens", "reasoning_tokens", "cache_creation_tokens",
+    "cache_write_1h_tokens", "reported_cost", "cost_pusd", "unpriced_steps",
+    "incident_count", "worst_severity", "wasted_tokens", "wasted_cost", "wasted_ns",
+    "wasted_unpriced", "models", "tools", "import_id",
 )  # fmt: skip
 
 
@@ -339,8 +341,22 @@ def _v10(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX runs_session ON runs(session_id) WHERE session_id IS NOT NULL")
 
 
+def _v11(db: sqlite_utils.Database) -> None:
+    """1-hour cache writes: of a step's cache-creation tokens, those written to Anthropic's
+    1-hour cache (NULL where the source does not say), and their cost as a part of its own
+    (the rest of the writes stay in ``cache_write_pusd``, at the 5-minute price). Old steps
+    have no split until re-imported, so their costs stand as they are."""
+    db.executescript(
+        """
+        ALTER TABLE steps ADD COLUMN cache_write_1h_tokens INTEGER;
+        ALTER TABLE steps ADD COLUMN cache_write_1h_pusd INTEGER;
+        ALTER TABLE runs ADD COLUMN cache_write_1h_tokens INTEGER NOT NULL DEFAULT 0;
+        """
+    )
+
+
 # Forward migrations: MIGRATIONS[n] takes a database from version n to n + 1.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10,
+    _v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
 ]  # fmt: skip
 assert len(MIGRATIONS) == SCHEMA_VERSION
