@@ -166,6 +166,22 @@ def test_search_finds_steps_of_real_traces(agents_db):
         }
 
 
+def test_runs_of_a_word_are_the_same_from_the_index_and_run_by_run(agents_db, monkeypatch):
+    """A runs search collects a word's matches from the index when they are few, else goes
+    run by run, newest first: both give the same runs in the same order."""
+    from tracedesk.core.store import queries
+
+    with Store(agents_db) as store:
+        for query in ("fetch_url", "Oslo", "weather kind:llm", '"Service Unavailable"', "zzzq"):
+            from_index = [r.id for r in store.find_runs(query, 5)]
+            monkeypatch.setattr(queries, "FEW_MATCHES", 1)
+            run_by_run = [r.id for r in store.find_runs(query, 5)]
+            monkeypatch.undo()
+            assert from_index == run_by_run, query
+            assert set(from_index) <= store.find_run_ids(query)
+        assert store.find_runs("fetch_url", 5)
+
+
 def test_index_and_like_scan_agree_on_words(agents_db):
     with Store(agents_db) as store:
         for query in ("fetch_url", "Oslo", "Bergen weather", "refund*", '"Service Unavailable"'):
