@@ -277,13 +277,15 @@ class Database:
         self.conn.executemany(INSERT_STEP_SQL, [step_row(s, import_id) for s in steps])
         self.conn.executemany(INSERT_INCIDENT_SQL, [incident_row(i) for i in incidents])
 
-    def update_run(self, run: Run, steps: list[Step], incidents: list[Incident]) -> None:
-        """A stored run analysed again: its totals, its steps' tree and costs, its incidents."""
+    def update_run(self, run: Run, steps: list[Step], incidents: list[Incident],
+                   changed: Iterable[Step] | None = None) -> None:  # fmt: skip
+        """A stored run analysed again: its totals, its steps' tree and costs (of the
+        ``changed`` steps only, when given), its incidents."""
         self.conn.execute(UPDATE_RUN_SQL, (*run_row(run, steps, None)[1:-1], run.id))
         self.conn.executemany(
             UPDATE_STEP_SQL,
             ((s.parent_id, s.depth, to_pusd(s.cost), s.cost_source, json_text(s.cost_detail),
-              json_text(s.attributes), s.run_id, s.id) for s in steps),
+              json_text(s.attributes), s.run_id, s.id) for s in (steps if changed is None else changed)),
         )  # fmt: skip
         self.conn.execute("DELETE FROM incidents WHERE run_id=?", (run.id,))
         self.conn.executemany(INSERT_INCIDENT_SQL, [incident_row(i) for i in incidents])
