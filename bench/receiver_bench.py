@@ -12,7 +12,7 @@ requests. It prints:
 - the file-import rate of the same spans (one OTLP protobuf file, ``import_file``), measured
   in the same run.
 
-    .venv/bin/python bench/receiver_bench.py [--spans 100000] [--threads 2]
+    .venv/bin/python bench/receiver_bench.py [--spans 100000] [--threads 2] [--mapper auto|off]
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ BATCH = 512
 SPANS_PER_TRACE = 20
 
 
-def serve_child(db: str, pipe: Any) -> None:
+def serve_child(db: str, pipe: Any, mapper: bool | None) -> None:
     from tracedesk.core.live import LiveServer
 
-    server = LiveServer(db, port=0).start()
+    server = LiveServer(db, port=0, mapper=mapper).start()
     pipe.send(server.address)
     pipe.recv()  # told to stop
     started = time.perf_counter()
@@ -88,10 +88,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spans", type=int, default=100_000)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--mapper", choices=("auto", "off"), default="auto",
+                        help="map requests in a second process (auto: with 2+ cores) or not")  # fmt: skip
     args = parser.parse_args()
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
+    from tracedesk.core.analysis.pricing import Pricing
     from tracedesk.core.ingest import import_file
     from tracedesk.core.store import Store
 
@@ -100,12 +103,14 @@ def main() -> None:
     # Encoded once here, so that the latency is the receiver's: export() encodes, then posts.
     bodies = [encode_spans(b).SerializePartialToString() for b in batches]
     print(f"{len(spans):,} spans in {len(batches)} requests of up to {BATCH}, {args.threads}"
-          f" sending threads, {sum(map(len, bodies)) / len(spans):.0f} B/span")  # fmt: skip
+          f" sending threads, {sum(map(len, bodies)) / len(spans):.0f} B/span,"
+          f" mapper {args.mapper}")  # fmt: skip
     with tempfile.TemporaryDirectory() as scratch:
         db = Path(scratch) / "live.db"
         context = multiprocessing.get_context("spawn")
         ours, theirs = context.Pipe()
-        child = context.Process(target=serve_child, args=(str(db), theirs))
+        mapper = None if args.mapper == "auto" else False
+        child = context.Process(target=serve_child, args=(str(db), theirs, mapper))
         child.start()
         address = ours.recv()
         latencies: list[float] = []
@@ -125,10 +130,13 @@ def main() -> None:
                     failures += not ok
             exporter.shutdown()
 
-        # Warm-up: one request (the connection, the first imports in the server).
+        # Warm-up: one request, written (the connection, the first imports and the price
+        # catalogue in the server: a server that has been listening for a second).
         warm = OTLPSpanExporter(endpoint=f"http://{address}/v1/traces")
         warm.export(batches[0])
         warm.shutdown()
+        while steps_in(db) < len(batches[0]):
+            time.sleep(0.02)
         started = time.perf_counter()
         threads = [threading.Thread(target=send, args=(list(range(1, len(batches)))[t :: args.threads],))
                    for t in range(args.threads)]  # fmt: skip
@@ -155,6 +163,7 @@ def main() -> None:
         path = Path(scratch) / "same.pb"
         request = encode_spans(spans)
         path.write_bytes(request.SerializeToString())
+        Pricing.load().warm()  # as warm as the server: the catalogue is loaded once a process
         with Store(Path(scratch) / "file.db") as store:
             started = time.perf_counter()
             import_file(store, path)
