@@ -225,7 +225,6 @@ class LiveIngest:
         self.settled += len(due)
         return done
 
-
     def _analyse(self, store: Store, run: Run) -> None:
         """Analyse a run from its kept steps when they are exactly what the store holds,
         else from the store (and keep what was read)."""
