@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import pickle
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import fields
 from decimal import Decimal
 from operator import attrgetter
@@ -76,29 +76,6 @@ def _record(item: list[Any]) -> Run | Step:
     if step.reported_cost is not None:
         step.reported_cost = Decimal(step.reported_cost)
     return step
-
-
-def encode_records(records: Iterable[Run | Step]) -> bytes:
-    """Records as one message (see ``Encoded``)."""
-    return _encode([_flat(record) for record in records])
-
-
-def decode_records(message: bytes) -> list[Run | Step]:
-    tag, body = message[:1], message[1:]
-    return list(map(_record, orjson.loads(body) if tag == JSON_BATCH else pickle.loads(body)))
-
-
-class Encoded:
-    """Records encoded in another process, rebuilt only when iterated (by the writer that
-    takes them, not by the thread that received them)."""
-
-    __slots__ = ("message",)
-
-    def __init__(self, message: bytes):
-        self.message = message
-
-    def __iter__(self) -> Iterator[Run | Step]:
-        return iter(decode_records(self.message))
 
 
 def _read(path: str, format: str, skip_bad: bool, conn: Any) -> None:

@@ -12,12 +12,10 @@ gzip- or deflate-compressed or not, as the OTLP/HTTP specification says:
 - 503 with ``Retry-After`` while the queue is full, so exporters back off and send again.
 
 Each request is decoded and mapped (by the OTLP importer, so spans map exactly as in a file)
-and put on a bounded ``SpanQueue``; the 200 is sent once the spans are queued. One writer
-takes them off (``tracedesk.core.live``), so nothing here touches the database. The mapping
-is the work per request and holds the GIL whatever serves the socket, so on a machine with
-more than one core it runs in a second process (``Mapper``), which sends the records back
-encoded as the file importer's reader process does; they are rebuilt by the writer when it
-takes them. The standard library's ``ThreadingHTTPServer`` with keep-alive.
+on its connection's thread and put on a bounded ``SpanQueue``; the 200 is sent once the
+spans are queued. One writer takes them off (``tracedesk.core.live``), so nothing here
+touches the database. The standard library's ``ThreadingHTTPServer`` with keep-alive: the
+work per request is the mapping, which holds the GIL whatever serves the socket.
 """
 
 from __future__ import annotations
@@ -25,20 +23,17 @@ from __future__ import annotations
 import contextlib
 import errno
 import ipaddress
-import multiprocessing
-import os
 import socket
 import threading
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import orjson
 
-from tracedesk.core import reader_process
 from tracedesk.core.importers import otlp, otlp_protobuf
 from tracedesk.core.importers.base import ReadContext
 from tracedesk.core.model import ImportResult, Run, Step
@@ -67,7 +62,7 @@ class RequestError(Exception):
 class Decoded:
     """What one export request held: its runs and steps, and the spans that were rejected."""
 
-    records: Iterable[Run | Step]  # a list, or records encoded by the mapper process
+    records: list[Run | Step]
     spans: int
     rejected: int = 0
     problem: str = ""
@@ -124,67 +119,6 @@ def decode(body: bytes, encoding: str) -> Decoded:
     )
 
 
-class Mapper:
-    """Decodes and maps requests in a process of its own, one at a time; the records come
-    back encoded (``reader_process.Encoded``). If the process goes away, requests are
-    decoded here instead."""
-
-    def __init__(self) -> None:
-        context = multiprocessing.get_context("spawn")  # never fork a process with GUI threads
-        self._conn, theirs = context.Pipe()
-        self._process = context.Process(target=_map_requests, args=(theirs,),
-                                        name="otlp-mapper", daemon=True)  # fmt: skip
-        self._process.start()
-        theirs.close()
-        self._lock = threading.Lock()
-        self.alive = True
-
-    def decode(self, body: bytes, encoding: str) -> Decoded:
-        with self._lock:
-            if self.alive:
-                try:
-                    self._conn.send((body, encoding))
-                    status, message, spans, rejected, problem, records = self._conn.recv()
-                except (OSError, EOFError):
-                    self.alive = False
-                else:
-                    if status != 200:
-                        raise RequestError(status, message)
-                    return Decoded(reader_process.Encoded(records), spans, rejected, problem)
-        return decode(body, encoding)
-
-    def close(self) -> None:
-        with self._lock:
-            self.alive = False
-            self._conn.close()
-        self._process.join(5)
-        if self._process.is_alive():
-            self._process.terminate()
-            self._process.join()
-
-
-def _map_requests(conn: Any) -> None:
-    """The mapper process: (body, encoding) in, (status, message, spans, rejected,
-    problem, encoded records) out, until the receiver closes the pipe."""
-    while True:
-        try:
-            body, encoding = conn.recv()
-        except (EOFError, OSError):
-            return
-        try:
-            decoded = decode(body, encoding)
-            records = reader_process.encode_records(decoded.records)
-            answer = (200, "", decoded.spans, decoded.rejected, decoded.problem, records)
-        except RequestError as exc:
-            answer = (exc.status, exc.message, 0, 0, "", b"")
-        except Exception as exc:  # a bug: answered as one, the process keeps serving
-            answer = (500, f"{type(exc).__name__}: {exc}", 0, 0, "", b"")
-        try:
-            conn.send(answer)
-        except (OSError, EOFError):
-            return
-
-
 def export_response(decoded: Decoded, encoding: str) -> bytes:
     """The ExportTraceServiceResponse, with partial_success when spans were rejected."""
     if encoding == "json":
@@ -232,14 +166,14 @@ class SpanQueue:
 
     def __init__(self, capacity: int = QUEUE_SPANS):
         self.capacity = capacity
-        self._batches: deque[tuple[Iterable[Run | Step], int]] = deque()
+        self._batches: deque[tuple[list[Run | Step], int]] = deque()
         self._ready = threading.Condition()
         self.pending = 0  # spans queued
 
     def full(self) -> bool:
         return self.pending >= self.capacity
 
-    def put(self, records: Iterable[Run | Step], spans: int) -> bool:
+    def put(self, records: list[Run | Step], spans: int) -> bool:
         """Queue a request's records; False (and nothing queued) when they do not fit."""
         with self._ready:
             if self.pending and self.pending + spans > self.capacity:
@@ -255,17 +189,14 @@ class SpanQueue:
         with self._ready:
             if not self._batches and timeout:
                 self._ready.wait(timeout)
-            batches: list[Iterable[Run | Step]] = []
+            records: list[Run | Step] = []
             taken = 0
-            while self._batches and (not batches or taken < max_spans):
+            while self._batches and (not records or taken < max_spans):
                 batch, spans = self._batches.popleft()
-                batches.append(batch)
+                records.extend(batch)
                 taken += spans
             self.pending -= taken
-        records: list[Run | Step] = []
-        for batch in batches:  # encoded batches are rebuilt here, outside the lock
-            records.extend(batch)
-        return records
+            return records
 
 
 @dataclass
@@ -322,8 +253,7 @@ class _Handler(BaseHTTPRequestHandler):
             if self.server.queue.full():
                 raise RequestError(503, "the receiver's queue is full; retry later")
             body = inflate(body, self.headers.get("Content-Encoding") or "")
-            mapper = self.server.mapper
-            decoded = decode(body, encoding) if mapper is None else mapper.decode(body, encoding)
+            decoded = decode(body, encoding)
             if not self.server.queue.put(decoded.records, decoded.spans):
                 raise RequestError(503, "the receiver's queue is full; retry later")
         except RequestError as exc:
@@ -397,7 +327,6 @@ class _Server(ThreadingHTTPServer):
                  on_queued: Callable[[], None] | None, max_body: int):  # fmt: skip
         self.queue, self.stats, self.on_queued = queue, stats, on_queued
         self.max_body = max_body
-        self.mapper: Mapper | None = None
         self.lock = threading.Lock()
         self.connections: set[socket.socket] = set()
         if ":" in address[0]:
@@ -426,11 +355,9 @@ class Receiver:
 
     def __init__(self, queue: SpanQueue, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                  on_queued: Callable[[], None] | None = None,
-                 max_body: int = MAX_BODY_BYTES, mapper: bool | None = None):  # fmt: skip
-        """Binds at once; raises PortTaken when the port is in use, OSError otherwise.
-        ``mapper``: map in a second process (by default when there is more than one core)."""
+                 max_body: int = MAX_BODY_BYTES):  # fmt: skip
+        """Binds at once; raises PortTaken when the port is in use, OSError otherwise."""
         self.queue = queue
-        self.use_mapper = os.cpu_count() != 1 if mapper is None else mapper
         self.stats = ReceiverStats()
         try:
             self._server = _Server((host, port), queue, self.stats, on_queued, max_body)
@@ -452,8 +379,6 @@ class Receiver:
         return f"http://{self.address}{TRACE_PATHS[0]}"
 
     def start(self) -> Receiver:
-        if self.use_mapper:
-            self._server.mapper = Mapper()
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
             name=f"otlp-receiver-{self.port}", daemon=True,
@@ -474,9 +399,6 @@ class Receiver:
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RD)
         self._server.server_close()
-        if self._server.mapper is not None:  # after the last request it answers
-            self._server.mapper.close()
-            self._server.mapper = None
 
 
 def free_port(host: str = DEFAULT_HOST, near: int | None = None) -> int:
