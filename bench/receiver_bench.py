@@ -12,7 +12,7 @@ requests. It prints:
 - the file-import rate of the same spans (one OTLP protobuf file, ``import_file``), measured
   in the same run.
 
-    .venv/bin/python bench/receiver_bench.py [--spans 100000] [--threads 2] [--mapper auto|off]
+    .venv/bin/python bench/receiver_bench.py [--spans 100000] [--threads 2]
 """
 
 from __future__ import annotations
@@ -32,21 +32,20 @@ BATCH = 512
 SPANS_PER_TRACE = 20
 
 
-def serve_child(db: str, pipe: Any, mapper: bool | None) -> None:
+def serve_child(db: str, pipe: Any) -> None:
     from tracedesk.core.live import LiveServer
 
-    server = LiveServer(db, port=0, mapper=mapper).start()
+    server = LiveServer(db, port=0).start()
     pipe.send(server.address)
     pipe.recv()  # the warm-up is written: the clock starts
     cpu = os.times()
     pipe.recv()  # told to stop
     started = time.perf_counter()
-    server.stop()  # the mapper process ends: its CPU time is among the children's
+    server.stop()
     stats, end = server.receiver.stats, os.times()
     pipe.send({"stop_s": time.perf_counter() - started, "spans": stats.spans,
                "errors": stats.errors, "written": server.written, "write_errors": server.errors,
-               "cpu_s": end.user + end.system - cpu.user - cpu.system,
-               "mapper_cpu_s": end.children_user + end.children_system})  # fmt: skip
+               "cpu_s": end.user + end.system - cpu.user - cpu.system})  # fmt: skip
 
 
 def make_spans(count: int) -> list:
@@ -92,8 +91,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spans", type=int, default=100_000)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--mapper", choices=("auto", "off"), default="auto",
-                        help="map requests in a second process (auto: with 2+ cores) or not")  # fmt: skip
     args = parser.parse_args()
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -107,14 +104,12 @@ def main() -> None:
     # Encoded once here, so that the latency is the receiver's: export() encodes, then posts.
     bodies = [encode_spans(b).SerializePartialToString() for b in batches]
     print(f"{len(spans):,} spans in {len(batches)} requests of up to {BATCH}, {args.threads}"
-          f" sending threads, {sum(map(len, bodies)) / len(spans):.0f} B/span,"
-          f" mapper {args.mapper}")  # fmt: skip
+          f" sending threads, {sum(map(len, bodies)) / len(spans):.0f} B/span")  # fmt: skip
     with tempfile.TemporaryDirectory() as scratch:
         db = Path(scratch) / "live.db"
         context = multiprocessing.get_context("spawn")
         ours, theirs = context.Pipe()
-        mapper = None if args.mapper == "auto" else False
-        child = context.Process(target=serve_child, args=(str(db), theirs, mapper))
+        child = context.Process(target=serve_child, args=(str(db), theirs))
         child.start()
         address = ours.recv()
         latencies: list[float] = []
@@ -165,9 +160,8 @@ def main() -> None:
               f" request p50 {p50:.1f} ms, p99 {p99:.1f} ms per {BATCH}-span batch;"
               f" {failures} failed exports, {summary['errors']} refused;"
               f" stop (analyse every run) {summary['stop_s']:.2f} s")  # fmt: skip
-        print(f"CPU per span from the clock's start to the end of the stop: receiving process"
-              f" {summary['cpu_s'] / sent * 1e6:.1f} µs, mapper process"
-              f" {summary['mapper_cpu_s'] / sent * 1e6:.1f} µs (its whole life)")  # fmt: skip
+        print(f"CPU of the receiving process from the clock's start to the end of the stop:"
+              f" {summary['cpu_s'] / sent * 1e6:.1f} µs per span")  # fmt: skip
         path = Path(scratch) / "same.pb"
         request = encode_spans(spans)
         path.write_bytes(request.SerializeToString())

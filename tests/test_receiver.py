@@ -474,34 +474,3 @@ def test_runs_partly_stored_by_another_import_are_read_back(tmp_path: Path) -> N
         assert ingest.settle(store, force=True)
     assert content(db) == content(file_import(tmp_path, spans, "file"))
     assert ingest.read_back >= 1 and ingest.result.skipped == 10
-
-
-def test_mapping_in_process_or_in_the_mapper_gives_the_same_rows(tmp_path: Path) -> None:
-    body = (RECORDED / "otel-genai" / "retry_storm.pb").read_bytes()
-    dbs = []
-    for mapper in (False, True):
-        db = tmp_path / f"mapper-{mapper}.db"
-        with LiveServer(db, port=0, mapper=mapper) as server:
-            assert (server.receiver._server.mapper is not None) == mapper
-            assert post(server.address, body)[0] == 200
-        dbs.append(content(db))
-    file_db = tmp_path / "file.db"
-    with Store(file_db) as store:
-        import_file(store, RECORDED / "otel-genai" / "retry_storm.pb")
-    assert dbs[0] == dbs[1] == content(file_db)
-
-
-def test_requests_are_mapped_here_when_the_mapper_is_gone(tmp_path: Path) -> None:
-    body = (RECORDED / "otel-genai" / "paging.pb").read_bytes()
-    db = tmp_path / "live.db"
-    with LiveServer(db, port=0, mapper=True) as server:
-        assert post(server.address, b"\x0a\x05junk!")[0] == 400  # answered by the mapper
-        mapper = server.receiver._server.mapper
-        assert mapper is not None
-        mapper._process.kill()
-        mapper._process.join()
-        assert post(server.address, body)[0] == 200
-        assert not mapper.alive
-        assert post(server.address, b"\x0a\x05junk!")[0] == 400
-    with Store(db) as store:
-        assert store.counts()["steps"] > 1

@@ -264,11 +264,12 @@ class LiveServer:
                  quiet_s: float = QUIET_S, queue_spans: int | None = None,
                  on_written: Callable[[Written], None] | None = None,
                  on_settled: Callable[[Store, Written], None] | None = None,
-                 max_body: int | None = None, mapper: bool | None = None):  # fmt: skip
+                 max_body: int | None = None):  # fmt: skip
         self.db_path = Path(db_path)
         self.queue = SpanQueue() if queue_spans is None else SpanQueue(queue_spans)
-        self.receiver = Receiver(self.queue, host, port, mapper=mapper,
-                                 max_body=MAX_BODY_BYTES if max_body is None else max_body)  # fmt: skip
+        self.receiver = Receiver(
+            self.queue, host, port, max_body=MAX_BODY_BYTES if max_body is None else max_body
+        )
         self.ingest = LiveIngest(f"live capture on {self.receiver.address}",
                                  pricing or Pricing.load(), rules or Rules.load(), quiet_s)  # fmt: skip
         self.on_written, self.on_settled = on_written, on_settled
