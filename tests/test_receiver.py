@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -474,3 +475,25 @@ def test_runs_partly_stored_by_another_import_are_read_back(tmp_path: Path) -> N
         assert ingest.settle(store, force=True)
     assert content(db) == content(file_import(tmp_path, spans, "file"))
     assert ingest.read_back >= 1 and ingest.result.skipped == 10
+
+
+def test_a_failed_write_keeps_nothing_so_the_spans_are_written_when_sent_again(
+    tmp_path: Path, monkeypatch
+) -> None:
+    spans = story_spans(runs=1)
+    clock = Clock()
+    ingest = live_ingest(clock)
+    db = tmp_path / "live.db"
+    with Store(db) as store:
+        ingest.write(store, received(spans[:4]))
+
+        def refuse(*args):
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(store, "update_running_totals", refuse)
+        with pytest.raises(sqlite3.OperationalError):
+            ingest.write(store, received(spans))
+        monkeypatch.undo()
+        assert ingest.write(store, received(spans)).steps == len(spans) - 4
+        assert ingest.settle(store, force=True)
+    assert content(db) == content(file_import(tmp_path, spans, "file"))

@@ -19,6 +19,7 @@ counts grow as spans arrive.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -309,7 +310,8 @@ class LiveServer:
         self.stop()
 
     def _write_loop(self) -> None:
-        self.ingest.pricing.warm()  # now, not while the first spans wait
+        with contextlib.suppress(Exception):  # else the first spans priced will say why
+            self.ingest.pricing.warm()  # now, not while the first spans wait
         with Store(self.db_path) as store:
             while True:
                 stopping = self._stopping.is_set()
