@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import resource
 import sqlite3
 import statistics
 import tempfile
@@ -45,7 +46,8 @@ def serve_child(db: str, pipe: Any) -> None:
     stats, end = server.receiver.stats, os.times()
     pipe.send({"stop_s": time.perf_counter() - started, "spans": stats.spans,
                "errors": stats.errors, "written": server.written, "write_errors": server.errors,
-               "cpu_s": end.user + end.system - cpu.user - cpu.system})  # fmt: skip
+               "cpu_s": end.user + end.system - cpu.user - cpu.system,
+               "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})  # fmt: skip
 
 
 def make_spans(count: int) -> list:
@@ -161,7 +163,8 @@ def main() -> None:
               f" {failures} failed exports, {summary['errors']} refused;"
               f" stop (analyse every run) {summary['stop_s']:.2f} s")  # fmt: skip
         print(f"CPU of the receiving process from the clock's start to the end of the stop:"
-              f" {summary['cpu_s'] / sent * 1e6:.1f} µs per span")  # fmt: skip
+              f" {summary['cpu_s'] / sent * 1e6:.1f} µs per span; its peak RSS"
+              f" {summary['peak_mb']:.0f} MB")  # fmt: skip
         path = Path(scratch) / "same.pb"
         request = encode_spans(spans)
         path.write_bytes(request.SerializeToString())
