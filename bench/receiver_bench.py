@@ -9,8 +9,13 @@ requests. It prints:
 - the request latency, p50 and p99, per 512-span batch (encoding excluded: the exporter's
   HTTP round trip, as ``export`` spends it after ``encode_spans``);
 - spans/s acknowledged, and spans/s sustained (until every span is in the database);
+- the receiving process's CPU time per span (until it has stopped, every run analysed) and
+  its peak RSS;
 - the file-import rate of the same spans (one OTLP protobuf file, ``import_file``), measured
   in the same run.
+
+Both sides are measured warm: the clock starts once a warm-up request is written, and the
+file import once the price catalogue is loaded.
 
     .venv/bin/python bench/receiver_bench.py [--spans 100000] [--threads 2]
 """
