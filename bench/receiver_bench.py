@@ -9,8 +9,13 @@ requests. It prints:
 - the request latency, p50 and p99, per 512-span batch (encoding excluded: the exporter's
   HTTP round trip, as ``export`` spends it after ``encode_spans``);
 - spans/s acknowledged, and spans/s sustained (until every span is in the database);
+- the receiving process's CPU time per span (until it has stopped, every run analysed) and
+  its peak RSS;
 - the file-import rate of the same spans (one OTLP protobuf file, ``import_file``), measured
   in the same run.
+
+Both sides are measured warm: the clock starts once a warm-up request is written, and the
+file import once the price catalogue is loaded.
 
     .venv/bin/python bench/receiver_bench.py [--spans 100000] [--threads 2]
 """
@@ -19,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
+import resource
 import sqlite3
 import statistics
 import tempfile
@@ -36,13 +43,16 @@ def serve_child(db: str, pipe: Any) -> None:
 
     server = LiveServer(db, port=0).start()
     pipe.send(server.address)
+    pipe.recv()  # the warm-up is written: the clock starts
+    cpu = os.times()
     pipe.recv()  # told to stop
     started = time.perf_counter()
     server.stop()
-    stats = server.receiver.stats
+    stats, end = server.receiver.stats, os.times()
     pipe.send({"stop_s": time.perf_counter() - started, "spans": stats.spans,
-               "errors": stats.errors, "written": server.written,
-               "write_errors": server.errors})  # fmt: skip
+               "errors": stats.errors, "written": server.written, "write_errors": server.errors,
+               "cpu_s": end.user + end.system - cpu.user - cpu.system,
+               "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})  # fmt: skip
 
 
 def make_spans(count: int) -> list:
@@ -92,6 +102,7 @@ def main() -> None:
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
+    from tracedesk.core.analysis.pricing import Pricing
     from tracedesk.core.ingest import import_file
     from tracedesk.core.store import Store
 
@@ -125,10 +136,14 @@ def main() -> None:
                     failures += not ok
             exporter.shutdown()
 
-        # Warm-up: one request (the connection, the first imports in the server).
+        # Warm-up: one request, written (the connection, the first imports and the price
+        # catalogue in the server: a server that has been listening for a second).
         warm = OTLPSpanExporter(endpoint=f"http://{address}/v1/traces")
         warm.export(batches[0])
         warm.shutdown()
+        while steps_in(db) < len(batches[0]):
+            time.sleep(0.02)
+        ours.send("start")
         started = time.perf_counter()
         threads = [threading.Thread(target=send, args=(list(range(1, len(batches)))[t :: args.threads],))
                    for t in range(args.threads)]  # fmt: skip
@@ -152,9 +167,13 @@ def main() -> None:
               f" request p50 {p50:.1f} ms, p99 {p99:.1f} ms per {BATCH}-span batch;"
               f" {failures} failed exports, {summary['errors']} refused;"
               f" stop (analyse every run) {summary['stop_s']:.2f} s")  # fmt: skip
+        print(f"CPU of the receiving process from the clock's start to the end of the stop:"
+              f" {summary['cpu_s'] / sent * 1e6:.1f} µs per span; its peak RSS"
+              f" {summary['peak_mb']:.0f} MB")  # fmt: skip
         path = Path(scratch) / "same.pb"
         request = encode_spans(spans)
         path.write_bytes(request.SerializeToString())
+        Pricing.load().warm()  # as warm as the server: the catalogue is loaded once a process
         with Store(Path(scratch) / "file.db") as store:
             started = time.perf_counter()
             import_file(store, path)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -22,9 +23,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Status, StatusCode
 
 from tests.conftest import FIXTURES, snapshot
+from tracedesk.core import live
+from tracedesk.core.analysis.loops import Rules
+from tracedesk.core.analysis.pricing import Pricing
 from tracedesk.core.ingest import import_file
-from tracedesk.core.live import LiveServer
-from tracedesk.core.receiver import PortTaken, Receiver, SpanQueue, free_port
+from tracedesk.core.live import LiveIngest, LiveServer
+from tracedesk.core.receiver import PortTaken, Receiver, SpanQueue, decode, free_port
 from tracedesk.core.store import Store
 
 RECORDED = FIXTURES / "recorded"
@@ -388,3 +392,132 @@ def test_serve_warns_when_not_loopback(tmp_path: Path) -> None:
         process.send_signal(2)
         _, err = process.communicate(timeout=60)
     assert "warning" in err and "0.0.0.0" in err
+
+
+# -- the writer: runs analysed from the steps kept in memory -------------------------------
+
+
+def story_spans(runs: int = 3, turns: int = 4) -> list:
+    memory = InMemorySpanExporter()
+    provider = sdk_trace.TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("test")
+    for _ in range(runs):
+        agent_story(tracer, turns)
+    provider.shutdown()
+    return list(memory.get_finished_spans())
+
+
+def received(spans) -> list:
+    """The records the receiver queues for these spans (fresh objects each time)."""
+    return list(decode(encode_spans(spans).SerializeToString(), "protobuf").records)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def live_ingest(clock: Clock) -> LiveIngest:
+    return LiveIngest("live capture on test", Pricing.load(), Rules.load(), quiet_s=1, clock=clock)
+
+
+def arrive_in_parts(ingest: LiveIngest, clock: Clock, db: Path, spans: list) -> None:
+    """Runs arriving in three parts cut across them (children before their root), each
+    part settled before the next, every part sent again later (a retrying exporter)."""
+    parts = [spans[:7], spans[7:19], spans[19:]]
+    with Store(db) as store:
+        for n, part in enumerate(parts):
+            ingest.write(store, received(part))
+            if n:
+                assert ingest.write(store, received(parts[n - 1])).steps == 0  # re-sent
+            clock.now += 2
+            assert ingest.settle(store)
+        assert ingest.write(store, received(spans)).steps == 0
+        assert not ingest.settle(store, force=True)
+
+
+def test_runs_arriving_over_batches_analysed_from_memory_match_file_import(tmp_path: Path) -> None:
+    spans = story_spans()
+    clock = Clock()
+    ingest = live_ingest(clock)
+    arrive_in_parts(ingest, clock, tmp_path / "live.db", spans)
+    assert content(tmp_path / "live.db") == content(file_import(tmp_path, spans, "file"))
+    assert ingest.settled >= 5 and ingest.read_back == 0  # every analysis from memory
+    assert ingest.result.steps == len(spans)
+
+
+def test_runs_evicted_from_memory_are_read_back(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(live, "KEPT_STEPS", 5)  # fewer than a run: every run is evicted
+    spans = story_spans()
+    clock = Clock()
+    ingest = live_ingest(clock)
+    arrive_in_parts(ingest, clock, tmp_path / "live.db", spans)
+    assert content(tmp_path / "live.db") == content(file_import(tmp_path, spans, "file"))
+    assert ingest.read_back > 0 and ingest.kept_steps <= 5 + len(spans)
+
+
+def test_runs_partly_stored_by_another_import_are_read_back(tmp_path: Path) -> None:
+    """Steps the store had already (here from a file) are not the ones the writer kept."""
+    spans = story_spans()
+    db = tmp_path / "live.db"
+    part = tmp_path / "part.pb"
+    part.write_bytes(encode_spans(spans[5:15]).SerializeToString())
+    with Store(db) as store:
+        import_file(store, part)
+    clock = Clock()
+    ingest = live_ingest(clock)
+    with Store(db) as store:
+        ingest.write(store, received(spans))
+        assert ingest.settle(store, force=True)
+    assert content(db) == content(file_import(tmp_path, spans, "file"))
+    assert ingest.read_back >= 1 and ingest.result.skipped == 10
+
+
+def test_a_failed_write_keeps_nothing_so_the_spans_are_written_when_sent_again(
+    tmp_path: Path, monkeypatch
+) -> None:
+    spans = story_spans(runs=1)
+    clock = Clock()
+    ingest = live_ingest(clock)
+    db = tmp_path / "live.db"
+    with Store(db) as store:
+        ingest.write(store, received(spans[:4]))
+
+        def refuse(*args):
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(store, "update_running_totals", refuse)
+        with pytest.raises(sqlite3.OperationalError):
+            ingest.write(store, received(spans))
+        monkeypatch.undo()
+        assert ingest.write(store, received(spans)).steps == len(spans) - 4
+        assert ingest.settle(store, force=True)
+    assert content(db) == content(file_import(tmp_path, spans, "file"))
+
+
+def test_a_failed_first_write_leaves_no_import_row_behind(tmp_path: Path, monkeypatch) -> None:
+    """The session's imports row is made by its first write: when that write rolls back,
+    the next one makes it again, and every step points at a row that exists."""
+    spans = story_spans(runs=1)
+    ingest = live_ingest(Clock())
+    with Store(tmp_path / "live.db") as store:
+
+        def refuse(*args):
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(store, "update_running_totals", refuse)
+        with pytest.raises(sqlite3.OperationalError):
+            ingest.write(store, received(spans))
+        monkeypatch.undo()
+        assert ingest.import_id is None
+        assert ingest.write(store, received(spans)).steps == len(spans)
+        orphans = store.conn.execute(
+            "SELECT count(*) FROM steps WHERE import_id NOT IN (SELECT id FROM imports)"
+        ).fetchone()[0]
+        assert (
+            orphans == 0 and store.conn.execute("SELECT count(*) FROM imports").fetchone()[0] == 1
+        )

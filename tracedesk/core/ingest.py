@@ -268,18 +268,31 @@ class _Writer:
         assert run is not None
         self.reanalyse(run)
 
-    def reanalyse(self, run: Run) -> None:
-        """Analyse a stored run whole again, from its stored steps, and store the result
-        (``run`` carries what is known of the run itself: name, request, attributes).
-        Steps detached for a parent that has arrived since get it back."""
-        steps = self.store.steps(run.id)
-        tree.reattach(steps)
-        incidents = self._analyse(run, steps)
-        self.store.update_run(run, steps, incidents)
+    def reanalyse(self, run: Run, kept: list[Step] | None = None) -> list[Step]:
+        """Analyse a stored run whole again and store the result (``run`` carries what is
+        known of the run itself: name, request, attributes). Steps detached for a parent
+        that has arrived since get it back. Returns the run's steps, analysed.
 
-    def _analyse(self, run: Run, steps: list[Step]) -> list[Incident]:
-        """Repair the tree, price the steps, total the run and find its incidents, in memory;
-        the steps end up in start order."""
+        ``kept``: every step the store holds of the run, as stored and priced under these
+        prices (the live writer keeps them as they arrive): they are not read back, and
+        only the steps whose place in the tree changed are written again."""
+        if kept is None:
+            steps = self.store.steps(run.id)
+            tree.reattach(steps)
+            incidents = self._analyse(run, steps)
+            self.store.update_run(run, steps, incidents)
+            return steps
+        steps = list(kept)
+        stored = {s.id: (s.parent_id, s.depth) for s in steps}
+        tree.reattach(steps)
+        incidents = self._analyse(run, steps, priced=True)
+        changed = [s for s in steps if (s.parent_id, s.depth) != stored[s.id]]
+        self.store.update_run(run, steps, incidents, changed)
+        return steps
+
+    def _analyse(self, run: Run, steps: list[Step], priced: bool = False) -> list[Incident]:
+        """Repair the tree, price the steps (unless ``priced``), total the run and find its
+        incidents, in memory; the steps end up in start order."""
         for step, reason, lost in tree.repair(steps):
             self.result.warn(
                 f"run {run.id}: step {step.id!r} {reason} ({lost!r}); attached to the run root"
@@ -287,7 +300,8 @@ class _Writer:
         steps.sort(key=lambda s: (s.start_ns is None, s.start_ns or 0))
         self._warn_invalid_dates(run.id, "run", run)
         for step in steps:
-            price(step, self.pricing)
+            if not priced:
+                price(step, self.pricing)
             self._warn_invalid_dates(run.id, f"step {step.id!r}", step)
             if (
                 step.start_ns is not None
@@ -315,11 +329,13 @@ class _Writer:
 
 
 def reanalyse(
-    store: Store, run: Run, result: ImportResult, import_id: int, pricing: Pricing, rules: Rules
-) -> None:
-    """Analyse a stored run again from its stored steps (tree, prices, totals, incidents)
-    and write the result, inside a transaction; warnings go to ``result``."""
-    _Writer(store, result, import_id, pricing, rules).reanalyse(run)
+    store: Store, run: Run, result: ImportResult, import_id: int, pricing: Pricing, rules: Rules,
+    kept: list[Step] | None = None,
+) -> list[Step]:  # fmt: skip
+    """Analyse a stored run again (tree, prices, totals, incidents) from its stored steps,
+    or from ``kept`` (see ``_Writer.reanalyse``), and write the result, inside a
+    transaction; warnings go to ``result``. Returns the run's steps, analysed."""
+    return _Writer(store, result, import_id, pricing, rules).reanalyse(run, kept)
 
 
 def fill_gaps(known: Run, later: Run) -> Run:

@@ -8,12 +8,18 @@ exactly as a file import analyses it (tree, prices, totals, incidents), and agai
 more of its spans arrive. It holds no thread and no connection: the headless server
 (``LiveServer``) calls it from its writer thread, the GUI from its single-writer job runner.
 
+The steps written are kept in memory (the most recent ``KEPT_STEPS``), so a quiet run is
+analysed from them rather than read back with its payloads, and only the steps whose place
+in the tree changed are written again. A run whose kept steps are not exactly what the
+store holds (evicted, written by someone else, a span re-sent after eviction) is read back.
+
 Every live session is one row of ``imports`` (path ``live capture on HOST:PORT``), whose
 counts grow as spans arrive.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -44,6 +50,10 @@ from tracedesk.core.store import Store
 
 QUIET_S = 3.0  # a run with no new spans for this long is analysed
 KEPT_RUN_RECORDS = 10_000  # root-span run records kept for re-analysis (most recent)
+# Steps kept for analysis from memory, the most recently written runs' first: at 20k spans/s
+# that is five seconds of arrivals, more than the runs still waiting for their quiet time.
+KEPT_STEPS = 100_000
+MAX_DEPTH_WALK = 64  # parents followed for a new step's depth before leaving it to the analysis
 WRITE_SPANS = 20_000  # spans written per transaction at most
 SOURCE_FORMAT = "otlp"
 
@@ -60,6 +70,14 @@ class Written:
         return bool(self.runs)
 
 
+@dataclasses.dataclass
+class _Kept:
+    """A run's steps as stored, kept since they were written (by step id)."""
+
+    steps: dict[str, Step] = dataclasses.field(default_factory=dict)
+    exact: bool = True  # False once the store kept another version of a step given here
+
+
 class LiveIngest:
     """Writes received runs and steps, and analyses each run once it is quiet."""
 
@@ -72,7 +90,10 @@ class LiveIngest:
         self.dirty: dict[str, float] = {}  # run id → when its last new span was written
         self.records: OrderedDict[str, Run] = OrderedDict()  # the run as its root span says
         self.runs_seen: set[str] = set()
+        self.kept: OrderedDict[str, _Kept] = OrderedDict()  # by run, least recently written first
+        self.kept_steps = 0
         self.settled = 0  # analyses done
+        self.read_back = 0  # of which from the steps read back from the store
 
     def write(self, store: Store, records: Iterable[Run | Step]) -> Written:
         """Write one batch of received records in one transaction."""
@@ -91,9 +112,34 @@ class LiveIngest:
                 runs[record.id] = record if known is None else fill_gaps(known, record)
         if not runs:
             return done
-        for of_run in steps.values():
-            for step in of_run.values():
+        # Steps kept are stored already (re-sent): only the others are priced and inserted.
+        new: dict[str, list[Step]] = {}
+        for run_id, of_run in steps.items():
+            kept = self.kept.get(run_id)
+            fresh = [s for s in of_run.values() if kept is None or s.id not in kept.steps]
+            for step in fresh:
                 price(step, self.pricing)
+            new[run_id] = fresh
+        first = self.import_id is None
+        try:
+            self._write(store, runs, new, received, done)
+        except BaseException:  # rolled back: what was kept of these runs is not stored
+            for run_id in new:
+                self._forget(run_id)
+            if first:  # nor the session's imports row, made in that transaction
+                self.import_id = self.result.import_id = None
+            raise
+        self.runs_seen.update(runs)
+        self.result.steps += done.steps
+        done.skipped = received - done.steps  # re-sent, or sent twice in this batch
+        self.result.skipped += done.skipped
+        now = self.clock()
+        for run_id in done.runs:
+            self.dirty[run_id] = now
+        return done
+
+    def _write(self, store: Store, runs: dict[str, Run | None], new: dict[str, list[Step]],
+               received: int, done: Written) -> None:  # fmt: skip
         with collector_paused(), store.transaction():
             import_id = self._import_id(store)
             for run_id, run in runs.items():
@@ -103,24 +149,44 @@ class LiveIngest:
                     store.upsert_run_record(run, import_id)
                     kept = self.records.pop(run_id, None)
                     self.records[run_id] = run if kept is None else fill_gaps(kept, run)
-                given = steps.get(run_id, {})
-                added = store.insert_steps_once(given.values(), import_id) if given else 0
+                given = new.get(run_id, [])
+                if given:
+                    self._keep(run_id, given)
+                added = store.insert_steps_once(given, import_id) if given else 0
+                if added < len(given):  # the store had some already: not the ones kept
+                    self.kept[run_id].exact = False
                 if added:
                     done.runs.add(run_id)
                 done.steps += added
             while len(self.records) > KEPT_RUN_RECORDS:
                 self.records.popitem(last=False)
-            done.skipped = received - done.steps  # re-sent, or sent twice in this batch
             store.update_running_totals(done.runs)
-            self.runs_seen.update(runs)
-            self.result.steps += done.steps
-            self.result.skipped += done.skipped
-            store.set_import_counts(import_id, len(self.runs_seen), self.result.steps,
-                                    self.result.skipped)  # fmt: skip
-        now = self.clock()
-        for run_id in done.runs:
-            self.dirty[run_id] = now
-        return done
+            store.set_import_counts(import_id, len(self.runs_seen | runs.keys()),
+                                    self.result.steps + done.steps,
+                                    self.result.skipped + received - done.steps)  # fmt: skip
+        self._evict()
+
+    def _keep(self, run_id: str, steps: list[Step]) -> None:
+        """Keep a run's new steps (before they are inserted: their depth where their
+        ancestors are known, so that the analysis seldom has to write them again)."""
+        kept = self.kept.pop(run_id, None) or _Kept()
+        self.kept[run_id] = kept  # the most recently written last
+        for step in steps:
+            kept.steps[step.id] = step
+        self.kept_steps += len(steps)
+        for step in steps:
+            step.depth = _depth(step, kept.steps)
+
+    def _evict(self) -> None:
+        """Forget the least recently written runs' steps beyond KEPT_STEPS (such a run is
+        read back when it is analysed)."""
+        while self.kept_steps > KEPT_STEPS and len(self.kept) > 1:
+            self._forget(next(iter(self.kept)))
+
+    def _forget(self, run_id: str) -> None:
+        kept = self.kept.pop(run_id, None)
+        if kept is not None:
+            self.kept_steps -= len(kept.steps)
 
     def _import_id(self, store: Store) -> int:
         if self.import_id is None:
@@ -156,12 +222,40 @@ class LiveIngest:
                     else store.get_run(run_id)
                 )
                 if run is not None:
-                    reanalyse(store, run, self.result, self.import_id, self.pricing, self.rules)
+                    self._analyse(store, run)
                 done.runs.add(run_id)
         for run_id in due:
             del self.dirty[run_id]
         self.settled += len(due)
         return done
+
+    def _analyse(self, store: Store, run: Run) -> None:
+        """Analyse a run from its kept steps when they are exactly what the store holds,
+        else from the store (and keep what was read)."""
+        assert self.import_id is not None
+        kept = self.kept.get(run.id)
+        exact = (kept is not None and kept.exact
+                 and store.step_ids(run.id) == kept.steps.keys())  # fmt: skip
+        steps = reanalyse(store, run, self.result, self.import_id, self.pricing, self.rules,
+                          list(kept.steps.values()) if exact and kept else None)  # fmt: skip
+        if not exact:
+            self.read_back += 1
+            self._forget(run.id)
+            self.kept[run.id] = _Kept({s.id: s for s in steps})
+            self.kept_steps += len(steps)
+            self._evict()
+
+
+def _depth(step: Step, steps: dict[str, Step]) -> int:
+    """A step's depth through the parents among ``steps``; 0 when one is missing (the
+    analysis repairs the tree)."""
+    depth, parent = 0, step.parent_id
+    while parent is not None:
+        above = steps.get(parent)
+        if above is None or depth >= MAX_DEPTH_WALK:  # missing, a cycle, or very deep
+            return 0
+        depth, parent = depth + 1, above.parent_id
+    return depth
 
 
 class LiveServer:
@@ -219,6 +313,8 @@ class LiveServer:
         self.stop()
 
     def _write_loop(self) -> None:
+        with contextlib.suppress(Exception):  # else the first spans priced will say why
+            self.ingest.pricing.warm()  # now, not while the first spans wait
         with Store(self.db_path) as store:
             while True:
                 stopping = self._stopping.is_set()

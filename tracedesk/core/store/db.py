@@ -295,13 +295,16 @@ class Database:
                                                 for s in steps])  # fmt: skip
         self.conn.executemany(INSERT_INCIDENT_SQL, [incident_row(i) for i in incidents])
 
-    def update_run(self, run: Run, steps: list[Step], incidents: list[Incident]) -> None:
-        """A stored run analysed again: its totals, its steps' tree and costs, its incidents."""
+    def update_run(self, run: Run, steps: list[Step], incidents: list[Incident],
+                   changed: Iterable[Step] | None = None) -> None:  # fmt: skip
+        """A stored run analysed again: its totals, its steps' tree and costs (of the
+        ``changed`` steps only, when given), its incidents."""
         self.conn.execute(UPDATE_RUN_SQL, (*run_row(run, steps, None)[1:-1], run.id))
         self.conn.executemany(
             UPDATE_STEP_SQL,
             ((s.parent_id, s.depth, *self.cost_values(s.cost, s.cost_source, s.cost_parts),
-              json_text(s.attributes), s.run_id, s.id) for s in steps),
+              json_text(s.attributes), s.run_id, s.id)
+             for s in (steps if changed is None else changed)),
         )  # fmt: skip
         self.conn.execute("DELETE FROM incidents WHERE run_id=?", (run.id,))
         self.conn.executemany(INSERT_INCIDENT_SQL, [incident_row(i) for i in incidents])
@@ -309,11 +312,9 @@ class Database:
     def insert_steps_once(self, steps: Iterable[Step], import_id: int) -> int:
         """Insert the steps not stored yet, in one statement; the stored ones are kept as
         they are. Returns how many were added."""
-        before = self.conn.total_changes
-        self.conn.executemany(
-            INSERT_STEP_SQL.replace("INSERT", "INSERT OR IGNORE", 1),
-            [step_row(s, import_id, self.price_id(s.cost_parts)) for s in steps],
-        )
+        rows = [step_row(s, import_id, self.price_id(s.cost_parts)) for s in steps]
+        before = self.conn.total_changes  # after any new prices row
+        self.conn.executemany(INSERT_STEP_SQL.replace("INSERT", "INSERT OR IGNORE", 1), rows)
         return self.conn.total_changes - before
 
     def update_running_totals(self, run_ids: Iterable[str]) -> None:

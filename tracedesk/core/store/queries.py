@@ -382,6 +382,10 @@ class Queries:
     def has_run(self, run_id: str) -> bool:
         return self.conn.execute("SELECT 1 FROM runs WHERE id=?", (run_id,)).fetchone() is not None
 
+    def step_ids(self, run_id: str) -> set[str]:
+        """The ids of a run's stored steps (from the primary key alone)."""
+        return {r[0] for r in self.conn.execute("SELECT id FROM steps WHERE run_id=?", (run_id,))}
+
     def run_ids(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT id FROM runs ORDER BY start_ns, id")]
 
