@@ -312,3 +312,31 @@ def test_costs_cli_selects_by_request_and_date(tmp_path, monkeypatch, capsys):
     assert len(orjson.loads(capsys.readouterr().out)["runs"]) == 15
     assert main(["costs", "--until", "2000-01-01"]) == 1
     assert "no runs match" in capsys.readouterr().err
+
+
+def test_costs_by_model_group_under_the_stored_price_label_without_the_catalogue(
+    tmp_path, monkeypatch
+):
+    """Costs by model group under the label of the price each step was priced with, read
+    from the database: the catalogue (0.2 s to load) is only asked about models whose
+    steps have no stored price (reported costs, unknown models)."""
+    from tracedesk.core.analysis import pricing as pricing_module
+    from tracedesk.core.export import native_lines
+    from tracedesk.core.samples import generate
+    from tracedesk.core.store import Store
+
+    trace = tmp_path / "demo.jsonl"
+    trace.write_bytes(b"".join(native_lines(generate(20, seed=3))))
+    with Store(tmp_path / "db.sqlite") as store:
+        import_file(store, trace)
+        expected = summarize(store, Pricing.load(), by="model")
+        looked_up: list[str] = []
+        find = pricing_module._find_in_catalogue
+        monkeypatch.setattr(pricing_module, "_find_in_catalogue",
+                            lambda model, provider: looked_up.append(model) or find(model, provider))  # fmt: skip
+        summary = summarize(store, Pricing.load(), by="model")
+        computed = {m for (m,) in store.conn.execute(
+            "SELECT DISTINCT model FROM steps WHERE cost_source = 'computed'")}  # fmt: skip
+    assert [(r.key, r.cost) for r in summary.rows] == [(r.key, r.cost) for r in expected.rows]
+    assert any("/" in r.key for r in summary.rows) and computed  # provider/model labels
+    assert not computed & set(looked_up)  # only models with no stored price are looked up

@@ -13,6 +13,7 @@ from tracedesk.core.importers import detect
 from tracedesk.core.importers.base import INVALID_DATE, TraceFormatError, parse_time
 from tracedesk.core.ingest import ImportCancelled, import_file
 from tracedesk.core.store import Store
+from tracedesk.core.store.schema import PART_COLUMNS
 from tracedesk.resources import demo_traces
 
 from .conftest import DEMO_STEPS, FIXTURES, HEADER, REAL_FIXTURES, native_run, snapshot, write_jsonl
@@ -331,7 +332,11 @@ def test_a_reader_process_gives_the_same_import(tmp_path, monkeypatch):
         FIXTURES / "recorded" / "langsmith" / "tool_error.multipart",
         FIXTURES / "recorded" / "otel-genai" / "retry_storm.pb",
         FIXTURES / "real" / "other" / "any-agent_GOOGLE_trace.json",  # 128-bit ids: pickled
+        FIXTURES / "recorded" / "langsmith" / "anthropic_cache_1h.multipart",  # cost parts
     ]
+    costs = ("SELECT s.run_id, s.id, cost_pusd, cost_source, " + ", ".join(PART_COLUMNS)
+             + ", p.source, p.date FROM steps AS s LEFT JOIN prices AS p ON p.id = s.price_id"
+             " ORDER BY s.run_id, s.id")  # fmt: skip
     dumps = {}
     for parallel in (False, True):
         monkeypatch.setattr(ingest_module, "PARALLEL_BYTES", 0 if parallel else 1 << 40)
@@ -340,8 +345,10 @@ def test_a_reader_process_gives_the_same_import(tmp_path, monkeypatch):
             dumps[parallel] = (
                 [(r.runs, r.steps, r.warnings) for r in results],
                 [(run, store.steps(run.id), store.incidents(run.id)) for run in store.runs()],
+                [tuple(row) for row in store.conn.execute(costs)],  # priced by the reader
             )
     assert dumps[True] == dumps[False]
+    assert any(row[4] for row in dumps[True][2])  # some input was priced part by part
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes((FIXTURES / "formats" / "otlp_genai.jsonl").read_bytes() + b"{oops\n")
     monkeypatch.setattr(ingest_module, "PARALLEL_BYTES", 0)

@@ -178,10 +178,12 @@ def test_a_v10_database_gains_one_hour_cache_writes(tmp_path, monkeypatch):
         )
     monkeypatch.undo()
     with Store(db) as store:
-        assert store.schema_version == SCHEMA_VERSION == 11
+        assert store.schema_version == SCHEMA_VERSION >= 11
         row = store.conn.execute(
             "SELECT cache_creation_tokens, cache_write_1h_tokens, cost_pusd, cache_write_pusd,"
             " cache_write_1h_pusd FROM steps"
         ).fetchone()
         assert tuple(row) == (9, None, 50, 40, None)
         assert store.get_run("r").cache_write_1h_tokens == 0
+        # Schema 12: prices stored before have no label (their models are looked up).
+        assert "label" in {c[1] for c in store.conn.execute("PRAGMA table_info(prices)")}

@@ -120,7 +120,7 @@ def import_file(
     pricing, rules = pricing or Pricing.load(), rules or Rules.load()
     with (
         path.open("rb") as raw,
-        closing(_records(raw, total, result, skip_bad, progress)) as records,
+        closing(_records(raw, total, result, skip_bad, progress, pricing)) as records,
     ):
         try:
             ingest(store, records, result, sha256, pricing, rules, cancelled, index_search)
@@ -133,13 +133,15 @@ def import_file(
 
 def _records(
     raw: IO[bytes], total: int, result: ImportResult, skip_bad: bool, progress: Progress | None,
+    pricing: Pricing,
 ) -> Generator[Run | Step, None, None]:  # fmt: skip
-    """The file's records with progress reports; a big file is read by a reader process.
-    Refuses a file with no runs."""
+    """The file's records with progress reports; a big file is read, mapped and priced by a
+    reader process. Refuses a file with no runs."""
     count = 0
     if total >= PARALLEL_BYTES and os.cpu_count() != 1:
         report = None if progress is None else (lambda done: progress(done, total))
-        records = reader_process.records(result.path, result.format, skip_bad, result, report)
+        records = reader_process.records(result.path, result.format, skip_bad, result, report,
+                                         pricing)  # fmt: skip
         for count, record in enumerate(records, 1):  # noqa: B007
             yield record
     else:
@@ -239,7 +241,10 @@ class _Writer:
         else:
             run = entry.run or Run(id=run_id, source_format=self.result.format)
             steps = list(entry.steps.values())
-            incidents = self._analyse(run, steps)
+            for step in steps:
+                if step.cost_source is None:  # else priced by the reader process
+                    price(step, self.pricing)
+            incidents = self._analyse(run, steps, priced=True)
             try:
                 self.store.insert_run(run, steps, incidents, self.import_id)
             except ValueError as exc:

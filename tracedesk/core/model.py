@@ -77,6 +77,7 @@ class CostParts(NamedTuple):
     request: int | None = None  # a per-request fee
     source: str | None = None
     date: str | None = None
+    label: str | None = None  # the model price's name with its provider: openai/gpt-4o
 
 
 USAGE_PARTS = CostParts._fields[:7]

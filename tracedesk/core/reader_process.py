@@ -1,5 +1,5 @@
-"""Read and map a big trace file in a second process, so that parsing and mapping run on one
-core while the import analyses and writes on another.
+"""Read, map and price a big trace file in a second process, so that parsing, mapping and
+pricing run on one core while the import analyses and writes on another.
 
 The reader sends records in batches of plain lists encoded with orjson: pickling Step
 objects costs as much as mapping them, a JSON list a tenth of that. Progress, the
@@ -19,9 +19,11 @@ from typing import Any
 
 import orjson
 
+from tracedesk.core.analysis.cost import price
+from tracedesk.core.analysis.pricing import Pricing
 from tracedesk.core.importers import FORMATS
 from tracedesk.core.importers.base import ReadContext, TraceFormatError, open_decompressed
-from tracedesk.core.model import EncodedJSON, ImportResult, Run, Step, json_text
+from tracedesk.core.model import CostParts, EncodedJSON, ImportResult, Run, Step, json_text
 
 BATCH = 2000  # records per message
 
@@ -35,6 +37,8 @@ def _read_fields(cls: type, first_derived: str) -> tuple[str, ...]:
 STEP_WIRE = _read_fields(Step, "depth")
 RUN_WIRE = _read_fields(Run, "step_count")
 _COST = STEP_WIRE.index("reported_cost")
+# After the read fields, a step carries its price: cost, cost source, cost parts.
+_PRICED = len(STEP_WIRE)
 _ATTRIBUTES = STEP_WIRE.index("attributes")
 _STEP_VALUES = attrgetter(*STEP_WIRE)
 _RUN_VALUES = attrgetter(*RUN_WIRE)
@@ -63,7 +67,9 @@ def _flat(record: Run | Step) -> list[Any]:
             values[_COST] = str(values[_COST])
         # Encoded here, kept encoded there: the importing process only stores them.
         values[_ATTRIBUTES] = json_text(values[_ATTRIBUTES])
-        return [0, values]
+        cost, parts = record.cost, record.cost_parts
+        return [0, [*values, None if cost is None else str(cost), record.cost_source,
+                    None if parts is None else list(parts)]]  # fmt: skip
     return [1, _RUN_VALUES(record)]
 
 
@@ -71,21 +77,26 @@ def _record(item: list[Any]) -> Run | Step:
     kind, values = item
     if kind == 1:
         return Run(*values)
-    step = Step(*values)
+    step = Step(*values[:_PRICED])
     step.attributes = EncodedJSON(step.attributes)  # type: ignore[assignment]
     if step.reported_cost is not None:
         step.reported_cost = Decimal(step.reported_cost)
+    cost, step.cost_source, parts = values[_PRICED:]
+    step.cost = None if cost is None else Decimal(cost)
+    step.cost_parts = None if parts is None else CostParts(*parts)
     return step
 
 
-def _read(path: str, format: str, skip_bad: bool, conn: Any) -> None:
-    """The reader process: decompress, parse and map, sending batches as it goes."""
+def _read(path: str, format: str, skip_bad: bool, conn: Any, pricing: Pricing) -> None:
+    """The reader process: decompress, parse, map and price, sending batches as it goes."""
     result = ImportResult(path=path, format=format)
     ctx = ReadContext(path=path, result=result, skip_bad=skip_bad)
     try:
         with open(path, "rb") as raw:
             batch: list[list[Any]] = []
             for record in FORMATS[format].read(open_decompressed(raw), ctx):
+                if isinstance(record, Step):
+                    price(record, pricing)
                 batch.append(_flat(record))
                 if len(batch) == BATCH:
                     conn.send_bytes(_encode(batch))
@@ -103,12 +114,13 @@ def _read(path: str, format: str, skip_bad: bool, conn: Any) -> None:
 
 def records(
     path: str, format: str, skip_bad: bool, result: ImportResult,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None, pricing: Pricing | None = None,
 ) -> Iterator[Run | Step]:  # fmt: skip
-    """The records of a file, read and mapped by a reader process."""
+    """The records of a file, read and mapped by a reader process, their steps priced."""
     context = multiprocessing.get_context("spawn")  # never fork a process with GUI threads
     receiver, sender = context.Pipe(duplex=False)
-    reader = context.Process(target=_read, args=(path, format, skip_bad, sender), daemon=True)
+    reader = context.Process(target=_read, daemon=True,
+                             args=(path, format, skip_bad, sender, pricing or Pricing.load()))  # fmt: skip
     reader.start()
     sender.close()
     try:

@@ -111,7 +111,8 @@ class StepCost:
         if self.source in (CostSource.NONE, CostSource.UNKNOWN_MODEL):
             return None
         usage = {line.usage: to_pusd(line.cost) for line in self.lines}
-        return CostParts(**usage, source=self.price_source, date=self.price_date)
+        label = self.price.label if self.price is not None else None
+        return CostParts(**usage, source=self.price_source, date=self.price_date, label=label)
 
 
 def _plain(amount: Decimal) -> str:

@@ -178,6 +178,12 @@ class Pricing:
         self._found: dict[tuple[str, str | None], Any] = {}  # (provider, model info) | None
         self._prices: dict[tuple, ModelPrice | None] = {}
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Sent to a reader process without what it looked up (catalogue objects)."""
+        state = self.__dict__.copy()
+        state.update(_user_cache={}, _found={}, _prices={})
+        return state
+
     @classmethod
     def load(
         cls, user_file: Path | None = None, use_user_file: bool = True, catalogue: bool = True

@@ -388,7 +388,8 @@ class Database:
         key = (parts.source, parts.date or "")
         found = self._price_ids.get(key)
         if found is None:
-            self.conn.execute("INSERT OR IGNORE INTO prices(source, date) VALUES (?, ?)", key)
+            self.conn.execute("INSERT OR IGNORE INTO prices(source, date, label) VALUES (?, ?, ?)",
+                              (*key, parts.label))  # fmt: skip
             found = self.conn.execute(
                 "SELECT id FROM prices WHERE source = ? AND date = ?", key
             ).fetchone()[0]

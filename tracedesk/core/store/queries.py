@@ -351,10 +351,10 @@ class Queries:
                 sums[by][key] = sums[by].get(key, 0) + (row[-1] or 0)
         return sums
 
-    def prices(self) -> dict[int, tuple[str, str]]:
-        """Every price a stored cost used: id -> (source, date or '')."""
-        return {id_: (source, date) for id_, source, date in
-                self.conn.execute("SELECT id, source, date FROM prices")}  # fmt: skip
+    def prices(self) -> dict[int, tuple[str, str, str | None]]:
+        """Every price a stored cost used: id -> (source, date or '', model price label)."""
+        return {id_: (source, date, label) for id_, source, date, label in
+                self.conn.execute("SELECT id, source, date, label FROM prices")}  # fmt: skip
 
     def wasted_steps(self, run_ids: list[str] | None = None) -> set[tuple[str, str]]:
         """(run id, step id) of every step an incident of these runs wasted."""

@@ -26,7 +26,7 @@ from decimal import Decimal
 
 import sqlite_utils
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 STEP_COLUMNS = (
     "run_id", "id", "parent_id", "depth", "kind", "name", "start_ns", "end_ns",
@@ -355,8 +355,15 @@ def _v11(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v12(db: sqlite_utils.Database) -> None:
+    """The label of each model price (``openai/gpt-4o``), so that costs by model group under
+    the price their steps used without loading the catalogue; NULL for prices stored before
+    (those models are looked up, as before)."""
+    db.execute("ALTER TABLE prices ADD COLUMN label TEXT")
+
+
 # Forward migrations: MIGRATIONS[n] takes a database from version n to n + 1.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
+    _v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11, _v12,
 ]  # fmt: skip
 assert len(MIGRATIONS) == SCHEMA_VERSION
