@@ -551,7 +551,9 @@ def _chosen_runs(store: Store, args: argparse.Namespace) -> list[str] | None:
 def cmd_costs(store: Store, args: argparse.Namespace) -> int:
     pricing = _pricing()
     refresh_costs(store, pricing)
-    summary = summarize(store, pricing, _chosen_runs(store, args), by=args.by)
+    # The table shows no cost parts, sources or waste: they are not summed for it.
+    summary = summarize(store, pricing, _chosen_runs(store, args), by=args.by,
+                        detail=args.format != "table")  # fmt: skip
     if args.format == "table":
         rows = [
             [shorten(f"{r.label} [{r.key[:12]}]" if args.by == "run" else r.label or r.key, 60),

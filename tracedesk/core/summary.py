@@ -126,11 +126,15 @@ def _agents(steps: Iterable[CostStep]) -> Iterator[tuple[CostStep, str]]:
 
 
 def summarize(
-    store: Store, pricing: Pricing, run_ids: Iterable[str] | None = None, by: str = "run"
+    store: Store,
+    pricing: Pricing,
+    run_ids: Iterable[str] | None = None,
+    by: str = "run",
+    detail: bool = True,
 ) -> CostSummary:
     """Cost and tokens of the given runs (all when None), grouped ``by`` one of GROUPINGS,
-    with each row's cost by part, price sources and dates, and wasted cost."""
-    return summarize_many(store, pricing, run_ids, (by,), detail=True)[by]
+    with (``detail``) each row's cost by part, price sources and dates, and wasted cost."""
+    return summarize_many(store, pricing, run_ids, (by,), detail=detail)[by]
 
 
 def summarize_many(
@@ -166,7 +170,7 @@ def summarize_many(
         return model_keys[model]
 
     in_sql = [by for by in groupings if by in COST_GROUP_KEYS]
-    sql_groups = store.cost_groups(in_sql, ids) if in_sql else {}
+    sql_groups = store.cost_groups(in_sql, ids, parts=detail) if in_sql else {}
     prices = store.prices() if detail or "model" in groupings else {}
     for group in sql_groups.get("model", []):
         # The label of the price its steps were priced with, as stored: no need to load

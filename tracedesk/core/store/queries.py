@@ -166,12 +166,16 @@ _COST_SUMS = (
     " coalesce(sum(cached_input_tokens), 0), coalesce(sum(reasoning_tokens), 0),"
     " coalesce(sum(cache_creation_tokens), 0), coalesce(sum(cache_write_1h_tokens), 0),"
     " sum(cost_pusd),"
-    " count(*) FILTER (WHERE cost_source = 'unknown_model'), "
-    + ", ".join(f"sum({c})" for c in PART_COLUMNS)
-    + ", sum(cost_pusd) FILTER (WHERE cost_source = 'reported'),"
-    " sum(cost_pusd) FILTER (WHERE cost_source = 'tool'),"
-    " ',' || group_concat(DISTINCT price_id) || ','"
+    " count(*) FILTER (WHERE cost_source = 'unknown_model')"
 )
+# What the costs are made of: only summed for the summaries that show it.
+_PART_SUMS = (
+    ", ".join(f"sum({c})" for c in PART_COLUMNS)
+    + ", sum(cost_pusd) FILTER (WHERE cost_source = 'reported'),"
+    " sum(cost_pusd) FILTER (WHERE cost_source = 'tool')"
+)
+_NO_PART_SUMS = ", ".join(["NULL"] * (len(PART_COLUMNS) + 2))
+_PRICE_IDS = "',' || group_concat(DISTINCT price_id) || ','"
 # A step's own parts, in the order of those sums.
 _STEP_PARTS = (
     ", ".join(PART_COLUMNS) + ", CASE cost_source WHEN 'reported' THEN cost_pusd END,"
@@ -278,14 +282,17 @@ class Queries:
         return [_row_to_incident(r) for r in rows]
 
     def cost_groups(
-        self, bys: Sequence[str], run_ids: list[str] | None = None
+        self, bys: Sequence[str], run_ids: list[str] | None = None, parts: bool = True
     ) -> dict[str, list[CostGroup]]:
         """Stored step costs and tokens summed per group, for each grouping (keys of
         COST_GROUP_KEYS), in one pass of SQL over the steps: the charts want three."""
         where, params = _only(run_ids)
         keys = ", ".join(COST_GROUP_KEYS[by] for by in bys)
         numbers = ", ".join(str(n) for n in range(1, len(bys) + 1))
-        sql = f"SELECT {keys}, {_COST_SUMS} FROM steps{where} GROUP BY {numbers}"
+        part_sums = _PART_SUMS if parts else _NO_PART_SUMS
+        price_ids = _PRICE_IDS if parts or "model" in bys else "NULL"  # model: for its label
+        sql = (f"SELECT {keys}, {_COST_SUMS}, {part_sums}, {price_ids} FROM steps{where}"
+               f" GROUP BY {numbers}")  # fmt: skip
         cursor = self.conn.cursor()
         cursor.row_factory = None
         sums: list[dict[str, list]] = [{} for _ in bys]
