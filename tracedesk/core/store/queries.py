@@ -121,8 +121,9 @@ class CostGroup(NamedTuple):
     cache_write_1h_tokens: int
     cost_pusd: int | None
     unpriced_steps: int
-    # What the cost is made of (COST_PARTS), pico-dollars, and the prices used as
-    # ",id,id," (several such texts joined still split into the ids).
+    # What the cost is made of (COST_PARTS), pico-dollars (None unless asked for), and the
+    # prices used as ",id,id," (several such texts joined still split into the ids): every
+    # one with the parts, else the first and last, enough for a model's label.
     input_pusd: int | None = None
     cache_read_pusd: int | None = None
     cache_write_pusd: int | None = None
@@ -176,6 +177,8 @@ _PART_SUMS = (
 )
 _NO_PART_SUMS = ", ".join(["NULL"] * (len(PART_COLUMNS) + 2))
 _PRICE_IDS = "',' || group_concat(DISTINCT price_id) || ','"
+# Enough to name the price of a model's steps, much cheaper than every distinct id.
+_FIRST_AND_LAST_PRICE = "',' || min(price_id) || ',' || max(price_id) || ','"
 # A step's own parts, in the order of those sums.
 _STEP_PARTS = (
     ", ".join(PART_COLUMNS) + ", CASE cost_source WHEN 'reported' THEN cost_pusd END,"
@@ -290,7 +293,7 @@ class Queries:
         keys = ", ".join(COST_GROUP_KEYS[by] for by in bys)
         numbers = ", ".join(str(n) for n in range(1, len(bys) + 1))
         part_sums = _PART_SUMS if parts else _NO_PART_SUMS
-        price_ids = _PRICE_IDS if parts or "model" in bys else "NULL"  # model: for its label
+        price_ids = _PRICE_IDS if parts else _FIRST_AND_LAST_PRICE if "model" in bys else "NULL"
         sql = (f"SELECT {keys}, {_COST_SUMS}, {part_sums}, {price_ids} FROM steps{where}"
                f" GROUP BY {numbers}")  # fmt: skip
         cursor = self.conn.cursor()
