@@ -290,6 +290,7 @@ class MainWindow(QMainWindow):
         self.jobs = Jobs(self)  # every background read and write
         self.library_pending = False  # a read of the runs library is on its way
         self.select_first_run = False  # after an import into an empty window
+        self.prices_warmed = False
         self.import_task: Task | None = None  # the import running now
         self.analysis_task: Task | None = None  # re-pricing and re-checking all runs
         self.unlisted: set[Path] = set()  # imported, but not for Open recent (the demo)
@@ -310,11 +311,6 @@ class MainWindow(QMainWindow):
         self._restore_layout()
         self.apply_palette()
         self.reload()
-        # The price catalogue takes 0.2–0.5 s to load: in the background, before the first
-        # step shows what its cost is made of.
-        pricing = self.pricing
-        self.jobs.read("warm prices", lambda: pricing.resolve("gpt-4o"), lambda _: None,
-                       lambda _: None)  # fmt: skip
         if self.config_problems:
             QTimer.singleShot(0, self.show_config_problems)
 
@@ -798,6 +794,17 @@ class MainWindow(QMainWindow):
         self.select_first_run = False
         self.library_pending = False
         self.library_loaded.emit()
+        if not self.prices_warmed:
+            # The price catalogue takes 0.2–0.5 s to load, holding the interpreter: in the
+            # background a moment after the runs are listed, before a step shows what its
+            # cost is made of.
+            self.prices_warmed = True
+            QTimer.singleShot(1000, self._warm_prices)
+
+    def _warm_prices(self) -> None:
+        pricing = self.pricing
+        self.jobs.read("warm prices", lambda: pricing.resolve("gpt-4o"), lambda _: None,
+                       lambda _: None)  # fmt: skip
 
     def _analysis_done(self, _result: object) -> None:
         self.analysis_task = None
