@@ -63,13 +63,15 @@ RUNNING_TOTALS_SQL = """
 UPDATE runs SET step_count=t.n, error_count=t.errors, input_tokens=t.i, output_tokens=t.o,
     cached_input_tokens=t.c, reasoning_tokens=t.r, cache_creation_tokens=t.w,
     cache_write_1h_tokens=t.w1h, cost_pusd=t.cost, start_ns=COALESCE(t.first, runs.start_ns),
-    end_ns=COALESCE(t.last, runs.end_ns)
+    end_ns=COALESCE(t.last, runs.end_ns), models=t.models, tools=t.tools
 FROM (SELECT count(*) AS n, COALESCE(sum(status='error'), 0) AS errors,
              COALESCE(sum(input_tokens), 0) AS i, COALESCE(sum(output_tokens), 0) AS o,
              COALESCE(sum(cached_input_tokens), 0) AS c, COALESCE(sum(reasoning_tokens), 0) AS r,
              COALESCE(sum(cache_creation_tokens), 0) AS w,
              COALESCE(sum(cache_write_1h_tokens), 0) AS w1h, sum(cost_pusd) AS cost,
-             min(start_ns) AS first, max(COALESCE(end_ns, start_ns)) AS last
+             min(start_ns) AS first, max(COALESCE(end_ns, start_ns)) AS last,
+             group_concat(DISTINCT replace(model, ',', ' ')) AS models,
+             group_concat(DISTINCT replace(tool_name, ',', ' ')) AS tools
       FROM steps WHERE run_id=?) AS t
 WHERE runs.id=?
 """
