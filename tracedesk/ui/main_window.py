@@ -980,7 +980,7 @@ class MainWindow(QMainWindow):
 
     def compare_runs_by_id(self, run_a: str, run_b: str) -> None:
         """Open a compare window once both runs are read and aligned (``view_opened``)."""
-        self.statusBar().showMessage("Comparing the runs…")
+        self.statusBar().showMessage("Comparing the runs…", 10000)
 
         def opened(data: CompareData) -> None:
             self.statusBar().clearMessage()
@@ -1211,7 +1211,7 @@ class MainWindow(QMainWindow):
             self.message(QMessageBox.Icon.Critical, "Export failed",
                          f"{path}: {reason}\n\nNothing was written.")  # fmt: skip
 
-        self.statusBar().showMessage(f"Writing {path}…")
+        self.statusBar().showMessage(f"Writing {path}…", 10000)
         return self.query(f"export {path}", write,
                           lambda _: self.statusBar().showMessage(f"{what} written to {path}", 10000),
                           failed)  # fmt: skip
