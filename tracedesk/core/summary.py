@@ -23,7 +23,7 @@ from tracedesk.core.store.queries import (
 )
 
 GROUPINGS = ("run", "kind", "tool", "model", "agent", "step")
-_FIRST_PART = CostGroup._fields.index("input_pusd")
+_PARTS = slice(CostGroup._fields.index("input_pusd"), CostGroup._fields.index("price_ids"))
 ZERO = Decimal(0)
 NO_AGENT = "(no agent)"
 
@@ -43,6 +43,7 @@ class CostRow:
     cache_write_1h_tokens: int = 0
     cost: Decimal = ZERO
     unpriced_steps: int = 0
+    ns: int = 0  # the time its steps took, summed (grouped by SQL only)
     # Filled by summaries made with detail: the cost by part (COST_PARTS), the prices'
     # sources and dates, and the cost of the steps that loop incidents wasted.
     parts: dict[str, Decimal] = field(default_factory=dict)
@@ -52,7 +53,7 @@ class CostRow:
 
     def add_detail(self, group: CostGroup, prices: dict[int, tuple[str, str, str | None]]) -> None:
         """The group's cost parts and the sources and dates of its prices."""
-        for part, pusd in zip(COST_PARTS, group[_FIRST_PART:-1], strict=True):
+        for part, pusd in zip(COST_PARTS, group[_PARTS], strict=True):
             if pusd is not None:
                 self.parts[part] = self.parts.get(part, ZERO) + (from_pusd(int(pusd)) or ZERO)
         for price_id in filter(None, (group.price_ids or "").split(",")):
@@ -71,6 +72,7 @@ class CostRow:
         self.cache_write_1h_tokens += group.cache_write_1h_tokens
         self.cost += from_pusd(group.cost_pusd) or ZERO
         self.unpriced_steps += group.unpriced_steps
+        self.ns += group.ns or 0
 
 
 @dataclass
@@ -171,6 +173,19 @@ def summarize_many(
 
     in_sql = [by for by in groupings if by in COST_GROUP_KEYS]
     sql_groups = store.cost_groups(in_sql, ids, parts=detail) if in_sql else {}
+    unpriced: list[dict[str, int]] = []
+
+    def unknown_models() -> dict[str, int]:
+        """Models without a price and their steps: from the model groups when there are
+        some, else one query for every grouping."""
+        if not unpriced:
+            unpriced.append(
+                {g.key: g.unpriced_steps for g in sql_groups["model"] if g.unpriced_steps}
+                if "model" in sql_groups
+                else store.unpriced_models(ids)
+            )
+        return unpriced[0]
+
     prices = store.prices() if detail or "model" in groupings else {}
     for group in sql_groups.get("model", []):
         # The label of the price its steps were priced with, as stored: no need to load
@@ -220,9 +235,7 @@ def summarize_many(
             total=total,
             runs=names,
             waste=waste,
-            unknown_models={g.key: g.unpriced_steps for g in groups if g.unpriced_steps}
-            if by == "model"
-            else store.unpriced_models(ids),
+            unknown_models=unknown_models(),
         )
     return summaries
 

@@ -39,7 +39,7 @@ def chart_data(db_path: str, run_ids: list[str], pricing: Pricing) -> ChartData:
     """Everything the charts draw, computed off the UI thread on its own connection."""
     with Store(db_path) as store:
         summaries = summarize_many(store, pricing, run_ids, GROUPS)
-        tool_time = store.time_by("tool", run_ids)
+        tool_time = {row.key: row.ns for row in summaries["tool"].rows}
         cumulative: list[tuple[float, float]] = []
         spans: list[tuple[float, float]] = []
         waste: list[tuple[str, float, float]] = []

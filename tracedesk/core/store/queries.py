@@ -134,6 +134,7 @@ class CostGroup(NamedTuple):
     reported_pusd: int | None = None
     tool_pusd: int | None = None
     price_ids: str | None = None
+    ns: int | None = None  # the time its steps took, summed (steps with both times)
 
 
 # The parts of a cost, as CostGroup and exports list them: the usage types of a computed
@@ -177,6 +178,7 @@ _PART_SUMS = (
 )
 _NO_PART_SUMS = ", ".join(["NULL"] * (len(PART_COLUMNS) + 2))
 _PRICE_IDS = "',' || group_concat(DISTINCT price_id) || ','"
+_TIME_SUM = "sum(end_ns - start_ns) FILTER (WHERE end_ns >= start_ns)"
 # Enough to name the price of a model's steps, much cheaper than every distinct id.
 _FIRST_AND_LAST_PRICE = "',' || min(price_id) || ',' || max(price_id) || ','"
 # A step's own parts, in the order of those sums.
@@ -294,8 +296,8 @@ class Queries:
         numbers = ", ".join(str(n) for n in range(1, len(bys) + 1))
         part_sums = _PART_SUMS if parts else _NO_PART_SUMS
         price_ids = _PRICE_IDS if parts else _FIRST_AND_LAST_PRICE if "model" in bys else "NULL"
-        sql = (f"SELECT {keys}, {_COST_SUMS}, {part_sums}, {price_ids} FROM steps{where}"
-               f" GROUP BY {numbers}")  # fmt: skip
+        sql = (f"SELECT {keys}, {_COST_SUMS}, {part_sums}, {price_ids}, {_TIME_SUM}"
+               f" FROM steps{where} GROUP BY {numbers}")  # fmt: skip
         cursor = self.conn.cursor()
         cursor.row_factory = None
         sums: list[dict[str, list]] = [{} for _ in bys]
@@ -311,13 +313,6 @@ class Queries:
                             known[n] = value if known[n] is None else known[n] + value
         return {by: [CostGroup(key, *v) for key, v in sums[n].items()]
                 for n, by in enumerate(bys)}  # fmt: skip
-
-    def time_by(self, by: str, run_ids: list[str] | None = None) -> dict[str, int]:
-        """Nanoseconds the steps of each group (a key of COST_GROUP_KEYS) took, summed."""
-        where, params = _only(run_ids)
-        sql = (f"SELECT {COST_GROUP_KEYS[by]}, sum(end_ns - start_ns) FROM steps{where}"
-               f" {'AND' if where else 'WHERE'} end_ns >= start_ns GROUP BY 1")  # fmt: skip
-        return {key: ns for key, ns in self.conn.execute(sql, params)}
 
     def unpriced_models(self, run_ids: list[str] | None = None) -> dict[str, int]:
         """Models without a price, with how many steps used them."""
