@@ -23,7 +23,10 @@ from tracedesk.core.store.queries import (
 )
 
 GROUPINGS = ("run", "kind", "tool", "model", "agent", "step")
-_PARTS = slice(CostGroup._fields.index("input_pusd"), CostGroup._fields.index("price_ids"))
+_FIRST_PART, _PRICE_IDS = (
+    CostGroup._fields.index("input_pusd"),
+    CostGroup._fields.index("price_ids"),
+)
 ZERO = Decimal(0)
 NO_AGENT = "(no agent)"
 
@@ -53,7 +56,7 @@ class CostRow:
 
     def add_detail(self, group: CostGroup, prices: dict[int, tuple[str, str, str | None]]) -> None:
         """The group's cost parts and the sources and dates of its prices."""
-        for part, pusd in zip(COST_PARTS, group[_PARTS], strict=True):
+        for part, pusd in zip(COST_PARTS, group[_FIRST_PART:_PRICE_IDS], strict=True):
             if pusd is not None:
                 self.parts[part] = self.parts.get(part, ZERO) + (from_pusd(int(pusd)) or ZERO)
         for price_id in filter(None, (group.price_ids or "").split(",")):
