@@ -71,3 +71,27 @@ def native_run(run_id: str = "r1", steps: int = 3, **run_fields) -> list[dict]:
 DEMO_FILE = Path(__file__).parents[1] / "resources" / "samples" / "demo.tracedesk.jsonl"
 # Counted from the shipped file itself, so that regenerating the samples needs no edits here.
 DEMO_STEPS = sum(b'"type":"step"' in line for line in DEMO_FILE.read_bytes().splitlines())
+
+
+def library_shown(window, qtbot) -> None:
+    """Wait for the runs library, which the window reads in a worker."""
+    qtbot.waitUntil(lambda: not window.library_pending, timeout=10_000)
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    """The main window on the demo database, shown, its runs listed."""
+    from PySide6.QtCore import QSettings, QThreadPool
+
+    from tracedesk.ui.app import fill_with_demo
+    from tracedesk.ui.main_window import MainWindow
+
+    db = tmp_path / "gui.db"
+    fill_with_demo(db)
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(db, settings)
+    qtbot.addWidget(win)
+    win.show()
+    library_shown(win, qtbot)
+    yield win
+    QThreadPool.globalInstance().waitForDone(10_000)

@@ -6,7 +6,6 @@ import csv
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QThreadPool, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QMessageBox
@@ -20,25 +19,15 @@ from tracedesk.ui.app import fill_with_demo, self_test
 from tracedesk.ui.main_window import ExportDialog, MainWindow
 from tracedesk.ui.models import RUN_ID_ROLE, JsonModel, RunsTableModel, StepTreeModel, step_rows
 
-from .conftest import DEMO_STEPS, FIXTURES, HEADER, REAL_FIXTURES, snapshot, write_jsonl
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    db = tmp_path / "gui.db"
-    fill_with_demo(db)
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    win = MainWindow(db, settings)
-    qtbot.addWidget(win)
-    win.show()
-    library_shown(win, qtbot)
-    yield win
-    QThreadPool.globalInstance().waitForDone(10_000)
-
-
-def library_shown(window, qtbot) -> None:
-    """Wait for the runs library, which the window reads in a worker."""
-    qtbot.waitUntil(lambda: not window.library_pending, timeout=10_000)
+from .conftest import (
+    DEMO_STEPS,
+    FIXTURES,
+    HEADER,
+    REAL_FIXTURES,
+    library_shown,
+    snapshot,
+    write_jsonl,
+)
 
 
 def idle(window) -> bool:

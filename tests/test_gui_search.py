@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-from PySide6.QtCore import QSettings, Qt, QThreadPool
+from PySide6.QtCore import Qt
 
 from tracedesk.core.store import Store
-from tracedesk.ui.app import fill_with_demo
-from tracedesk.ui.main_window import MainWindow
 from tracedesk.ui.models import MATCH_ROLE, STEP_ID_ROLE
 
-from .test_gui import library_shown, open_run
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    db = tmp_path / "gui.db"
-    fill_with_demo(db)
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    win = MainWindow(db, settings)
-    qtbot.addWidget(win)
-    win.show()
-    library_shown(win, qtbot)
-    yield win
-    QThreadPool.globalInstance().waitForDone(10_000)
+from .test_gui import open_run
 
 
 def search(window, qtbot, query: str) -> None:
