@@ -130,3 +130,21 @@ def test_session_view_lists_a_sessions_runs_in_order(window, qtbot):
     assert f"Session {session_id}: {session.runs} runs" in view.summary.text()
     starts = [r.start_ns for r in runs]
     assert starts == sorted(starts)
+
+
+def test_a_search_index_that_cannot_be_built_is_said_once_and_words_still_found(
+    window, qtbot, monkeypatch
+):
+    def refuse(self, *args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Store, "index_steps", refuse)
+    run_id = open_run(window, qtbot, lambda r: r.tools)
+    tool = next(r for r in window.runs.model.rows if r.id == run_id).tools[0]
+    search(window, qtbot, tool)
+    qtbot.waitUntil(lambda: window.last_message is not None)
+    assert "Cannot build the search index" in window.last_message.windowTitle()
+    assert window.index_failed and window.match_ids  # found by a LIKE scan instead
+    window.last_message = None
+    search(window, qtbot, tool)
+    assert window.last_message is None and window.match_ids  # not tried again

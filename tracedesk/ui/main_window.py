@@ -390,6 +390,7 @@ class MainWindow(QMainWindow):
         self.runs.step_query_timer.timeout.connect(self.search_runs)
         self.match_ids: set[str] = set()  # the current run's steps the search found
         self.index_task: Task | None = None  # building the search index
+        self.index_failed = False  # then searches do without it
         self.setCentralWidget(central)
         self.runs_dock = self._dock("Runs", self.runs, Qt.DockWidgetArea.TopDockWidgetArea)
         self.detail_dock = self._dock("Details", self.detail, Qt.DockWidgetArea.RightDockWidgetArea)
@@ -548,8 +549,10 @@ class MainWindow(QMainWindow):
             self._matches_found((run_id, set()))
             return
 
+        build = not self.index_failed
+
         def read(store: Store) -> tuple[str | None, set[str] | int]:
-            pending = store.search_index_state().pending
+            pending = store.search_index_state().pending if build else 0
             return run_id, pending if pending else store.matching_step_ids(run_id, query)
 
         self.query("step search", read, self._matches_found, self._search_failed)
@@ -576,11 +579,18 @@ class MainWindow(QMainWindow):
             self.progress.setVisible(True)
             self.status_label.setText(f"Building the search index ({plural(pending, 'step')})…")
 
+        def failed(exc: Exception) -> None:  # said once; words are then found without it
+            self.index_task, self.index_failed = None, True
+            self.progress.setVisible(False)
+            self.message(QMessageBox.Icon.Warning, "Cannot build the search index",
+                         f"{exc}\n\nWords are found without the index (slower).")  # fmt: skip
+            then()
+
         task = Task(work)
         task.signals.progress.connect(
             lambda done, total: self.progress.setValue(done * 1000 // max(total, 1))
         )
-        self.index_task = self.jobs.write("index", task, started, finished, finished)  # fmt: skip
+        self.index_task = self.jobs.write("index", task, started, finished, failed)
 
     def _search_failed(self, exc: Exception) -> None:
         if isinstance(exc, SearchError):
