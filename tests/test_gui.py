@@ -379,7 +379,9 @@ def test_changed_rules_are_applied_in_a_worker(window, qtbot, tmp_path):
     window.reload()
     library_shown(window, qtbot)
     assert window.analysis_task is not None and "re-analysing" in window.status_label.text()
-    qtbot.waitUntil(lambda: window.analysis_task is None, timeout=30_000)
+    # Analysed, and the library read again after it.
+    qtbot.waitUntil(lambda: window.analysis_task is None and not window.library_pending,
+                    timeout=30_000)  # fmt: skip
     assert sum(r.incident_count for r in window.runs.model.rows) > before
 
 
