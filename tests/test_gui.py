@@ -709,8 +709,14 @@ def test_runs_sort_in_the_model_keep_the_selection_and_survive_a_reload(window, 
     library_shown(window, qtbot)
     assert [proxy.index(r, 0).data(RUN_ID_ROLE) for r in range(proxy.rowCount())] == order
     window.runs.group.setChecked(True)
-    requests = [proxy.index(r, 1).data() for r in range(proxy.rowCount())]
-    assert requests == sorted(requests, key=str.lower)
+    header = table.horizontalHeader()
+    assert (header.sortIndicatorSection(), header.sortIndicatorOrder()) == (
+        1, Qt.SortOrder.AscendingOrder)  # fmt: skip
+    by_id = {r.id: r for r in window.runs.model.rows}
+    shown = [by_id[proxy.index(r, 0).data(RUN_ID_ROLE)] for r in range(proxy.rowCount())]
+    keys = [((r.request or "").lower(), r.start_ns or 0) for r in shown]
+    assert keys == sorted(keys)  # runs of one request together, oldest first
+    assert window.runs.selected_run_ids() == [run_id]
 
 
 def test_a_database_that_cannot_be_opened_is_a_message_not_a_traceback(qapp, tmp_path, monkeypatch):

@@ -174,10 +174,9 @@ class RunsPanel(QWidget):
         self.proxy.set_filters(since_ns=int((time.time() - days * 86400) * 1e9) if days else 0)
 
     def _group_changed(self, on: bool) -> None:
-        # Request first, then start time: runs of one request sit together, oldest first.
-        self.table.sortByColumn(9, Qt.SortOrder.AscendingOrder)
-        if on:
-            self.table.sortByColumn(1, Qt.SortOrder.AscendingOrder)
+        if on:  # request first, then start time: runs of one request together, oldest first
+            self.model.group_by_request()
+            self.table.sortByColumn(1, Qt.SortOrder.AscendingOrder)  # the header says so
         else:
             self.table.sortByColumn(9, Qt.SortOrder.DescendingOrder)
 

@@ -128,10 +128,19 @@ class RunsTableModel(RowsTableModel):
         if not 0 <= column < len(self.SORT_KEYS) or self.order == (column, order):
             return  # Qt asks twice for one header click; sorted is sorted
         self.order = (column, order)
+        self.reorder(self.SORT_KEYS[column], order == Qt.SortOrder.DescendingOrder)
+
+    def group_by_request(self) -> None:
+        """Runs of one request together, oldest first, in one pass (shown as sorted by
+        request)."""
+        self.order = (1, Qt.SortOrder.AscendingOrder)
+        self.reorder(lambda r: ((r.request or "").lower(), r.start_ns or 0), False)
+
+    def reorder(self, key, reverse: bool) -> None:
+        """Sort the rows by ``key``; selections and other persistent indexes follow."""
         self.layoutAboutToBeChanged.emit()
-        key = self.SORT_KEYS[column]
         order_of = sorted(range(len(self.rows)), key=lambda i: key(self.rows[i]),
-                          reverse=order == Qt.SortOrder.DescendingOrder)  # fmt: skip
+                          reverse=reverse)  # fmt: skip
         new_row = {old: new for new, old in enumerate(order_of)}
         self.rows = [self.rows[i] for i in order_of]
         self.haystacks = [self.haystacks[i] for i in order_of]
