@@ -477,6 +477,18 @@ def test_runs_partly_stored_by_another_import_are_read_back(tmp_path: Path) -> N
     assert ingest.read_back >= 1 and ingest.result.skipped == 10
 
 
+def write_fails(ingest, store: Store, spans, monkeypatch) -> None:
+    """A write of these spans that the database refuses partway (it rolls back)."""
+
+    def refuse(*args):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(store, "update_running_totals", refuse)
+    with pytest.raises(sqlite3.OperationalError):
+        ingest.write(store, received(spans))
+    monkeypatch.undo()
+
+
 def test_a_failed_write_keeps_nothing_so_the_spans_are_written_when_sent_again(
     tmp_path: Path, monkeypatch
 ) -> None:
@@ -486,14 +498,7 @@ def test_a_failed_write_keeps_nothing_so_the_spans_are_written_when_sent_again(
     db = tmp_path / "live.db"
     with Store(db) as store:
         ingest.write(store, received(spans[:4]))
-
-        def refuse(*args):
-            raise sqlite3.OperationalError("disk I/O error")
-
-        monkeypatch.setattr(store, "update_running_totals", refuse)
-        with pytest.raises(sqlite3.OperationalError):
-            ingest.write(store, received(spans))
-        monkeypatch.undo()
+        write_fails(ingest, store, spans, monkeypatch)
         assert ingest.write(store, received(spans)).steps == len(spans) - 4
         assert ingest.settle(store, force=True)
     assert content(db) == content(file_import(tmp_path, spans, "file"))
@@ -505,14 +510,7 @@ def test_a_failed_first_write_leaves_no_import_row_behind(tmp_path: Path, monkey
     spans = story_spans(runs=1)
     ingest = live_ingest(Clock())
     with Store(tmp_path / "live.db") as store:
-
-        def refuse(*args):
-            raise sqlite3.OperationalError("disk I/O error")
-
-        monkeypatch.setattr(store, "update_running_totals", refuse)
-        with pytest.raises(sqlite3.OperationalError):
-            ingest.write(store, received(spans))
-        monkeypatch.undo()
+        write_fails(ingest, store, spans, monkeypatch)
         assert ingest.import_id is None
         assert ingest.write(store, received(spans)).steps == len(spans)
         orphans = store.conn.execute(
