@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -95,3 +97,16 @@ def window(qtbot, tmp_path):
     library_shown(win, qtbot)
     yield win
     QThreadPool.globalInstance().waitForDone(10_000)
+
+
+@contextmanager
+def store_at_version(path: Path, version: int) -> Iterator[Store]:
+    """A database made as schema ``version`` made it (the later migrations not applied),
+    to check what they do to it."""
+    from tracedesk.core.store import schema
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(schema, "SCHEMA_VERSION", version)
+        patch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:version])
+        with Store(path) as store:
+            yield store

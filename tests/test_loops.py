@@ -23,7 +23,7 @@ from tracedesk.core.ingest import import_file
 from tracedesk.core.model import Incident, Run, severity_rank
 from tracedesk.core.store import Store
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, store_at_version
 
 LOOPS = FIXTURES / "loops"
 LABELS = json.loads((LOOPS / "labels.json").read_text())
@@ -327,18 +327,13 @@ def test_check_run_ids_from_the_database(tmp_path, monkeypatch, capsys):
 
 
 def test_a_database_with_findings_is_migrated_to_incidents(tmp_path, monkeypatch, capsys):
-    from tracedesk.core.store import schema as store_module
-
     db = tmp_path / "v4.db"
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 4)
-    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:4])
-    with Store(db) as old:
+    with store_at_version(db, 4) as old:
         old.conn.execute("INSERT INTO runs(id, name, finding_count) VALUES ('r', 'old', 2)")
         old.conn.execute(
             "INSERT INTO findings(run_id, kind, severity, step_ids, wasted_step_ids, message)"
             " VALUES ('r', 'retry_storm', 'error', '[]', '[]', 'old finding')"
         )
-    monkeypatch.undo()
     monkeypatch.setenv("TRACEDESK_DB", str(db))
     assert main(["import", str(one_run_file(tmp_path, "rs_same_result"))]) == 0
     with Store(db) as store:

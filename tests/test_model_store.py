@@ -14,7 +14,7 @@ from tracedesk.core.model import Step, StepKind, to_decimal
 from tracedesk.core.store import SCHEMA_VERSION, Store, StoreError, default_db_path
 from tracedesk.core.store import schema as store_module
 
-from .conftest import FIXTURES, native_run, write_jsonl
+from .conftest import FIXTURES, native_run, store_at_version, write_jsonl
 
 
 def test_core_never_imports_qt():
@@ -107,13 +107,10 @@ def test_store_in_tmp_path_is_a_real_file(store):
     assert Path(store.path).exists()
 
 
-def test_a_version_5_database_gains_cache_write_counts(tmp_path, monkeypatch):
+def test_a_version_5_database_gains_cache_write_counts(tmp_path):
     db = tmp_path / "v5.db"
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 5)
-    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:5])
-    with Store(db) as old:
+    with store_at_version(db, 5) as old:
         old.conn.execute("INSERT INTO runs(id, name, input_tokens) VALUES ('r', 'old', 7)")
-    monkeypatch.undo()
     with Store(db) as store:
         run = store.get_run("r")
         assert (run.name, run.input_tokens, run.cache_creation_tokens) == ("old", 7, 0)
@@ -165,18 +162,15 @@ def test_a_second_writer_waits_its_turn_and_the_same_file_goes_in_once(tmp_path)
         assert store.counts()["imports"] == 1 and len(store.runs()) == 1
 
 
-def test_a_v10_database_gains_one_hour_cache_writes(tmp_path, monkeypatch):
+def test_a_v10_database_gains_one_hour_cache_writes(tmp_path):
     """Schema 11: old steps keep their costs and have no 1-hour split (NULL, not 0)."""
     db = tmp_path / "v10.db"
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 10)
-    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:10])
-    with Store(db) as old:
+    with store_at_version(db, 10) as old:
         old.conn.execute("INSERT INTO runs(id, name, cache_creation_tokens) VALUES ('r', 'x', 9)")
         old.conn.execute(
             "INSERT INTO steps(run_id, id, kind, cache_creation_tokens, cost_pusd,"
             " cache_write_pusd) VALUES ('r', 's', 'llm', 9, 50, 40)"
         )
-    monkeypatch.undo()
     with Store(db) as store:
         assert store.schema_version == SCHEMA_VERSION >= 11
         row = store.conn.execute(
