@@ -128,6 +128,7 @@ def test_otlp_genai_and_openinference_fields(store):
     assert chat.reasoning_tokens == 0 and chat.depth == 1
     assert chat.attributes["gen_ai.response.finish_reasons"] == ["tool_calls"]
     assert chat.attributes["otel.span_kind"] == "CLIENT"
+    assert "tracedesk.token_source" not in chat.attributes  # the current GenAI key
     assert chat.output[0]["parts"][0]["name"] == "get_order"
     tool = steps["c1d2e3f4a5b6c7d8"]
     assert (tool.kind, tool.tool_name, tool.tool_args) == ("tool", "get_order", {"id": "1042"})

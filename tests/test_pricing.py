@@ -315,3 +315,34 @@ def test_recorded_wrap_anthropic_one_hour_writes(tmp_path, pricing):
     assert document["total"]["cache_write_1h_cost_usd"] == "0.03"
     assert "cache_write_1h 0.03" in COST_WRITERS["md"](summary)
     assert "6200 (5000 1h)" in COST_WRITERS["md"](summary)
+
+
+def test_pricing_in_integers_equals_pricing_in_decimals():
+    """An import prices a call in integer pico-dollars when the price allows: for every model
+    of the catalogue, usage of every type, below and above tier thresholds and across
+    dates, it must store exactly what the Decimal lines say (cost, source and parts)."""
+    from genai_prices import data_snapshot
+
+    from tracedesk.core.analysis.cost import _pusd_rates, price
+
+    pricing = Pricing.load(use_user_file=False)
+    usages = [dict(input_tokens=1200, output_tokens=300),
+              dict(input_tokens=5024, cached_input_tokens=3200, cache_creation_tokens=1800,
+                   cache_write_1h_tokens=600, output_tokens=310, reasoning_tokens=100),
+              dict(input_tokens=250_000, cached_input_tokens=40_000, output_tokens=2000),
+              dict(output_tokens=7)]  # fmt: skip
+    priced = fast = 0
+    for provider in data_snapshot.get_snapshot().providers:
+        for model in provider.models:
+            for day in ("2025-06-01", "2026-04-10"):
+                for usage in usages:
+                    step = llm(model.id, ns(day), provider.id, **usage)
+                    price(step, pricing)
+                    expected = explain_cost(step, pricing)
+                    assert (step.cost, step.cost_source, step.cost_parts) == (
+                        expected.cost, expected.source, expected.parts()), (provider.id, model.id)  # fmt: skip
+                    found = pricing.resolve(model.id, provider.id, ns(day))
+                    priced += found is not None
+                    fast += found is not None and _pusd_rates(found) is not None
+    # Nearly every price is whole pico-dollars per token: the integer path is the one used.
+    assert fast > 0.9 * priced > 10_000

@@ -59,6 +59,14 @@ def json_text(value: Any) -> str | None:
             raise ValueError("a value is nested too deeply to store") from None
 
 
+PUSD = Decimal(10**12)  # pico-dollars in a dollar
+
+
+def from_pusd(pusd: int | None) -> Decimal | None:
+    """A stored cost (integer pico-dollars) as USD."""
+    return None if pusd is None else Decimal(pusd) / PUSD
+
+
 def to_pusd(amount: Decimal | None) -> int | None:
     """USD as integer pico-dollars, the stored form of every cost."""
     return None if amount is None else int(amount.scaleb(12).to_integral_value())

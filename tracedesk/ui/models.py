@@ -20,8 +20,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor, QFont
 
 from tracedesk.core.export import cost_text, format_usd, incident_lines
-from tracedesk.core.model import Incident, Run, Status, severity_rank
-from tracedesk.core.store.queries import from_pusd
+from tracedesk.core.model import Incident, Run, Status, from_pusd, severity_rank
 from tracedesk.core.text import format_count, format_duration, incidents_text, shorten, visible
 from tracedesk.ui.theme import (
     INCIDENT_COLOR,

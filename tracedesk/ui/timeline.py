@@ -10,8 +10,7 @@ from PySide6.QtGui import QCursor, QKeyEvent
 from PySide6.QtWidgets import QToolTip
 
 from tracedesk.core.export import format_usd
-from tracedesk.core.model import Status
-from tracedesk.core.store.queries import from_pusd
+from tracedesk.core.model import Status, from_pusd
 from tracedesk.core.text import format_count, format_duration, shorten
 from tracedesk.ui.models import StepRow, duration_of, plain_tooltip
 from tracedesk.ui.theme import ERROR_COLOR, INCIDENT_COLOR, KIND_COLORS, MATCH_COLOR

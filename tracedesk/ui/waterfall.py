@@ -23,8 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from tracedesk.core.export import format_usd
-from tracedesk.core.model import Status
-from tracedesk.core.store.queries import from_pusd
+from tracedesk.core.model import Status, from_pusd
 from tracedesk.ui.theme import ERROR_COLOR, INCIDENT_COLOR, kind_color, kind_icon
 
 HEAT_LOW, HEAT_HIGH = QColor("#FDE8A0"), QColor("#B10026")  # cheapest and dearest step

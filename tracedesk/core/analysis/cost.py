@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from tracedesk.core.analysis.pricing import MILLION, ModelPrice, Pricing, ToolPrice
-from tracedesk.core.model import CostParts, Step, StepKind, to_pusd
+from tracedesk.core.model import CostParts, Step, StepKind, from_pusd, to_pusd
 
 ZERO = Decimal(0)
 # Usage types in the order a cost detail lists them, with their short names.
@@ -174,8 +174,79 @@ def explain_cost(step: Step, pricing: Pricing) -> StepCost:
 
 def price(step: Step, pricing: Pricing) -> None:
     """Set the step's cost, its source and what it is made of (as stored)."""
+    if step.reported_cost is None and (step.input_tokens or step.output_tokens):
+        model_price = pricing.resolve(step.model, step.provider, step.start_ns)
+        if model_price is not None and _price_in_pusd(step, model_price):
+            return
     priced = explain_cost(step, pricing)
     step.cost, step.cost_source, step.cost_parts = priced.cost, priced.source, priced.parts()
+
+
+class _PusdRates(NamedTuple):
+    """A price in whole pico-dollars per token (nearly every price is), so that a call's
+    cost is integers, as ``cost_lines`` computes it in Decimals."""
+
+    per_token: tuple[int, ...]  # in the order of CostParts' usage fields, request left out
+    request: int | None
+    source: str | None
+    label: str
+
+
+_rates_of: dict[int, tuple[ModelPrice, _PusdRates | None]] = {}  # by id(ModelPrice)
+
+
+def _pusd_rates(price: ModelPrice) -> _PusdRates | None:
+    """The price's rates in pico-dollars, None if one is not whole (then in Decimals)."""
+    known = _rates_of.get(id(price))
+    if known is not None and known[0] is price:
+        return known[1]
+    write = price.input if price.cache_write is None else price.cache_write
+    per_token = [price.input, price.input if price.cached_input is None else price.cached_input,
+                 write, write if price.cache_write_1h is None else price.cache_write_1h,
+                 price.output, price.output if price.reasoning is None else price.reasoning,
+                 ]  # fmt: skip
+    scaled = [rate * MILLION for rate in per_token]  # USD per 1M tokens: pico-dollars per token
+    request = price.per_request.scaleb(12) if price.per_request else None
+    rates = None
+    if all(r == r.to_integral_value() for r in (*scaled, request or ZERO)):
+        source = StepCost(None, CostSource.COMPUTED, price=price).price_source
+        rates = _PusdRates(tuple(map(int, scaled)), None if request is None else int(request),
+                           source, price.label)  # fmt: skip
+    _rates_of[id(price)] = (price, rates)
+    return rates
+
+
+def _price_in_pusd(step: Step, price: ModelPrice) -> bool:
+    """Price a model call in integers when its price allows (the import's common case,
+    in a quarter of the time of ``explain_cost``); False when it does not."""
+    input_tokens = step.input_tokens or 0
+    if price.tiers and price.for_input(input_tokens) is not price:
+        return False
+    rates = _pusd_rates(price)
+    if rates is None:
+        return False
+    output_tokens = step.output_tokens or 0
+    cached, written = step.cached_input_tokens or 0, step.cache_creation_tokens or 0
+    hour, reasoning = step.cache_write_1h_tokens or 0, step.reasoning_tokens or 0
+    if cached or written or reasoning:  # subsets of input and output, as cost_lines takes them
+        cached = min(cached, input_tokens)
+        written = min(written, input_tokens - cached)
+        hour = min(hour, written)
+        reasoning = min(reasoning, output_tokens)
+    uncached, five_minutes, answer = (
+        input_tokens - cached - written,
+        written - hour,
+        output_tokens - reasoning,
+    )
+    rate = rates.per_token
+    parts = [uncached * rate[0] if uncached else None, cached * rate[1] if cached else None,
+             five_minutes * rate[2] if five_minutes else None, hour * rate[3] if hour else None,
+             answer * rate[4] if answer else None, reasoning * rate[5] if reasoning else None,
+             rates.request]  # fmt: skip
+    total = sum(filter(None, parts))
+    step.cost, step.cost_source = from_pusd(total), CostSource.COMPUTED
+    step.cost_parts = CostParts(*parts, rates.source, price.as_of, rates.label)
+    return True
 
 
 def price_step(step: Step, pricing: Pricing) -> tuple[Decimal | None, CostSource]:

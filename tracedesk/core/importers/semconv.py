@@ -224,7 +224,9 @@ def apply_attributes(step: Step, attrs: dict[str, Any]) -> str | None:
         target = "output" if field == "tool_result" else field
         if value is not None and getattr(step, target) is None:
             setattr(step, target, value)
-    if "input_tokens" in chosen:
+    # Which key the token counts came from, unless it is the current GenAI one: noted on
+    # every model call, that took 50 bytes each.
+    if "input_tokens" in chosen and chosen["input_tokens"][1] != INPUT_TOKEN_KEYS[0]:
         rest["tracedesk.token_source"] = chosen["input_tokens"][1]
     _apply_dialects(step, attrs)
     if step.kind == StepKind.TOOL:

@@ -13,11 +13,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 import platformdirs
-import sqlite_utils
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 from tracedesk.core.model import (
     CostParts,
@@ -170,16 +174,23 @@ class Database:
         self.conn.row_factory = sqlite3.Row
         self.on_busy: Callable[[], None] | None = None  # told when waiting for another writer
         self._price_ids: dict[tuple[str, str], int] = {}  # (source, date) -> prices.id
-        self.db = sqlite_utils.Database(self.conn)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA foreign_keys=ON")
-        # 64 MB of page cache (the default is 2 MB): an import touches index pages all over.
-        self.conn.execute("PRAGMA cache_size=-65536")
+        # Sorts (GROUP BY over every step) in a helper thread as well: 1.5 -> 1.0 s at 1M.
+        self.conn.execute(f"PRAGMA threads={min(os.cpu_count() or 1, 4)}")
         self._migrate()
 
     def close(self) -> None:
         self.conn.close()
+
+    @cached_property
+    def db(self) -> sqlite_utils.Database:
+        """sqlite-utils over the connection, for schema work only: imported when first
+        needed, since it pulls in numpy (0.15 s of every CLI command's start)."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
 
     # -- schema -------------------------------------------------------------------------
 
@@ -205,6 +216,11 @@ class Database:
     def transaction(self) -> Iterator[None]:
         self._begin()
         self._price_ids.clear()  # ids known from a transaction that may have rolled back
+        # A connection that writes gets 64 MB of page cache (an import touches index pages
+        # all over); one that only reads keeps SQLite's 2 MB, by which SQLite also sizes a
+        # sort's memory: a GROUP BY over a million steps sorts faster in small runs
+        # (1.0 s, against 1.6 s in 64 MB).
+        self.conn.execute("PRAGMA cache_size=-65536")
         try:
             yield
         except BaseException:

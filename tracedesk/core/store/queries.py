@@ -11,7 +11,16 @@ from typing import NamedTuple
 import orjson
 
 from tracedesk.core.collector import collector_paused
-from tracedesk.core.model import USAGE_PARTS, Evidence, Incident, Run, Step, to_decimal
+from tracedesk.core.model import (
+    PUSD,
+    USAGE_PARTS,
+    Evidence,
+    Incident,
+    Run,
+    Step,
+    from_pusd,
+    to_decimal,
+)
 from tracedesk.core.search import Node, SearchSQL, compile_query, parse
 from tracedesk.core.store.schema import (
     INDEXED_META_KEY,
@@ -80,7 +89,6 @@ def _row_to_incident(row: sqlite3.Row) -> Incident:
     )
 
 
-PUSD = Decimal(10**12)
 # The group key of each cost grouping that SQL can compute ("agent" needs the tree).
 COST_GROUP_KEYS = {
     "run": "run_id",
@@ -186,11 +194,6 @@ _STEP_PARTS = (
     ", ".join(PART_COLUMNS) + ", CASE cost_source WHEN 'reported' THEN cost_pusd END,"
     " CASE cost_source WHEN 'tool' THEN cost_pusd END, ',' || price_id || ','"
 )
-
-
-def from_pusd(pusd: int | None) -> Decimal | None:
-    """A stored cost (integer pico-dollars) as USD."""
-    return None if pusd is None else Decimal(pusd) / PUSD
 
 
 @dataclass(frozen=True, slots=True)

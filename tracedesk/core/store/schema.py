@@ -23,8 +23,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-import sqlite_utils
+if TYPE_CHECKING:
+    import sqlite_utils
 
 SCHEMA_VERSION = 12
 
@@ -297,8 +299,10 @@ def create_search_index(db: sqlite_utils.Database) -> None:
     chunks with progress, up to the rowid kept in ``meta``. Deleted and changed steps
     that are already indexed leave or change the index by trigger; new steps are not
     indexed by trigger, which would cost every import (see bench/README.md)."""
+    from sqlite_utils.db import Table
+
     table = db["steps"]
-    assert isinstance(table, sqlite_utils.db.Table)
+    assert isinstance(table, Table)
     columns = ", ".join(FTS_COLUMNS)
     olds = ", ".join(f"old.{c}" for c in FTS_COLUMNS)
     news = ", ".join(f"new.{c}" for c in FTS_COLUMNS)
@@ -325,8 +329,10 @@ def create_search_index(db: sqlite_utils.Database) -> None:
 
 
 def drop_search_index(db: sqlite_utils.Database) -> None:
+    from sqlite_utils.db import Table
+
     table = db["steps"]
-    assert isinstance(table, sqlite_utils.db.Table)
+    assert isinstance(table, Table)
     if db["steps_fts"].exists():
         table.disable_fts()
     db.execute("DROP TRIGGER IF EXISTS steps_ad")
