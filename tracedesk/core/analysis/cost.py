@@ -239,10 +239,10 @@ def _price_in_pusd(step: Step, price: ModelPrice) -> bool:
         output_tokens - reasoning,
     )
     rate = rates.per_token
-    parts = [uncached * rate[0] if uncached else None, cached * rate[1] if cached else None,
+    parts = (uncached * rate[0] if uncached else None, cached * rate[1] if cached else None,
              five_minutes * rate[2] if five_minutes else None, hour * rate[3] if hour else None,
              answer * rate[4] if answer else None, reasoning * rate[5] if reasoning else None,
-             rates.request]  # fmt: skip
+             rates.request)  # fmt: skip
     total = sum(filter(None, parts))
     step.cost, step.cost_source = from_pusd(total), CostSource.COMPUTED
     step.cost_parts = CostParts(*parts, rates.source, price.as_of, rates.label)
