@@ -21,6 +21,7 @@ import orjson
 
 from tracedesk.core.analysis.cost import price
 from tracedesk.core.analysis.pricing import Pricing
+from tracedesk.core.collector import collector_paused
 from tracedesk.core.importers import FORMATS
 from tracedesk.core.importers.base import ReadContext, TraceFormatError, open_decompressed
 from tracedesk.core.model import CostParts, EncodedJSON, ImportResult, Run, Step, json_text
@@ -92,7 +93,7 @@ def _read(path: str, format: str, skip_bad: bool, conn: Any, pricing: Pricing) -
     result = ImportResult(path=path, format=format)
     ctx = ReadContext(path=path, result=result, skip_bad=skip_bad)
     try:
-        with open(path, "rb") as raw:
+        with collector_paused(), open(path, "rb") as raw:
             batch: list[list[Any]] = []
             for record in FORMATS[format].read(open_decompressed(raw), ctx):
                 if isinstance(record, Step):

@@ -468,8 +468,10 @@ def detect_oscillations(view: RunView) -> Iterator[Finding]:
         calls = [s for s in actions if s.kind in TOOL_LIKE]
         keys = []
         for s in calls:
-            call, outcome = view.call_key(s), view.outcome_key(s)
-            # Unrecorded calls get a key of their own: they never repeat a pattern.
+            # Unrecorded calls get a key of their own: they never repeat a pattern (the
+            # outcome first: without one, the arguments need no canonical form).
+            outcome = view.outcome_key(s)
+            call = view.call_key(s) if outcome else None
             keys.append(f"{call}→{outcome}" if call and outcome else f"unknown:{s.id}")
         covered, index = -1, 0
         while index < len(calls):
@@ -514,10 +516,11 @@ def detect_no_progress(view: RunView) -> Iterator[Finding]:
         tools = [s for s in actions if s.kind in TOOL_LIKE]
 
         def same_result_new_args(a: Step, b: Step) -> bool:
+            if not (label(a) == label(b) and a.status != Status.ERROR != b.status
+                    and _known_equal(view.outcome_key(a), view.outcome_key(b))):  # fmt: skip
+                return False  # the arguments' canonical forms are only made when needed
             call_a, call_b = view.call_key(a), view.call_key(b)
-            return (label(a) == label(b) and a.status != Status.ERROR != b.status
-                    and _known_equal(view.outcome_key(a), view.outcome_key(b))
-                    and call_a is not None and call_b is not None and call_a != call_b)  # fmt: skip
+            return call_a is not None and call_b is not None and call_a != call_b
 
         for run in _runs_of(tools, same_result_new_args):
             if len(run) >= min_repeats and len({view.call_key(s) for s in run}) == len(run):
