@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import orjson
 import platformdirs
@@ -50,7 +50,7 @@ WRITE_WAIT_S = 600  # how long to wait for another writer before giving up
 # of an import's insert time (steps have 35 columns, most of them NULL): a registered
 # adapter, a C function that returns None, makes it a dictionary lookup (10.3 -> 5.7 us
 # a step). It binds NULL as before; the registry is the sqlite3 module's, process-wide.
-sqlite3.register_adapter(type(None), {}.get)
+sqlite3.register_adapter(type(None), cast(Callable[[None], None], {}.get))
 INSERT_RUN_SQL = (
     f"INSERT INTO runs({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
 )
