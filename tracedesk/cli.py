@@ -583,7 +583,7 @@ def _check_runs(args: argparse.Namespace, rules: Rules, pricing: Pricing, scratc
     files = [Path(t) for t in args.targets if Path(t).is_file()]
     run_ids = [t for t in args.targets if not Path(t).is_file()]
     if files:
-        with Store(scratch / "check.db") as store:
+        with Store(scratch / "check.db", scratch=True) as store:
             for path in files:  # the import finds the incidents with these rules
                 import_file(store, path, pricing=pricing, rules=rules)
             for run in store.runs("start_ns ASC"):

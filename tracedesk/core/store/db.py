@@ -168,7 +168,9 @@ def incident_row(i: Incident) -> tuple:
 class Database:
     """The connection to one tracedesk database and the write side of a Store."""
 
-    def __init__(self, path: str | Path | None = None):
+    def __init__(self, path: str | Path | None = None, scratch: bool = False):
+        """``scratch``: a database thrown away after use (``check FILE``'s), written with no
+        write-ahead log to copy back and no syncs (an import 8 % faster)."""
         self.path = Path(path) if path is not None else default_db_path()
         if str(self.path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -180,8 +182,8 @@ class Database:
         self.conn.row_factory = sqlite3.Row
         self.on_busy: Callable[[], None] | None = None  # told when waiting for another writer
         self._price_ids: dict[tuple[str, str], int] = {}  # (source, date) -> prices.id
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute(f"PRAGMA journal_mode={'MEMORY' if scratch else 'WAL'}")
+        self.conn.execute(f"PRAGMA synchronous={'OFF' if scratch else 'NORMAL'}")
         self.conn.execute("PRAGMA foreign_keys=ON")
         # Sorts (GROUP BY over every step) in a helper thread as well: 1.5 -> 1.0 s at 1M.
         self.conn.execute(f"PRAGMA threads={min(os.cpu_count() or 1, 4)}")
