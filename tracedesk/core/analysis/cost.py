@@ -212,6 +212,8 @@ def _pusd_rates(price: ModelPrice) -> _PusdRates | None:
         source = StepCost(None, CostSource.COMPUTED, price=price).price_source
         rates = _PusdRates(tuple(map(int, scaled)), None if request is None else int(request),
                            source, price.label)  # fmt: skip
+    if len(_rates_of) >= 4096:  # it keeps the prices of Pricing objects long gone alive
+        _rates_of.clear()
     _rates_of[id(price)] = (price, rates)
     return rates
 
