@@ -80,10 +80,9 @@ def library_shown(window, qtbot) -> None:
     qtbot.waitUntil(lambda: not window.library_pending, timeout=10_000)
 
 
-@pytest.fixture
-def window(qtbot, tmp_path):
-    """The main window on the demo database, shown, its runs listed."""
-    from PySide6.QtCore import QSettings, QThreadPool
+def demo_window(qtbot, tmp_path):
+    """A main window on a new demo database, shown, its runs listed."""
+    from PySide6.QtCore import QSettings
 
     from tracedesk.ui.app import fill_with_demo
     from tracedesk.ui.main_window import MainWindow
@@ -95,7 +94,15 @@ def window(qtbot, tmp_path):
     qtbot.addWidget(win)
     win.show()
     library_shown(win, qtbot)
-    yield win
+    return win
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    """The main window on the demo database, shown, its runs listed."""
+    from PySide6.QtCore import QThreadPool
+
+    yield demo_window(qtbot, tmp_path)
     QThreadPool.globalInstance().waitForDone(10_000)
 
 

@@ -24,6 +24,7 @@ from .conftest import (
     FIXTURES,
     HEADER,
     REAL_FIXTURES,
+    demo_window,
     library_shown,
     snapshot,
     write_jsonl,
@@ -413,13 +414,7 @@ def test_no_query_the_gui_runs_scans_every_step(qtbot, tmp_path, monkeypatch):
         return conn
 
     monkeypatch.setattr(db_module.sqlite3, "connect", traced)
-    db = tmp_path / "gui.db"
-    fill_with_demo(db)
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    window = MainWindow(db, settings)
-    qtbot.addWidget(window)
-    window.show()
-    library_shown(window, qtbot)
+    window = demo_window(qtbot, tmp_path)
     statements.clear()
     run_id = open_run(window, qtbot, lambda r: r.incident_count)
     window.select_step(window.tree_model.steps[3].id)
@@ -431,7 +426,7 @@ def test_no_query_the_gui_runs_scans_every_step(qtbot, tmp_path, monkeypatch):
     qtbot.wait(200)
     selects = {s for s in statements if s.lstrip().upper().startswith("SELECT")}
     assert len(selects) >= 5 and any("FROM steps" in s for s in selects)
-    with Store(db) as store:
+    with Store(window.db_path) as store:
         for sql in selects:
             plan = " / ".join(row[3] for row in store.conn.execute("EXPLAIN QUERY PLAN " + sql))
             assert "SCAN steps" not in plan, f"{sql}\n  {plan}"
