@@ -8,14 +8,14 @@ import orjson
 import pytest
 
 from tracedesk.cli import main
-from tracedesk.core.analysis.cost import CostSource, price_step
+from tracedesk.core.analysis.cost import CostSource, explain_cost, explain_stored, price_step
 from tracedesk.core.analysis.pricing import Pricing, PricingError, catalogue_version
 from tracedesk.core.export import COST_WRITERS, csv_safe
 from tracedesk.core.ingest import import_file, refresh_costs
-from tracedesk.core.model import Step, StepKind
+from tracedesk.core.model import Step, StepKind, to_pusd
 from tracedesk.core.summary import GROUPINGS, summarize
 
-from .conftest import DEMO_STEPS, FIXTURES, HEADER, write_jsonl
+from .conftest import DEMO_FILE, DEMO_STEPS, FIXTURES, HEADER, REAL_FIXTURES, write_jsonl
 
 
 @pytest.fixture
@@ -340,3 +340,42 @@ def test_costs_by_model_group_under_the_stored_price_label_without_the_catalogue
     assert [(r.key, r.cost) for r in summary.rows] == [(r.key, r.cost) for r in expected.rows]
     assert any("/" in r.key for r in summary.rows) and computed  # provider/model labels
     assert not computed & set(looked_up)  # only models with no stored price are looked up
+
+
+def test_stored_costs_explain_as_the_catalogue_does(store, pricing, tmp_path):
+    """A step's details explain its cost from what the store keeps (no catalogue to load):
+    the same lines, cost, price and date as pricing the step afresh, on every step of the
+    real and recorded fixtures and the demo, and on shapes they lack (a tier, 1-hour cache
+    writes, reasoning, a tool price, an unknown model, a reported cost)."""
+    shapes = [{"model": "gemini-2.5-pro", "input_tokens": 250_000, "output_tokens": 900,
+               "reasoning_tokens": 400},
+              {"model": "claude-sonnet-4-5", "input_tokens": 9_000, "output_tokens": 50,
+               "cached_input_tokens": 1_000, "cache_creation_tokens": 3_000,
+               "cache_write_1h_tokens": 1_000},
+              {"model": "gpt-4o", "input_tokens": 7, "output_tokens": 3, "cost": "0.25"},
+              {"model": "mystery-9000", "input_tokens": 5},
+              {"kind": "tool", "tool_name": "web_search"}]  # fmt: skip
+    shaped = write_jsonl(tmp_path / "shapes.jsonl", [HEADER, {"type": "run", "id": "shapes"}] + [
+        {"type": "step", "run_id": "shapes", "id": f"s{n}", "kind": "llm", "start_ns": 1_760_000_000 * 10**9,
+         **fields} for n, fields in enumerate(shapes)])  # fmt: skip
+    files = [*REAL_FIXTURES.rglob("*.json"), *(FIXTURES / "recorded").rglob("*.pb"),
+             *(FIXTURES / "recorded" / "openai-agents").glob("*.jsonl"), DEMO_FILE, shaped]  # fmt: skip
+    for path in files:
+        import_file(store, path, pricing=pricing)
+    sources: set[str] = set()
+    for run_id in store.run_ids():
+        for listed in store.steps(run_id, payloads=False):
+            step = store.step(run_id, listed.id)
+            assert step is not None
+            stored, fresh = explain_stored(step), explain_cost(step, pricing)
+            assert stored is not None, step
+            sources.add(stored.source)
+            assert (stored.source, stored.text() if not stored.lines else None) == (
+                fresh.source, fresh.text() if not fresh.lines else None), step  # fmt: skip
+            assert (to_pusd(stored.cost), stored.price_source, stored.price_date) == (
+                to_pusd(fresh.cost), fresh.price_source, fresh.price_date), step  # fmt: skip
+            assert [(line.usage, line.quantity, to_pusd(line.cost)) for line in stored.lines] == [
+                (line.usage, line.quantity, to_pusd(line.cost)) for line in fresh.lines], step  # fmt: skip
+            for ours, theirs in zip(stored.lines, fresh.lines, strict=True):
+                assert abs(ours.price - theirs.price) <= theirs.price * Decimal("1e-8"), step
+    assert sources == set(CostSource)

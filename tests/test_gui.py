@@ -349,6 +349,32 @@ def test_a_run_without_steps_opens(window, qtbot, tmp_path):
     assert "0 steps" in window.run_header.text()
 
 
+def test_charts_are_read_only_while_they_show(window, qtbot):
+    """Behind the timeline (the default), the charts are not read for each run chosen: that
+    work held up a step's details. Shown, they are read for the runs chosen now."""
+    asked: list[list[str]] = []
+    load = window.load_charts
+    window.load_charts = lambda run_ids=None: (asked.append(window.runs.selected_run_ids()),
+                                               load(run_ids))  # fmt: skip
+    window.chart_timer.timeout.disconnect()
+    window.chart_timer.timeout.connect(window.load_charts)
+    assert window.charts_dock.visibleRegion().isEmpty()
+    first = open_run(window, qtbot, lambda r: r.incident_count)
+    second = open_run(window, qtbot, lambda r: r.id != first)
+    qtbot.wait(400)  # past the timer that lets a selection settle
+    assert asked == [] and window.charts.data is None
+    window.charts_dock.raise_()
+    qtbot.waitUntil(lambda: window.charts.data is not None)
+    assert asked == [[second]]
+    window.timeline_dock.raise_()
+    open_run(window, qtbot, lambda r: r.id == first)
+    qtbot.wait(400)
+    assert asked == [[second]]  # hidden again: not read until shown
+    window.charts_dock.raise_()
+    qtbot.waitUntil(lambda: len(asked) == 2)
+    assert asked[1] == [first]
+
+
 def test_plots_follow_a_palette_change(window, qtbot):
     """Every chart follows at once: backgrounds, axes, titles and the values on the bars."""
     import pyqtgraph as pg
@@ -800,7 +826,7 @@ def test_a_huge_output_opens_as_its_first_screen_and_reads_whole_on_demand(windo
 
 def test_the_details_explain_a_steps_cost_line_by_line(window, qtbot):
     """Issue 16: the cost detail shows each usage type at its price, and where the price
-    came from, computed in the worker that reads the step."""
+    came from, worked out from the stored cost parts in the worker that reads the step."""
     open_run(window, qtbot, lambda r: (r.cost or 0) > 0)
     llm = next(s for s in window.tree_model.steps if s.kind == "llm" and s.cost_pusd)
     show_step(window, qtbot, llm.id)

@@ -44,7 +44,7 @@ from PySide6.QtWidgets import (
 
 from tracedesk import __version__
 from tracedesk.core.analysis.compare import request_fingerprint
-from tracedesk.core.analysis.cost import StepCost, explain_cost
+from tracedesk.core.analysis.cost import StepCost, explain_cost, explain_stored
 from tracedesk.core.analysis.loops import Rules, RulesError
 from tracedesk.core.analysis.pricing import Pricing, PricingError
 from tracedesk.core.collector import collector_paused
@@ -304,6 +304,9 @@ class MainWindow(QMainWindow):
         self.incidents_height: int | None = None  # before a run without incidents shrank it
         self.chart_timer = QTimer(self, singleShot=True, interval=150)
         self.chart_timer.timeout.connect(self.load_charts)
+        # Charts are read only while their dock shows (the timeline hides them by default):
+        # read for nothing, the charts of a 100k-step run held up the step details.
+        self.charts_stale = True
         self._build_views()
         self._build_menus()
         self._build_status_bar()
@@ -805,8 +808,8 @@ class MainWindow(QMainWindow):
         self.library_loaded.emit()
         if not self.prices_warmed:
             # The price catalogue takes 0.2–0.5 s to load, holding the interpreter: in the
-            # background a moment after the runs are listed, before a step shows what its
-            # cost is made of.
+            # background a moment after the runs are listed, before an import or an
+            # older database's step (stored without its cost parts) needs it.
             self.prices_warmed = True
             QTimer.singleShot(1000, self._warm_prices)
 
@@ -829,7 +832,10 @@ class MainWindow(QMainWindow):
 
     def _runs_selection_changed(self, *_: object) -> None:
         # Charts come after the run is shown, and once the selection settles.
-        self.chart_timer.start()
+        self.charts_stale = True
+        # A dock behind another dock's tab stays "visible", with nothing of it on screen.
+        if not self.charts_dock.visibleRegion().isEmpty():
+            self.chart_timer.start()
 
     def show_run(self, run_id: str) -> None:
         """Read a run in a worker, on its own connection, and show it when it arrives; when
@@ -897,7 +903,10 @@ class MainWindow(QMainWindow):
         def read(store: Store) -> tuple[Step | None, StepCost | None]:
             # A huge input or output comes as its first screen; "Show all" reads it whole.
             step = store.step(run_id, step_id, preview=SHOWN_CHARS)
-            return step, None if step is None else explain_cost(step, pricing)
+            if step is None:
+                return None, None
+            # From the stored parts: no catalogue to load (it takes 0.2–0.5 s).
+            return step, explain_stored(step) or explain_cost(step, pricing)
 
         self.query("step", read, self._step_read)
 
@@ -930,6 +939,8 @@ class MainWindow(QMainWindow):
     def _charts_shown(self, visible: bool) -> None:
         """Charts need height to be read: showing them grows their dock to half the window;
         going back to the timeline gives the steps their height back."""
+        if visible and self.charts_stale:
+            self.chart_timer.start()
         if visible and self.isVisible():
             wanted = int(self.height() * 0.45)
             if self.charts_dock.height() < wanted:
@@ -967,6 +978,7 @@ class MainWindow(QMainWindow):
         run_ids = run_ids or self.runs.selected_run_ids()
         if not run_ids:
             return
+        self.charts_stale = False
         db, pricing = str(self.db_path), self.pricing
         self.jobs.read("charts", lambda: chart_data(db, run_ids, pricing), self._charts_ready,
                        lambda exc: self.charts.show_data(None))  # fmt: skip

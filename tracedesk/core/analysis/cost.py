@@ -16,7 +16,7 @@ reads and writes) into input, so both providers' usage is priced the same way he
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Context, Decimal
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -70,11 +70,14 @@ class StepCost:
     price: ModelPrice | None = None  # the model price used (with its source and date)
     tool: ToolPrice | None = None
     model: str | None = None  # the model named by the step (shown when it has no price)
+    stored: CostParts | None = None  # what the store keeps, when explained from it
 
     @property
     def price_source(self) -> str | None:
         """Where the price came from: ``genai-prices 0.2.5: openai/gpt-4o``, the user's
         file, a tool price, or the trace itself."""
+        if self.stored is not None:
+            return self.stored.source
         if self.source == CostSource.REPORTED:
             return "reported by the source"
         if self.price is not None:
@@ -89,6 +92,8 @@ class StepCost:
 
     @property
     def price_date(self) -> str | None:
+        if self.stored is not None:
+            return self.stored.date
         return self.price.as_of if self.price is not None else None
 
     def text(self) -> str:
@@ -127,26 +132,62 @@ def cost_lines(step: Step, price: ModelPrice) -> list[CostLine]:
     cache writes out of the writes. Types without a price of their own are billed at the
     input (or output) price, and 1-hour writes at the write price, as the catalogue does."""
     input_tokens = step.input_tokens or 0
-    output_tokens = step.output_tokens or 0
     price = price.for_input(input_tokens)
+    write = price.input if price.cache_write is None else price.cache_write
+    rates = (price.input, price.input if price.cached_input is None else price.cached_input,
+             write, write if price.cache_write_1h is None else price.cache_write_1h,
+             price.output, price.output if price.reasoning is None else price.reasoning)  # fmt: skip
+    lines = [CostLine(usage, count, rate, count * rate / MILLION)
+             for (usage, count), rate in zip(token_usage(step), rates, strict=True) if count]  # fmt: skip
+    if price.per_request and (input_tokens or step.output_tokens):
+        lines.append(CostLine("request", 1, price.per_request, price.per_request))
+    return lines
+
+
+def token_usage(step: Step) -> list[tuple[str, int]]:
+    """The step's tokens per usage type (the first six of USAGE_TYPES): cache reads and
+    writes out of input, reasoning out of output, 1-hour writes out of the writes."""
+    input_tokens = step.input_tokens or 0
+    output_tokens = step.output_tokens or 0
     cached = min(step.cached_input_tokens or 0, input_tokens)
     written = min(step.cache_creation_tokens or 0, input_tokens - cached)
     hour = min(step.cache_write_1h_tokens or 0, written)
     reasoning = min(step.reasoning_tokens or 0, output_tokens)
-    write = price.input if price.cache_write is None else price.cache_write
-    rows = [
-        ("input", input_tokens - cached - written, price.input),
-        ("cache_read", cached, price.input if price.cached_input is None else price.cached_input),
-        ("cache_write", written - hour, write),
-        ("cache_write_1h", hour, write if price.cache_write_1h is None else price.cache_write_1h),
-        ("output", output_tokens - reasoning, price.output),
-        ("reasoning", reasoning, price.output if price.reasoning is None else price.reasoning),
-    ]
-    lines = [CostLine(usage, count, rate, count * rate / MILLION)
-             for usage, count, rate in rows if count]  # fmt: skip
-    if price.per_request and (input_tokens or output_tokens):
-        lines.append(CostLine("request", 1, price.per_request, price.per_request))
-    return lines
+    return [("input", input_tokens - cached - written), ("cache_read", cached),
+            ("cache_write", written - hour), ("cache_write_1h", hour),
+            ("output", output_tokens - reasoning), ("reasoning", reasoning)]  # fmt: skip
+
+
+RATE_DIGITS = Context(prec=9)  # a rate worked back from a rounded cost, to 9 digits
+
+
+def explain_stored(step: Step) -> StepCost | None:
+    """A stored step's cost explained from what the store keeps of it (``cost_parts``),
+    without the price catalogue, so the lines add up to the cost every total uses. None
+    for a computed cost stored without its parts (by an older release)."""
+    source = CostSource(step.cost_source or CostSource.NONE)
+    parts = step.cost_parts
+    if source == CostSource.REPORTED:
+        cost = step.cost if step.reported_cost is None else step.reported_cost
+        return StepCost(cost, source, model=step.model, stored=parts)
+    if source == CostSource.TOOL and step.cost is not None:
+        tool = ToolPrice(step.tool_name or step.name, step.cost)
+        return StepCost(step.cost, source, tool=tool, stored=parts)
+    if source != CostSource.COMPUTED:
+        return StepCost(None, source, model=step.model)
+    if parts is None or all(getattr(parts, usage) is None for usage in USAGE_TYPES):
+        return None
+    lines = []
+    for usage, count in token_usage(step):
+        cost = from_pusd(getattr(parts, usage))
+        if count and cost is not None:
+            lines.append(
+                CostLine(usage, count, (cost * MILLION / count).normalize(RATE_DIGITS), cost)
+            )
+    if parts.request is not None:
+        fee = from_pusd(parts.request) or ZERO
+        lines.append(CostLine("request", 1, fee, fee))
+    return StepCost(step.cost, source, lines, model=step.model, stored=parts)
 
 
 def token_cost(step: Step, price: ModelPrice) -> Decimal:

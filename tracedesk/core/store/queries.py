@@ -14,6 +14,7 @@ from tracedesk.core.collector import collector_paused
 from tracedesk.core.model import (
     PUSD,
     USAGE_PARTS,
+    CostParts,
     Evidence,
     Incident,
     Run,
@@ -513,7 +514,18 @@ class Queries:
         step = _row_to_step(row, skip=cut.keys())
         for name, text in cut.items():
             setattr(step, name, Preview(text[: preview or 0]))
+        step.cost_parts = self._cost_parts(run_id, step_id)
         return step
+
+    def _cost_parts(self, run_id: str, step_id: str) -> CostParts | None:
+        """What the step's stored cost is made of, and the price it used."""
+        row = self.conn.execute(
+            f"SELECT {', '.join('s.' + c for c in PART_COLUMNS)}, p.source, nullif(p.date, ''),"
+            " p.label FROM steps s LEFT JOIN prices p ON p.id = s.price_id"
+            " WHERE s.run_id=? AND s.id=?",
+            (run_id, step_id),
+        ).fetchone()
+        return None if row is None or all(v is None for v in row) else CostParts(*row)
 
     def library(self) -> list[Run]:
         """Every run, newest first, with its totals and the models and tools it used."""
