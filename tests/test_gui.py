@@ -618,7 +618,8 @@ def test_incidents_sit_beside_the_tree_and_charts_read_in_dollars(window, qtbot)
     run_id = open_run(window, qtbot, lambda r: r.worst_severity == "error")
     window.load_charts([run_id])
     charts = window.charts
-    qtbot.waitUntil(lambda: "—" in charts.plots["waste"].getPlotItem().titleLabel.text)
+    qtbot.waitUntil(lambda: charts.data is not None)
+    assert "—" in charts.plots["waste"].getPlotItem().titleLabel.text
     wasted = sum(i.wasted_cost for i in window.incidents_model.rows)
     title = charts.plots["waste"].getPlotItem().titleLabel.text
     assert f"{len(window.incidents_model.rows)} incident" in title

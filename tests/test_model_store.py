@@ -3,6 +3,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -67,6 +68,34 @@ def test_forward_migration_keeps_data(tmp_path, monkeypatch):
         assert [tuple(r) for r in new.conn.execute("SELECT id, note FROM runs")] == [
             ("r1", "migrated")
         ]
+
+
+def test_two_connections_create_a_new_database_together(tmp_path, monkeypatch):
+    """The window's first read and an import open a new database at once: the second to
+    take the write lock finds the schema made and does not make it again."""
+    path = tmp_path / "new.db"
+    creating, first = threading.Event(), store_module.MIGRATIONS[0]
+
+    def slow_first(db):
+        first(db)
+        if threading.current_thread().name == "early":
+            creating.set()
+            time.sleep(0.3)  # the other connection reads the version meanwhile
+
+    monkeypatch.setattr(store_module, "MIGRATIONS", [slow_first, *store_module.MIGRATIONS[1:]])
+    opened: list[int] = []
+
+    def open_early() -> None:
+        with Store(path) as store:
+            opened.append(store.schema_version)
+
+    early = threading.Thread(name="early", target=open_early)
+    early.start()
+    assert creating.wait(10)
+    with Store(path) as late:
+        assert late.schema_version == SCHEMA_VERSION
+    early.join()
+    assert opened == [SCHEMA_VERSION]
 
 
 def test_newer_database_is_refused(tmp_path):

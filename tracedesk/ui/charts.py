@@ -87,6 +87,16 @@ class CostChartsView(QScrollArea):
         self.grid = QGridLayout(grid)
         self.grid.setContentsMargins(2, 2, 2, 2)
         self.plots: dict[str, pg.PlotWidget] = {}
+        self.columns = 0
+        self.data: ChartData | None = None
+        self.text_color = self.palette().text().color()  # the window sets it on a change
+        self.setWidget(grid)
+
+    def ensure_plots(self) -> None:
+        """Make the plots, when they are first to be seen: they took a third of the time
+        a window takes to open, and its charts start behind the timeline."""
+        if self.plots:
+            return
         for name in TITLES:
             axis = "left" if name == "cumulative" else "bottom"
             plot = pg.PlotWidget(title=TITLES[name], axisItems={axis: UsdAxis(axis)})
@@ -96,11 +106,7 @@ class CostChartsView(QScrollArea):
             self.plots[name] = plot
         self.plots["cumulative"].setMouseEnabled(x=True, y=False)
         self.plots["cumulative"].setLabel("bottom", "seconds since the run started")
-        self.columns = 0
-        self.data: ChartData | None = None
-        self.text_color = self.palette().text().color()  # the window sets it on a change
-        self._place(2)
-        self.setWidget(grid)
+        self._place(min(max(self.width() // CHART_WIDTH, 1), len(self.plots)))
 
     def _place(self, columns: int) -> None:
         """As many charts side by side as the width allows, so that each keeps a readable
@@ -118,10 +124,12 @@ class CostChartsView(QScrollArea):
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
-        self._place(min(max(self.width() // CHART_WIDTH, 1), len(self.plots)))
+        if self.plots:
+            self._place(min(max(self.width() // CHART_WIDTH, 1), len(self.plots)))
 
     def show_data(self, data: ChartData | None) -> None:
         self.data = data  # drawn again in the new colours when the palette changes
+        self.ensure_plots()
         for plot in self.plots.values():
             plot.clear()
             plot.getAxis("left").setTicks(None)  # no labels left over from the last data

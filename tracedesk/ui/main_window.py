@@ -289,7 +289,6 @@ class MainWindow(QMainWindow):
         self.jobs = Jobs(self)  # every background read and write
         self.library_pending = False  # a read of the runs library is on its way
         self.select_first_run = False  # after an import into an empty window
-        self.prices_warmed = False
         self.import_task: Task | None = None  # the import running now
         self.analysis_task: Task | None = None  # re-pricing and re-checking all runs
         self.unlisted: set[Path] = set()  # imported, but not for Open recent (the demo)
@@ -740,7 +739,8 @@ class MainWindow(QMainWindow):
                 plot.getAxis(name).setTextPen(text)
         if hasattr(self, "charts"):  # titles and value labels take the new text colour
             self.charts.text_color = text
-            self.charts.show_data(self.charts.data)
+            if self.charts.plots:
+                self.charts.show_data(self.charts.data)
 
     def closeEvent(self, event) -> None:
         self.settings.setValue("geometry", self.saveGeometry())
@@ -806,17 +806,6 @@ class MainWindow(QMainWindow):
         self.select_first_run = False
         self.library_pending = False
         self.library_loaded.emit()
-        if not self.prices_warmed:
-            # The price catalogue takes 0.2–0.5 s to load, holding the interpreter: in the
-            # background a moment after the runs are listed, before an import or an
-            # older database's step (stored without its cost parts) needs it.
-            self.prices_warmed = True
-            QTimer.singleShot(1000, self._warm_prices)
-
-    def _warm_prices(self) -> None:
-        pricing = self.pricing
-        self.jobs.read("warm prices", lambda: pricing.resolve("gpt-4o"), lambda _: None,
-                       lambda _: None)  # fmt: skip
 
     def _analysis_done(self, _result: object) -> None:
         self.analysis_task = None
@@ -939,6 +928,8 @@ class MainWindow(QMainWindow):
     def _charts_shown(self, visible: bool) -> None:
         """Charts need height to be read: showing them grows their dock to half the window;
         going back to the timeline gives the steps their height back."""
+        if visible:
+            self.charts.ensure_plots()
         if visible and self.charts_stale:
             self.chart_timer.start()
         if visible and self.isVisible():
@@ -1255,6 +1246,7 @@ class MainWindow(QMainWindow):
     def save_charts_png(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save charts", "cost-charts.png", "PNG (*.png)")
         if path:
+            self.charts.ensure_plots()
             self.charts.grab().save(path)
 
     def about(self) -> None:

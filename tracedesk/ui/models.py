@@ -138,8 +138,8 @@ class RunsTableModel(RowsTableModel):
     def reorder(self, key, reverse: bool) -> None:
         """Sort the rows by ``key``; selections and other persistent indexes follow."""
         self.layoutAboutToBeChanged.emit()
-        order_of = sorted(range(len(self.rows)), key=lambda i: key(self.rows[i]),
-                          reverse=reverse)  # fmt: skip
+        keys = list(map(key, self.rows))
+        order_of = sorted(range(len(keys)), key=keys.__getitem__, reverse=reverse)
         new_row = {old: new for new, old in enumerate(order_of)}
         self.rows = [self.rows[i] for i in order_of]
         self.haystacks = [self.haystacks[i] for i in order_of]

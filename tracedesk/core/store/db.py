@@ -207,16 +207,22 @@ class Database:
         return self.conn.execute("PRAGMA user_version").fetchone()[0]
 
     def _migrate(self) -> None:
-        version, latest = self.schema_version, schema.SCHEMA_VERSION
-        if version > latest:
-            raise StoreError(
-                f"{self.path}: database schema version {version} is newer than this "
-                f"tracedesk understands ({latest}); upgrade tracedesk"
-            )
-        for target in range(version, latest):
+        latest = schema.SCHEMA_VERSION
+        while True:
+            version = self.schema_version
+            if version > latest:
+                raise StoreError(
+                    f"{self.path}: database schema version {version} is newer than this "
+                    f"tracedesk understands ({latest}); upgrade tracedesk"
+                )
+            if version == latest:
+                return
             with self.transaction():
-                schema.MIGRATIONS[target](self.db)
-                self.conn.execute(f"PRAGMA user_version = {target + 1}")
+                # Read again under the write lock: another connection (the window's reader
+                # and an import, opening a new database together) may have just done it.
+                if self.schema_version == version:
+                    schema.MIGRATIONS[version](self.db)
+                    self.conn.execute(f"PRAGMA user_version = {version + 1}")
 
     # -- transactions -------------------------------------------------------------------
 
