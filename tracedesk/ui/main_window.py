@@ -47,7 +47,7 @@ from tracedesk.core.analysis.compare import request_fingerprint
 from tracedesk.core.analysis.cost import StepCost, explain_cost, explain_stored
 from tracedesk.core.analysis.loops import Rules, RulesError
 from tracedesk.core.analysis.pricing import Pricing, PricingError
-from tracedesk.core.collector import collector_paused
+from tracedesk.core.collector import collector_paused, freeze_alive
 from tracedesk.core.export import (
     COST_WRITERS,
     atomic_output,
@@ -88,6 +88,7 @@ from tracedesk.ui.models import (
     RunsTableModel,
     StepRow,
     StepTreeModel,
+    search_text,
     step_rows,
 )
 from tracedesk.ui.search import SEARCH_DELAY_MS, StepSearchBar
@@ -764,8 +765,11 @@ class MainWindow(QMainWindow):
         """Re-read the runs library in a worker; ``library_loaded`` says when it is shown."""
         self.library_pending = True
 
-        def read(store: Store) -> tuple[list[Run], str | None, str | None]:
-            return store.library(), store.get_meta(PRICING_META_KEY), store.get_meta(RULES_META_KEY)
+        def read(store: Store) -> tuple[list[Run], list[str], str | None, str | None]:
+            runs = store.library()
+            haystacks = [search_text(run) for run in runs]
+            freeze_alive()  # long-lived: never worth a collector's pass
+            return runs, haystacks, store.get_meta(PRICING_META_KEY), store.get_meta(RULES_META_KEY)
 
         def failed(exc: Exception) -> None:
             self.library_pending = False
@@ -773,10 +777,10 @@ class MainWindow(QMainWindow):
 
         return self.query("library", read, self._library_read, failed)
 
-    def _library_read(self, loaded: tuple[list[Run], str | None, str | None]) -> None:
+    def _library_read(self, loaded: tuple[list[Run], list[str], str | None, str | None]) -> None:
         """Show the runs; when prices or rules changed since they were last analysed,
         re-analyse them in a worker, then read them again."""
-        runs, priced_with, checked_with = loaded
+        runs, haystacks, priced_with, checked_with = loaded
         if (
             self.analysis_task is None
             and runs
@@ -793,7 +797,7 @@ class MainWindow(QMainWindow):
                 "analysis", Task(work), lambda: None, self._analysis_done, self._analysis_done
             )
         selected = self.runs.selected_run_ids()
-        self.runs.model.load(runs)
+        self.runs.model.load(runs, haystacks)
         count = len(runs)
         busy = (
             " · prices or loop rules changed: re-analysing the runs…" if self.analysis_task else ""
@@ -831,8 +835,9 @@ class MainWindow(QMainWindow):
         another run is chosen meanwhile, the newer one wins."""
 
         def read(store: Store) -> tuple[str, Run | None, list[StepRow], list[Incident]]:
-            return (run_id, store.get_run(run_id), step_rows(store.step_index(run_id)),
-                    store.incidents(run_id))  # fmt: skip
+            rows = step_rows(store.step_index(run_id))
+            freeze_alive()  # up to 100k rows, kept while the run is shown
+            return run_id, store.get_run(run_id), rows, store.incidents(run_id)
 
         self.loading_run = run_id
         self.query("run", read, self._run_read)

@@ -110,12 +110,16 @@ class RunsTableModel(RowsTableModel):
         self.haystacks: list[str] = []  # what the search looks in, per row, lower case
         self.order: tuple[int, Qt.SortOrder] | None = None  # the last sort, kept on reload
 
-    def load(self, rows: list[Run]) -> None:
+    def load(self, rows: list[Run], haystacks: list[str] | None = None) -> None:
+        """``haystacks``: each run's ``search_text``, when the worker that read the runs
+        made them already."""
+        if haystacks is None:
+            haystacks = [search_text(run) for run in rows]
         if self.order is not None:
             column, order = self.order
-            rows = sorted(rows, key=self.SORT_KEYS[column],
-                          reverse=order == Qt.SortOrder.DescendingOrder)  # fmt: skip
-        self.haystacks = [search_text(run) for run in rows]
+            order_of = _order(rows, self.SORT_KEYS[column], order == Qt.SortOrder.DescendingOrder)
+            rows, haystacks = [rows[i] for i in order_of], [haystacks[i] for i in order_of]
+        self.haystacks = haystacks
         super().load(rows)
 
     def run_id(self, row: int) -> str:
@@ -138,8 +142,7 @@ class RunsTableModel(RowsTableModel):
     def reorder(self, key, reverse: bool) -> None:
         """Sort the rows by ``key``; selections and other persistent indexes follow."""
         self.layoutAboutToBeChanged.emit()
-        keys = list(map(key, self.rows))
-        order_of = sorted(range(len(keys)), key=keys.__getitem__, reverse=reverse)
+        order_of = _order(self.rows, key, reverse)
         new_row = {old: new for new, old in enumerate(order_of)}
         self.rows = [self.rows[i] for i in order_of]
         self.haystacks = [self.haystacks[i] for i in order_of]
@@ -177,6 +180,12 @@ class RunsTableModel(RowsTableModel):
         if role == Qt.ItemDataRole.TextAlignmentRole and column in (3, 4, 5, 6):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
+
+
+def _order(rows: list[Run], key, reverse: bool) -> list[int]:
+    """The rows' positions in sorted order (stable): one key call per row."""
+    keys = list(map(key, rows))
+    return sorted(range(len(keys)), key=keys.__getitem__, reverse=reverse)
 
 
 def search_text(run: Run) -> str:

@@ -528,9 +528,11 @@ class Queries:
         return None if row is None or all(v is None for v in row) else CostParts(*row)
 
     def library(self) -> list[Run]:
-        """Every run, newest first, with its totals and the models and tools it used."""
+        """Every run, newest first, with its totals and the models and tools it used. Runs
+        that started together come in the order they were written (by the index on start
+        times: ordering them by id as well took SQLite a sort of its own)."""
         with collector_paused():
-            return self.runs("start_ns DESC")
+            return self._runs(_SELECT_RUN + " ORDER BY start_ns DESC")
 
     def import_warnings(self, import_id: int) -> list[str]:
         return [
