@@ -193,6 +193,57 @@ def test_index_and_like_scan_agree_on_words(agents_db):
             assert fts <= scanned, query  # a LIKE finds substrings too (fetch_urls)
 
 
+NARROWED = [
+    "tool:fetch_url", "tool:*search*", "tool:no_such_tool", 'tool:"lookup,order"', "tool:lookup*",
+    "model:gpt-4o*", "model:no_such_model", "status:error", "status:ok", "finding:retry_storm",
+    "finding:*", "finding:no_such_finding", "cost>0.00001", "cost>=0", "cost>5", "cost>-1",
+    "cost=0.002", "tokens>500", "tokens>=1", "tokens:120", "duration>1s", "duration>=0",
+    "kind:agent", "kind:handoff", "kind:l*", "kind:*", "kind!=agent", "-tool:fetch_url",
+    "tool:fetch_url status:error", "status:error tokens>10 NOT kind:llm",
+    "tool:fetch_url OR status:error", "cost>0 (kind:tool OR kind:llm)",
+]  # fmt: skip
+
+
+def test_filters_that_look_in_few_runs_find_every_match(agents_db, tmp_path, monkeypatch):
+    """A field that matches few steps is looked for only in the runs whose totals can hold
+    a match (the tools and models they list, their errors, incidents, tokens, time and
+    cost): that must never lose a match, also with a tool name holding a comma and a cost
+    the source reported as negative (a run's total is then no bound on its steps')."""
+    from tracedesk.core import search
+
+    path = tmp_path / "narrowed.db"
+    path.write_bytes(agents_db.read_bytes())
+    odd = native_run("odd", steps=3)
+    odd[3].update(kind="tool", tool_name="lookup,order", model=None)
+    odd[4].update(reported_cost=-4, input_tokens=10)  # a refund, as a source might report it
+    odd.append({**odd[4], "id": "pricey", "reported_cost": 7})
+    with Store(path) as store:
+        import_file(store, write_jsonl(tmp_path / "odd.jsonl", odd))
+        store.index_steps()
+        narrowed = 0
+        for query in NARROWED:
+            node = parse(query)
+            pruned = compile_query(node).runs is not None
+            got = (step_keys(store.find_steps(node, 10**6)), store.find_run_ids(node),
+                   [r.id for r in store.find_runs(node)])  # fmt: skip
+            narrowed += pruned and store._few_runs(*compile_query(node).runs) is not None  # type: ignore[misc]
+            with monkeypatch.context() as m:
+                m.setattr(search, "_runs_condition", lambda node: None)
+                assert compile_query(node).runs is None
+                every = (step_keys(store.find_steps(node, 10**6)), store.find_run_ids(node),
+                         [r.id for r in store.find_runs(node)])  # fmt: skip
+            assert got == every, query
+        assert narrowed >= 15  # the narrowing did take place
+        assert step_keys(store.find_steps("cost>5", 100)) == {("odd", "pricey")}
+        assert ("odd", "s1") in step_keys(store.find_steps("tool:lookup,order", 100))
+        # Rare filters read no whole table of steps.
+        for query in ("tool:no_such_tool", "kind:handoff", "status:error", "cost>5",
+                      "finding:retry_storm"):  # fmt: skip
+            sql, params = store._matching(store._search_sql(query), "SELECT s.id")
+            plan = " / ".join(r[3] for r in store.conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+            assert "SCAN s" not in plan, (query, plan)
+
+
 def test_numbers_compare_in_their_units(store):
     records = native_run("r1", steps=4)
     records[4].update(

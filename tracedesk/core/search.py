@@ -341,6 +341,9 @@ class SearchSQL:
     where: str
     params: list
     match: str | None = None
+    # A condition over ``runs AS r`` that every run holding a matching step meets, from
+    # the run's stored totals: a filter that matches few steps looks in those runs only.
+    runs: tuple[str, list] | None = None
 
 
 def compile_query(node: Node | None, fts: bool = True) -> SearchSQL:
@@ -348,6 +351,12 @@ def compile_query(node: Node | None, fts: bool = True) -> SearchSQL:
     are found by a LIKE scan of the indexed columns instead."""
     if node is None:
         return SearchSQL("1", [])
+    search = _compile(node, fts)
+    search.runs = _runs_condition(node)
+    return search
+
+
+def _compile(node: Node, fts: bool) -> SearchSQL:
     if fts and isinstance(node, Or) and all(isinstance(n, Text) and n.text.strip()
                                             for n in node.nodes):  # fmt: skip
         return SearchSQL("1", [], " OR ".join(fts_string(n) for n in node.nodes))  # type: ignore[arg-type]
@@ -361,6 +370,51 @@ def compile_query(node: Node | None, fts: bool = True) -> SearchSQL:
             return SearchSQL(where, params, " ".join(fts_string(n) for n in texts))
     params = []
     return SearchSQL(_sql(node, params, fts), params)
+
+
+def _runs_condition(node: Node) -> tuple[str, list] | None:
+    """What the run of a matching step must have, from the terms the query ANDs."""
+    found = [c for term in (node.nodes if isinstance(node, And) else (node,))
+             if isinstance(term, Field) and (c := _run_condition(term)) is not None]  # fmt: skip
+    if not found:
+        return None
+    return " AND ".join(sql for sql, _ in found), [p for _, params in found for p in params]
+
+
+RUN_TOTALS = {"tokens": "(r.input_tokens + r.output_tokens)", "duration": "(r.end_ns - r.start_ns)",
+              "cost": "r.cost_pusd"}  # fmt: skip
+
+
+def _run_condition(node: Field) -> tuple[str, list] | None:
+    """A run's side of one field term: it lists the step's tool or model, it counts an
+    error or an incident, its totals are at least the step's (tokens and cost are sums over
+    its steps, its time spans theirs)."""
+    name, op = node.name, node.op
+    if name in ("tool", "model") and op == ":":
+        # Runs list their steps' names with commas, a comma in a name stored as a space.
+        pattern = like_pattern(node.value).replace(",", "_")
+        return f"(',' || r.{name}s || ',') LIKE ? ESCAPE '\\'", [f"%,{pattern},%"]
+    if name == "status" and op == ":" and node.value.lower() == Status.ERROR:
+        return "r.error_count > 0", []
+    if name == "finding" and op == ":":
+        return "r.incident_count > 0", []
+    if name == "kind" and op == ":" and not {"llm", "tool"} & set(kinds := _kinds(node.value)):
+        # Found once, by the index of rare kinds.
+        marks = ", ".join("?" * len(kinds))
+        return (f"r.id IN (SELECT run_id FROM steps WHERE kind IN ({marks})"
+                " AND kind NOT IN ('llm', 'tool'))", kinds)  # fmt: skip
+    if name in RUN_TOTALS and op in (">", ">=", "=", ":"):
+        sql = f"{RUN_TOTALS[name]} {'>' if op == '>' else '>='} ?"
+        if name == "cost":  # a sum is at least each part only if none is negative
+            sql = f"({sql} OR r.id IN (SELECT run_id FROM steps WHERE cost_pusd < 0))"
+        return sql, [_number(node)]
+    return None
+
+
+def _kinds(pattern: str) -> list[str]:
+    """The step kinds a ``kind:`` value names (``*`` matching any run of characters)."""
+    wanted = re.compile(re.escape(pattern.lower()).replace(r"\*", ".*"))
+    return [kind for kind in StepKind if wanted.fullmatch(kind)]
 
 
 def _sql(node: Node, params: list, fts: bool) -> str:
@@ -407,9 +461,15 @@ def _field_sql(node: Field, params: list) -> str:
     elif name in TEXT_FIELDS:
         params.append(like_pattern(value))
         sql = f"{TEXT_FIELDS[name]} LIKE ? ESCAPE '\\'"
-    elif name in ("kind", "status"):
+    elif name == "kind":
+        kinds = _kinds(value)
+        params.extend(kinds)
+        sql = f"s.kind IN ({', '.join('?' * len(kinds))})" if kinds else "0"
+        if kinds and not {"llm", "tool"} & set(kinds):  # rare kinds: found by an index
+            sql = f"({sql} AND s.kind NOT IN ('llm', 'tool'))"
+    elif name == "status":
         params.append(like_pattern(value.lower()))
-        sql = f"s.{name} LIKE ? ESCAPE '\\'"
+        sql = "s.status LIKE ? ESCAPE '\\'"
     elif name == "session":
         params.append(like_pattern(value))
         sql = "s.run_id IN (SELECT id FROM runs WHERE session_id LIKE ? ESCAPE '\\')"

@@ -32,6 +32,9 @@ from tracedesk.core.store.schema import (
 )
 
 FEW_MATCHES = 20_000  # matching steps a runs search collects before it goes run by run
+# The steps of given runs, by the primary key: with a filter on kind, SQLite would take
+# the index of rare kinds instead and read every agent step of the database for each run.
+STEPS_OF_RUNS = "steps AS s INDEXED BY sqlite_autoindex_steps_1"
 
 
 class Preview(str):
@@ -571,8 +574,15 @@ class Queries:
 
     def _matching(self, sql: SearchSQL, columns: str, where: str = "",
                   params: Sequence = ()) -> tuple[str, list]:  # fmt: skip
-        """SELECT ``columns`` FROM the matching steps (``s``), driven by the index."""
+        """SELECT ``columns`` FROM the matching steps (``s``), driven by the full-text
+        index, or by the primary key when few runs can hold a match."""
         extra = f" AND {where}" if where else ""
+        if sql.match is None and sql.runs is not None and not where:
+            run_ids = self._few_runs(*sql.runs)
+            if run_ids is not None:
+                extra = " AND s.run_id IN (SELECT value FROM json_each(?))"
+                params = (orjson.dumps(run_ids).decode(),)
+        steps = STEPS_OF_RUNS if extra else "steps AS s"
         if sql.match is not None:
             return (
                 f"{columns} FROM steps_fts JOIN steps AS s ON s.rowid = steps_fts.rowid"
@@ -581,10 +591,24 @@ class Queries:
                 [sql.match, *sql.params, *params],
             )
         return (
-            f"{columns} FROM steps AS s LEFT JOIN runs AS r ON r.id = s.run_id"
+            f"{columns} FROM {steps} LEFT JOIN runs AS r ON r.id = s.run_id"
             f" WHERE {sql.where}{extra}",
             [*sql.params, *params],
         )
+
+    def _few_runs(self, condition: str, params: list) -> list[str] | None:
+        """The runs that meet a search's run condition, if they hold few steps (a rare
+        match in 1M steps: a read of every step took 0.4 s); None if they hold many, whose
+        matches a scan finds early."""
+        found, steps = [], 0
+        for run_id, count in self.conn.execute(
+            f"SELECT id, step_count FROM runs AS r WHERE {condition}", params
+        ):
+            found.append(run_id)
+            steps += count
+            if steps > FEW_MATCHES:
+                return None
+        return found
 
     def find_steps(
         self, query: str | Node | None, limit: int = 100, offset: int = 0
@@ -601,29 +625,31 @@ class Queries:
         return [StepMatch(*row) for row in rows]
 
     def find_runs(self, query: str | Node | None, limit: int | None = None) -> list[Run]:
-        """Runs with at least one step matching a search query, newest first."""
+        """Runs with at least one step matching a search query, newest first.
+
+        The matching steps are collected first (through the full-text index, in the few
+        runs whose totals can hold one, or by a scan that stops early when matches are
+        common): under FEW_MATCHES, their runs are the answer (a rare match in 1M steps:
+        milliseconds, where going run by run read every step). Else the runs are checked
+        newest first, each through its steps' primary key, and a page stops at the first
+        runs found."""
         search = self._search_sql(query)
-        where, params = search.where, list(search.params)
         limit_sql = "" if limit is None else f" LIMIT {int(limit)}"
+        sql, found = self._matching(search, "SELECT s.run_id")
+        rows = self.conn.execute(f"{sql} LIMIT {FEW_MATCHES}", found).fetchall()
+        if len(rows) < FEW_MATCHES:  # every match is in: their runs, newest first
+            return self._runs(
+                f"{_SELECT_RUN} WHERE id IN (SELECT value FROM json_each(?))"
+                f" ORDER BY start_ns DESC, id{limit_sql}",
+                (orjson.dumps(sorted({row[0] for row in rows})).decode(),),
+            )
+        where, params = search.where, list(search.params)
         if search.match is not None:
-            # Words: from the index to the runs of their steps, when they are few (a rare
-            # word in 1M steps: 0.3 s run by run, milliseconds this way).
-            sql, found = self._matching(search, "SELECT s.run_id")
-            rows = self.conn.execute(f"{sql} LIMIT {FEW_MATCHES}", found).fetchall()
-            if len(rows) < FEW_MATCHES:  # every match is in: their runs, newest first
-                run_ids = {row[0] for row in rows}
-                return self._runs(
-                    f"{_SELECT_RUN} WHERE id IN (SELECT value FROM json_each(?))"
-                    f" ORDER BY start_ns DESC, id{limit_sql}",
-                    (orjson.dumps(sorted(run_ids)).decode(),),
-                )
             where = f"s.rowid IN (SELECT rowid FROM steps_fts WHERE steps_fts MATCH ?) AND {where}"
             params.insert(0, search.match)
-        # Newest run first, each checked through its steps' primary key: a first page
-        # stops at the first runs found instead of collecting every match.
         return self._runs(
-            f"{_SELECT_RUN} WHERE EXISTS (SELECT 1 FROM steps AS s WHERE s.run_id = runs.id"
-            f" AND {where}) ORDER BY start_ns DESC, id{limit_sql}",
+            f"{_SELECT_RUN} AS r WHERE EXISTS (SELECT 1 FROM {STEPS_OF_RUNS}"
+            f" WHERE s.run_id = r.id AND {where}) ORDER BY start_ns DESC, id{limit_sql}",
             tuple(params),
         )
 

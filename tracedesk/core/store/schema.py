@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import sqlite_utils
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 
 STEP_COLUMNS = (
     "run_id", "id", "parent_id", "depth", "kind", "name", "start_ns", "end_ns",
@@ -368,8 +368,21 @@ def _v12(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE prices ADD COLUMN label TEXT")
 
 
+def _v13(db: sqlite_utils.Database) -> None:
+    """Search filters that match few steps, found without reading every step: steps of
+    the kinds other than model and tool calls (5 % of steps; ``kind:handoff``), and the runs
+    with a negative cost (a source's), whose total is no bound on their steps' costs
+    (``cost>5`` looks only in runs that cost that much). Both hold almost nothing."""
+    db.executescript(
+        """
+        CREATE INDEX steps_rare_kind ON steps(kind, run_id) WHERE kind NOT IN ('llm', 'tool');
+        CREATE INDEX steps_negative_cost ON steps(run_id) WHERE cost_pusd < 0;
+        """
+    )
+
+
 # Forward migrations: MIGRATIONS[n] takes a database from version n to n + 1.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11, _v12,
+    _v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11, _v12, _v13,
 ]  # fmt: skip
 assert len(MIGRATIONS) == SCHEMA_VERSION
