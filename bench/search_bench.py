@@ -36,6 +36,13 @@ QUERIES = (
     "attr.gen_ai.provider.name=openai",
     "search_docs OR run_sql",
     "NOT kind:llm",
+    # Field filters that match nothing: found from the runs' totals and partial indexes.
+    "tool:no_such_tool",
+    "kind:handoff",
+    "status:error",
+    "cost>5",
+    "finding:retry_storm",
+    "tool:run_sql cost>0.01",
 )
 PAGE = 50
 

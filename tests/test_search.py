@@ -226,7 +226,7 @@ def test_filters_that_look_in_few_runs_find_every_match(agents_db, tmp_path, mon
             pruned = compile_query(node).runs is not None
             got = (step_keys(store.find_steps(node, 10**6)), store.find_run_ids(node),
                    [r.id for r in store.find_runs(node)])  # fmt: skip
-            narrowed += pruned and store._few_runs(*compile_query(node).runs) is not None  # type: ignore[misc]
+            narrowed += pruned and store._looked_in(compile_query(node)) is not None
             with monkeypatch.context() as m:
                 m.setattr(search, "_runs_condition", lambda node: None)
                 assert compile_query(node).runs is None
@@ -239,7 +239,8 @@ def test_filters_that_look_in_few_runs_find_every_match(agents_db, tmp_path, mon
         # Rare filters read no whole table of steps.
         for query in ("tool:no_such_tool", "kind:handoff", "status:error", "cost>5",
                       "finding:retry_storm"):  # fmt: skip
-            sql, params = store._matching(store._search_sql(query), "SELECT s.id")
+            search = store._search_sql(query)
+            sql, params = store._matching(search, "SELECT s.id", run_ids=store._looked_in(search))
             plan = " / ".join(r[3] for r in store.conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
             assert "SCAN s" not in plan, (query, plan)
 

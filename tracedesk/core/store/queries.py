@@ -32,6 +32,7 @@ from tracedesk.core.store.schema import (
 )
 
 FEW_MATCHES = 20_000  # matching steps a runs search collects before it goes run by run
+SCANNED_MATCHES = 1_000  # the same, when they are found by a scan of steps
 # The steps of given runs, by the primary key: with a filter on kind, SQLite would take
 # the index of rare kinds instead and read every agent step of the database for each run.
 STEPS_OF_RUNS = "steps AS s INDEXED BY sqlite_autoindex_steps_1"
@@ -572,16 +573,14 @@ class Queries:
         state = self.search_index_state()
         return compile_query(node, fts=state.on and state.pending == 0)
 
-    def _matching(self, sql: SearchSQL, columns: str, where: str = "",
-                  params: Sequence = ()) -> tuple[str, list]:  # fmt: skip
+    def _matching(self, sql: SearchSQL, columns: str, where: str = "", params: Sequence = (),
+                  run_ids: list[str] | None = None) -> tuple[str, list]:  # fmt: skip
         """SELECT ``columns`` FROM the matching steps (``s``), driven by the full-text
-        index, or by the primary key when few runs can hold a match."""
+        index, or by the primary key in ``run_ids`` (see ``_looked_in``)."""
         extra = f" AND {where}" if where else ""
-        if sql.match is None and sql.runs is not None and not where:
-            run_ids = self._few_runs(*sql.runs)
-            if run_ids is not None:
-                extra = " AND s.run_id IN (SELECT value FROM json_each(?))"
-                params = (orjson.dumps(run_ids).decode(),)
+        if run_ids is not None:
+            extra += " AND s.run_id IN (SELECT value FROM json_each(?))"
+            params = (*params, orjson.dumps(run_ids).decode())
         steps = STEPS_OF_RUNS if extra else "steps AS s"
         if sql.match is not None:
             return (
@@ -596,10 +595,14 @@ class Queries:
             [*sql.params, *params],
         )
 
-    def _few_runs(self, condition: str, params: list) -> list[str] | None:
-        """The runs that meet a search's run condition, if they hold few steps (a rare
-        match in 1M steps: a read of every step took 0.4 s); None if they hold many, whose
-        matches a scan finds early."""
+    def _looked_in(self, search: SearchSQL) -> list[str] | None:
+        """The runs a search of steps looks in: the few that meet its run condition (a
+        rare match in 1M steps: a read of every step took 0.4 s); None for everywhere, when
+        words drive it through the full-text index, or those runs hold many steps (whose
+        matches a scan finds early)."""
+        if search.match is not None or search.runs is None:
+            return None
+        condition, params = search.runs
         found, steps = [], 0
         for run_id, count in self.conn.execute(
             f"SELECT id, step_count FROM runs AS r WHERE {condition}", params
@@ -615,7 +618,8 @@ class Queries:
     ) -> list[StepMatch]:
         """Steps matching a search query, in the order they were stored (oldest import
         first), a page at a time. Raises SearchError for a malformed query."""
-        sql, params = self._matching(self._search_sql(query), _SELECT_MATCH)
+        search = self._search_sql(query)
+        sql, params = self._matching(search, _SELECT_MATCH, run_ids=self._looked_in(search))
         cursor = self.conn.cursor()
         cursor.row_factory = None
         # Through the index, in the index's own order: no sort of every match.
@@ -627,17 +631,19 @@ class Queries:
     def find_runs(self, query: str | Node | None, limit: int | None = None) -> list[Run]:
         """Runs with at least one step matching a search query, newest first.
 
-        The matching steps are collected first (through the full-text index, in the few
-        runs whose totals can hold one, or by a scan that stops early when matches are
-        common): under FEW_MATCHES, their runs are the answer (a rare match in 1M steps:
-        milliseconds, where going run by run read every step). Else the runs are checked
-        newest first, each through its steps' primary key, and a page stops at the first
-        runs found."""
+        The matching steps are collected first when an index finds them (words, or the
+        few runs whose totals can hold a match), else up to SCANNED_MATCHES by a scan, which
+        stops at once when matches are common: when that is all of them, their runs are the
+        answer (a rare match in 1M steps: milliseconds, where going run by run read every
+        step). Else the runs are checked newest first, each through its steps' primary key,
+        and a page stops at the first runs found."""
         search = self._search_sql(query)
         limit_sql = "" if limit is None else f" LIMIT {int(limit)}"
-        sql, found = self._matching(search, "SELECT s.run_id")
-        rows = self.conn.execute(f"{sql} LIMIT {FEW_MATCHES}", found).fetchall()
-        if len(rows) < FEW_MATCHES:  # every match is in: their runs, newest first
+        run_ids = self._looked_in(search)
+        sql, found = self._matching(search, "SELECT s.run_id", run_ids=run_ids)
+        enough = FEW_MATCHES if search.match is not None or run_ids is not None else SCANNED_MATCHES
+        rows = self.conn.execute(f"{sql} LIMIT {enough}", found).fetchall()
+        if len(rows) < enough:  # every match is in: their runs, newest first
             return self._runs(
                 f"{_SELECT_RUN} WHERE id IN (SELECT value FROM json_each(?))"
                 f" ORDER BY start_ns DESC, id{limit_sql}",
@@ -655,7 +661,9 @@ class Queries:
 
     def find_run_ids(self, query: str | Node | None) -> set[str]:
         """The ids of the runs with at least one step matching a search query."""
-        sql, params = self._matching(self._search_sql(query), "SELECT DISTINCT s.run_id")
+        search = self._search_sql(query)
+        sql, params = self._matching(search, "SELECT DISTINCT s.run_id",
+                                     run_ids=self._looked_in(search))  # fmt: skip
         return {row[0] for row in self.conn.execute(sql, params)}
 
     def matching_step_ids(self, run_id: str, query: str | Node | None) -> set[str]:
