@@ -333,6 +333,10 @@ def test_a_reader_process_gives_the_same_import(tmp_path, monkeypatch):
         FIXTURES / "recorded" / "otel-genai" / "retry_storm.pb",
         FIXTURES / "real" / "other" / "any-agent_GOOGLE_trace.json",  # 128-bit ids: pickled
         FIXTURES / "recorded" / "langsmith" / "anthropic_cache_1h.multipart",  # cost parts
+        # Loops found alike, though the reader's payloads reach the detectors as JSON text.
+        *sorted((FIXTURES / "recorded" / "openai-agents").glob("*.jsonl")),
+        *sorted((FIXTURES / "recorded" / "otel-genai").glob("*.pb")),
+        *sorted((FIXTURES / "real" / "langfuse").glob("*.json")),
     ]
     costs = ("SELECT s.run_id, s.id, cost_pusd, cost_source, " + ", ".join(PART_COLUMNS)
              + ", p.source, p.date FROM steps AS s LEFT JOIN prices AS p ON p.id = s.price_id"
@@ -349,6 +353,7 @@ def test_a_reader_process_gives_the_same_import(tmp_path, monkeypatch):
             )
     assert dumps[True] == dumps[False]
     assert any(row[4] for row in dumps[True][2])  # some input was priced part by part
+    assert sum(len(incidents) for _, _, incidents in dumps[True][1]) >= 8
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes((FIXTURES / "formats" / "otlp_genai.jsonl").read_bytes() + b"{oops\n")
     monkeypatch.setattr(ingest_module, "PARALLEL_BYTES", 0)

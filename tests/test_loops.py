@@ -14,9 +14,18 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tracedesk.cli import main
-from tracedesk.core.analysis.loops import DETECTORS, Rules, RulesError, canonical, detect
+from tracedesk.core.analysis.loops import (
+    DETECTORS,
+    Rules,
+    RulesError,
+    _outline,
+    canonical,
+    detect,
+)
 from tracedesk.core.analysis.loops import normal_error as normal
 from tracedesk.core.analysis.pricing import Pricing
 from tracedesk.core.ingest import import_file
@@ -364,3 +373,22 @@ def test_cost_summaries_report_the_waste(tmp_path, monkeypatch, capsys):
     assert wasted == {"incidents": 1, "tokens": 2200, "seconds": 2.0, "steps_without_price": 0}
     assert main(["costs", "--format", "md"]) == 0
     assert "Wasted in 1 loop incidents: 2200 tokens, 0.0070 USD, 2.0 s." in capsys.readouterr().out
+
+
+_KEYS = st.sampled_from(["q", "Q", "id", "request_id", "timestamp", "city", "1"])
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 3),
+                     st.sampled_from(["a", "A ", "", "[1, 2]", '{"q": 1}', "{oops", "x-1"]))  # fmt: skip
+_JSON = st.recursive(_SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(_KEYS, inner, max_size=3)), max_leaves=8)  # fmt: skip
+_PAYLOADS = st.one_of(_JSON, _JSON.map(lambda v: orjson.dumps(v).decode()))
+
+
+@settings(max_examples=400, deadline=None)
+@given(_PAYLOADS, _PAYLOADS)
+def test_calls_with_equal_keys_have_equal_outlines(a, b):
+    """A retry storm compares cheap outlines of two calls' arguments (a list's length, an
+    object's keys) before their canonical forms: equal forms must have equal outlines, or a
+    storm would be missed. Payloads as values and as JSON text, with volatile keys."""
+    volatile = Rules.load().volatile_keys
+    if canonical(a, volatile) == canonical(b, volatile):
+        assert _outline(a, volatile) == _outline(b, volatile)

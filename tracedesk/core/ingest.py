@@ -400,7 +400,7 @@ def _total(run: Run, steps: list[Step]) -> None:
         run.name = roots[0].name
     if run.request is None:
         for step in steps:
-            text = request_text(step.input) if step.input is not None else None
+            text = request_text(decoded(step.input)) if step.input is not None else None
             if text:
                 run.request = text
                 break

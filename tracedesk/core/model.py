@@ -36,7 +36,8 @@ class Status(StrEnum):
 
 class EncodedJSON(str):
     """A value already encoded as JSON text. A step read in another process carries its
-    attributes so (nothing in an import looks inside them) and they are stored as they are."""
+    payloads and attributes so: they are stored as they are, and what looks inside one
+    decodes it (``decoded``)."""
 
 
 def decoded(value: Any) -> Any:

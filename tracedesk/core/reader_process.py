@@ -40,7 +40,10 @@ RUN_WIRE = _read_fields(Run, "step_count")
 _COST = STEP_WIRE.index("reported_cost")
 # After the read fields, a step carries its price: cost, cost source, cost parts.
 _PRICED = len(STEP_WIRE)
-_ATTRIBUTES = STEP_WIRE.index("attributes")
+# Sent as JSON text and kept so: the importing process stores them as they are, and the
+# loop detectors decode only the few they compare (decoding a batch's payloads and encoding
+# them again to store them cost the importing process more than anything but the inserts).
+_ENCODED = tuple(STEP_WIRE.index(name) for name in ("tool_args", "input", "output", "attributes"))
 _STEP_VALUES = attrgetter(*STEP_WIRE)
 _RUN_VALUES = attrgetter(*RUN_WIRE)
 
@@ -66,8 +69,8 @@ def _flat(record: Run | Step) -> list[Any]:
         values = list(_STEP_VALUES(record))
         if values[_COST] is not None:
             values[_COST] = str(values[_COST])
-        # Encoded here, kept encoded there: the importing process only stores them.
-        values[_ATTRIBUTES] = json_text(values[_ATTRIBUTES])
+        for index in _ENCODED:
+            values[index] = json_text(values[index])
         cost, parts = record.cost, record.cost_parts
         return [0, [*values, None if cost is None else str(cost), record.cost_source,
                     None if parts is None else list(parts)]]  # fmt: skip
@@ -78,8 +81,10 @@ def _record(item: list[Any]) -> Run | Step:
     kind, values = item
     if kind == 1:
         return Run(*values)
+    for index in _ENCODED:
+        if values[index] is not None:
+            values[index] = EncodedJSON(values[index])
     step = Step(*values[:_PRICED])
-    step.attributes = EncodedJSON(step.attributes)  # type: ignore[assignment]
     if step.reported_cost is not None:
         step.reported_cost = Decimal(step.reported_cost)
     cost, step.cost_source, parts = values[_PRICED:]

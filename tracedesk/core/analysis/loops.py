@@ -51,6 +51,7 @@ from tracedesk.core.model import (
     Status,
     Step,
     StepKind,
+    decoded,
     severity_rank,
 )
 from tracedesk.core.tree import children_by_parent
@@ -241,6 +242,7 @@ def normal_error(message: str | None) -> str:
 
 def is_empty(value: Any) -> bool:
     """A recorded value with nothing in it (``None`` is not recorded, so not empty)."""
+    value = decoded(value)
     if isinstance(value, str):
         return not value.strip() or value.strip() in ('""', "[]", "{}", "null")
     return value in ([], {})
@@ -279,15 +281,18 @@ class RunView:
         self.top_actions = [s for s in self.steps if s.kind in ACTION_KINDS
                             and self._is_agent_scope(self.scope_of[s.id])]  # fmt: skip
         self._call: dict[str, str | None] = {}
+        self._outline: dict[str, Any] = {}
         self._outcome: dict[str, str | None] = {}
         self._canonical: dict[str, str] = {}  # by payload text: a retry repeats its text
 
     def canonical(self, payload: Any) -> str:
         if not isinstance(payload, str):
             return canonical(payload, self.rules.volatile_keys)
+        # By text (the steps of one view are all decoded, or all JSON text from a reader).
         known = self._canonical.get(payload)
         if known is None:
-            known = self._canonical[payload] = canonical(payload, self.rules.volatile_keys)
+            known = canonical(decoded(payload), self.rules.volatile_keys)
+            self._canonical[payload] = known
         return known
 
     def parent(self, step: Step) -> str | None:
@@ -311,12 +316,18 @@ class RunView:
     def call_key(self, step: Step) -> str | None:
         """What was asked: tool + arguments, or model + input."""
         if step.id not in self._call:
-            payload = step.input
-            if step.kind in TOOL_LIKE and step.tool_args is not None:
-                payload = step.tool_args
+            payload = asked(step)
             self._call[step.id] = (None if payload is None else
                                    f"{label(step)}:{self.canonical(payload)}")  # fmt: skip
         return self._call[step.id]
+
+    def call_outline(self, step: Step) -> Any:
+        """An outline of what was asked that equal call keys share: two calls whose
+        outlines differ were asked different things, and need no canonical form (a model's
+        input grows by a message or two a call: 32 us a step went into those forms)."""
+        if step.id not in self._outline:
+            self._outline[step.id] = _outline(decoded(asked(step)), self.rules.volatile_keys)
+        return self._outline[step.id]
 
     def outcome_key(self, step: Step) -> str | None:
         """What came back: the specific error text, or the output."""
@@ -366,6 +377,30 @@ def label(step: Step) -> str:
     return step.tool_name or step.model or step.name or str(step.kind)
 
 
+def asked(step: Step) -> Any:
+    """What a call was given: a tool call's arguments, else its input."""
+    if step.kind in TOOL_LIKE and step.tool_args is not None:
+        return step.tool_args
+    return step.input
+
+
+def _outline(value: Any, volatile: frozenset[str]) -> Any:
+    """What ``canonical`` keeps of a value's top level: a list's length, an object's keys
+    (a text holding JSON is read as ``_clean`` reads it); None for anything else."""
+    if isinstance(value, str):
+        if value.strip()[:1] not in ("{", "["):
+            return None
+        try:
+            value = orjson.loads(value.strip())
+        except orjson.JSONDecodeError:
+            return None
+    if isinstance(value, list):
+        return len(value)
+    if isinstance(value, dict):  # keys as orjson writes them
+        return frozenset(str(k) for k in value if str(k).lower() not in volatile)
+    return None
+
+
 def _short(text: str | None, limit: int = 100) -> str:
     text = " ".join((text or "").split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -399,9 +434,8 @@ def _same_call(view: RunView, a: Step, b: Step) -> bool:
     the same tool failing with the same specific error."""
     if label(a) != label(b):
         return False
-    key_a, key_b = view.call_key(a), view.call_key(b)
-    if key_a is not None and key_b is not None:
-        return key_a == key_b
+    if asked(a) is not None and asked(b) is not None:
+        return view.call_outline(a) == view.call_outline(b) and view.call_key(a) == view.call_key(b)
     return (a.status == b.status == Status.ERROR
             and _known_equal(view.outcome_key(a), view.outcome_key(b)))  # fmt: skip
 
