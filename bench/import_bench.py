@@ -1,6 +1,6 @@
 """Import throughput and peak memory on a large OTLP JSON Lines file, beside the raw floor.
 
-    python bench/import_bench.py [--spans 1000000] [--keep]
+    python bench/import_bench.py [--spans 1000000] [--keep] [--conversations]
 
 Generates a deterministic OTLP file (one collector-exporter line per trace of 20 spans with
 GenAI attributes), then, each in a fresh process:
@@ -35,7 +35,10 @@ def _kv(key: str, value: object) -> dict:
     return {"key": key, "value": {"stringValue": str(value)}}
 
 
-def generate(path: Path, spans: int, seed: int = 1) -> None:
+def generate(path: Path, spans: int, seed: int = 1, conversations: bool = False) -> None:
+    """``conversations``: each model call's input is the run's conversation so far (a
+    question of ~1 kB more each call) and its output a ~2 kB answer, as traces with content
+    capture on carry them; else one short question."""
     rng = random.Random(seed)
     t0 = 1_760_000_000_000_000_000
     with path.open("w") as out:
@@ -43,6 +46,7 @@ def generate(path: Path, spans: int, seed: int = 1) -> None:
             trace_id = f"{rng.getrandbits(128):032x}"
             root = f"{rng.getrandbits(64):016x}"
             start = t0 + trace * 60_000_000_000
+            history: list[dict] = []
             items = [{
                 "traceId": trace_id, "spanId": root, "name": "invoke_agent Support", "kind": 1,
                 "startTimeUnixNano": str(start), "endTimeUnixNano": str(start + 30_000_000_000),
@@ -62,14 +66,23 @@ def generate(path: Path, spans: int, seed: int = 1) -> None:
                 if n % 2:
                     model = rng.choice(MODELS)
                     span["name"] = f"chat {model}"
+                    question = f"Question {trace}"
+                    if conversations:
+                        question = f"Look into item {rng.randint(1, 999)} and explain. " * 20
+                    history.append(
+                        {"role": "user", "parts": [{"type": "text", "content": question}]}
+                    )
                     span["attributes"] = [
                         _kv("gen_ai.operation.name", "chat"), _kv("gen_ai.request.model", model),
                         _kv("gen_ai.provider.name", "openai"),
                         _kv("gen_ai.usage.input_tokens", rng.randint(200, 4000)),
                         _kv("gen_ai.usage.output_tokens", rng.randint(10, 600)),
-                        _kv("gen_ai.input.messages", json.dumps(
-                            [{"role": "user", "parts": [{"type": "text", "content": f"Question {trace}"}]}])),
+                        _kv("gen_ai.input.messages", json.dumps(history if conversations else history[-1:])),
                     ]  # fmt: skip
+                    if conversations:
+                        answer = [{"role": "assistant", "parts": [{"type": "text", "content":
+                                   f"Item {rng.randint(1, 999)} was refunded because " * 40}]}]  # fmt: skip
+                        span["attributes"].append(_kv("gen_ai.output.messages", json.dumps(answer)))
                 else:
                     tool = rng.choice(TOOLS)
                     span["name"] = f"execute_tool {tool}"
@@ -211,6 +224,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--spans", type=int, default=1_000_000)
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    parser.add_argument("--conversations", action="store_true",
+                        help="model calls carry the conversation so far and an answer")  # fmt: skip
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -222,7 +237,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="tracedesk-bench-"))
     trace_file = folder / "spans.otlp.jsonl"
     started = time.perf_counter()
-    generate(trace_file, args.spans)
+    generate(trace_file, args.spans, conversations=args.conversations)
     size_mb = trace_file.stat().st_size / 1e6
     print(
         f"generated {args.spans:,} spans, {size_mb:,.0f} MB in {time.perf_counter() - started:.1f} s"
