@@ -87,6 +87,9 @@ WHERE runs.id=?
 """
 
 
+PAGE_SIZE = 16384
+
+
 class StoreError(Exception):
     """A problem with the database itself (not with an imported file)."""
 
@@ -182,6 +185,9 @@ class Database:
         self.conn.row_factory = sqlite3.Row
         self.on_busy: Callable[[], None] | None = None  # told when waiting for another writer
         self._price_ids: dict[tuple[str, str], int] = {}  # (source, date) -> prices.id
+        # A new database only (an existing one keeps its size): 16 kB pages make an import's
+        # inserts 11 % faster and the database 5 % smaller than 4 kB ones (bench/README.md).
+        self.conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
         self.conn.execute(f"PRAGMA journal_mode={'MEMORY' if scratch else 'WAL'}")
         self.conn.execute(f"PRAGMA synchronous={'OFF' if scratch else 'NORMAL'}")
         self.conn.execute("PRAGMA foreign_keys=ON")
