@@ -98,6 +98,18 @@ def test_two_connections_create_a_new_database_together(tmp_path, monkeypatch):
     assert opened == [SCHEMA_VERSION]
 
 
+def test_a_new_database_has_16k_pages_and_an_old_one_keeps_its_own(tmp_path):
+    """16 kB pages (inserts, scans and cost sums faster, the file smaller: bench/README.md)
+    for a new database; a database made with 4 kB pages opens and stays as it is."""
+    with Store(tmp_path / "new.db") as new:
+        assert new.conn.execute("PRAGMA page_size").fetchone()[0] == 16384
+    old = tmp_path / "old.db"
+    shutil.copy(FIXTURES / "db" / "tracedesk-schema5.db", old)
+    with Store(old) as store:
+        assert store.conn.execute("PRAGMA page_size").fetchone()[0] == 4096
+        assert store.runs()
+
+
 def test_newer_database_is_refused(tmp_path):
     path = tmp_path / "future.db"
     with Store(path) as s:
