@@ -398,17 +398,26 @@ def _run_condition(node: Field) -> tuple[str, list] | None:
         return "r.error_count > 0", []
     if name == "finding" and op == ":":
         return "r.incident_count > 0", []
-    if name == "kind" and op == ":" and not {"llm", "tool"} & set(kinds := _kinds(node.value)):
+    if name == "kind" and op == ":" and _rare(kinds := _kinds(node.value)):
         # Found once, by the index of rare kinds.
         marks = ", ".join("?" * len(kinds))
-        return (f"r.id IN (SELECT run_id FROM steps WHERE kind IN ({marks})"
-                " AND kind NOT IN ('llm', 'tool'))", kinds)  # fmt: skip
+        return f"r.id IN (SELECT run_id FROM steps WHERE kind IN ({marks}) AND {RARE_KINDS})", kinds
     if name in RUN_TOTALS and op in (">", ">=", "=", ":"):
         sql = f"{RUN_TOTALS[name]} {'>' if op == '>' else '>='} ?"
         if name == "cost":  # a sum is at least each part only if none is negative
             sql = f"({sql} OR r.id IN (SELECT run_id FROM steps WHERE cost_pusd < 0))"
         return sql, [_number(node)]
     return None
+
+
+# The condition of the partial index ``steps_rare_kind`` (schema ``_v13``), word for word:
+# SQLite uses that index only for a query that states it.
+RARE_KINDS = "kind NOT IN ('llm', 'tool')"
+
+
+def _rare(kinds: list[str]) -> bool:
+    """None of these kinds is a model or tool call (95 % of steps)."""
+    return not {StepKind.LLM, StepKind.TOOL} & set(kinds)
 
 
 def _kinds(pattern: str) -> list[str]:
@@ -465,8 +474,8 @@ def _field_sql(node: Field, params: list) -> str:
         kinds = _kinds(value)
         params.extend(kinds)
         sql = f"s.kind IN ({', '.join('?' * len(kinds))})" if kinds else "0"
-        if kinds and not {"llm", "tool"} & set(kinds):  # rare kinds: found by an index
-            sql = f"({sql} AND s.kind NOT IN ('llm', 'tool'))"
+        if kinds and _rare(kinds):  # found by the index of rare kinds
+            sql = f"({sql} AND s.{RARE_KINDS})"
     elif name == "status":
         params.append(like_pattern(value.lower()))
         sql = "s.status LIKE ? ESCAPE '\\'"

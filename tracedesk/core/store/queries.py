@@ -509,8 +509,13 @@ class Queries:
         previewed = ("input", "output") if preview else ()
         columns = [f"substr({c}, 1, {int(preview or 0) + 1}) AS {c}" if c in previewed else c
                    for c in READ_STEP_COLUMNS]  # fmt: skip
+        # With what its cost is made of and the price it used (see ``explain_stored``).
+        price = ", ".join(f"(SELECT {expression} FROM prices WHERE id = price_id)"
+                          for expression in ("source", "nullif(date, '')", "label"))  # fmt: skip
         row = self.conn.execute(
-            f"SELECT {', '.join(columns)} FROM steps WHERE run_id=? AND id=?", (run_id, step_id)
+            f"SELECT {', '.join([*columns, *PART_COLUMNS])}, {price} FROM steps"
+            " WHERE run_id=? AND id=?",
+            (run_id, step_id),
         ).fetchone()
         if row is None:
             return None
@@ -518,18 +523,9 @@ class Queries:
         step = _row_to_step(row, skip=cut.keys())
         for name, text in cut.items():
             setattr(step, name, Preview(text[: preview or 0]))
-        step.cost_parts = self._cost_parts(run_id, step_id)
+        parts = tuple(row)[len(columns) :]
+        step.cost_parts = None if all(v is None for v in parts) else CostParts(*parts)
         return step
-
-    def _cost_parts(self, run_id: str, step_id: str) -> CostParts | None:
-        """What the step's stored cost is made of, and the price it used."""
-        row = self.conn.execute(
-            f"SELECT {', '.join('s.' + c for c in PART_COLUMNS)}, p.source, nullif(p.date, ''),"
-            " p.label FROM steps s LEFT JOIN prices p ON p.id = s.price_id"
-            " WHERE s.run_id=? AND s.id=?",
-            (run_id, step_id),
-        ).fetchone()
-        return None if row is None or all(v is None for v in row) else CostParts(*row)
 
     def library(self) -> list[Run]:
         """Every run, newest first, with its totals and the models and tools it used. Runs
