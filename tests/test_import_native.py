@@ -407,3 +407,113 @@ def test_an_impossible_reported_cost_is_a_bad_record(store, tmp_path, cost):
     with pytest.raises(TraceFormatError, match="line 4: reported cost is not a plausible amount"):
         import_file(store, write_jsonl(tmp_path / "cost.jsonl", records))
     assert store.runs() == []
+
+
+def _otlp_line(spans: list[dict]) -> dict:
+    return {"resourceSpans": [{"resource": {"attributes": []},
+                               "scopeSpans": [{"scope": {"name": "t"}, "spans": spans}]}]}  # fmt: skip
+
+
+def _span(trace: int, span: str, parent: str | None, name: str, start: int, error: bool = False):
+    attributes = [{"key": "gen_ai.operation.name", "value": {"stringValue": "execute_tool"}},
+                  {"key": "gen_ai.tool.name", "value": {"stringValue": "search"}},
+                  {"key": "gen_ai.tool.call.arguments",
+                   "value": {"stringValue": '{"q": "same"}'}}]  # fmt: skip
+    return {
+        "traceId": f"{trace + 1:032x}", "spanId": span, "name": name, "kind": 1,
+        **({"parentSpanId": parent} if parent else {}),
+        "startTimeUnixNano": str(1_760_000_000_000_000_000 + start * 10**9),
+        "endTimeUnixNano": str(1_760_000_000_000_000_000 + start * 10**9 + 5 * 10**8),
+        "status": {"code": 2 if error else 1}, "attributes": attributes,
+    }  # fmt: skip
+
+
+def _batched_traces(count: int) -> list[dict]:
+    """OTLP lines as a batch exporter writes them: spans end (and are exported) before their
+    parent, so every trace has its children on one line and the rest on the next, with the
+    root last; one child is exported twice, named differently, and one has a parent that
+    was never exported."""
+    lines = []
+    for line in range(count + 1):
+        spans = []
+        if line < count:  # the first half of trace `line`
+            spans += [_span(line, f"{line:08x}{i:08x}", f"{line:08x}00000001", f"search {i}", i)
+                      for i in range(2, 6)]  # fmt: skip
+            spans.append(_span(line, f"{line:08x}00000009", f"{line:08x}00000001", "first", 9))
+            spans.append(_span(line, f"{line:08x}0000000a", "ffffffffffffffff", "orphan", 10))
+        if line > 0:  # the rest of trace `line - 1`, its root last, failed in every third
+            trace = line - 1
+            spans += [_span(trace, f"{trace:08x}{i:08x}", f"{trace:08x}00000001", f"search {i}", i)
+                      for i in range(6, 9)]  # fmt: skip
+            spans.append(_span(trace, f"{trace:08x}00000009", f"{trace:08x}00000001", "again", 9))
+            spans.append(_span(trace, f"{trace:08x}00000001", None, f"agent {trace}", 0,
+                               error=trace % 3 == 0))  # fmt: skip
+        lines.append(_otlp_line(spans))
+    return lines
+
+
+@pytest.mark.parametrize("workers", [2, 3, 4])
+def test_a_file_read_in_parts_gives_the_same_import(tmp_path, monkeypatch, workers):
+    """A big JSON Lines file is cut into parts, each read, gathered and analysed by a worker
+    process. Runs cut in two at a part's edge are merged: the same rows, costs, incidents,
+    names, statuses and warnings as one reader, and the first copy of a step is kept."""
+    import os
+
+    import tracedesk.core.ingest as ingest_module
+
+    monkeypatch.setattr(os, "cpu_count", lambda: workers)
+    path = write_jsonl(tmp_path / "batched.jsonl", _batched_traces(40))
+    merge = ingest_module._Writer._merge
+    merged = 0
+
+    def counted(writer, *args):
+        nonlocal merged
+        merged += 1
+        merge(writer, *args)
+
+    dumps = {}
+    for in_parts in (False, True):
+        monkeypatch.setattr(ingest_module, "PARALLEL_BYTES", 0 if in_parts else 1 << 40)
+        monkeypatch.setattr(ingest_module._Writer, "_merge", counted if in_parts else merge)
+        with Store(tmp_path / f"{in_parts}.db") as store:
+            result = import_file(store, path)
+            dumps[in_parts] = (
+                (result.runs, result.steps, result.skipped, sorted(result.warnings)),
+                [(run, store.steps(run.id), store.incidents(run.id)) for run in store.runs()],
+                store.conn.execute("SELECT count(*) FROM steps").fetchone()[0],
+            )
+    assert dumps[True] == dumps[False]
+    runs = [run for run, _, _ in dumps[True][1]]
+    assert len(runs) == 40 and all(run.name.startswith("agent") for run in runs)
+    assert sum(run.status == "error" for run in runs) == 14
+    assert all(len(steps) == 10 and steps[-2].name == "first" for _, steps, _ in dumps[True][1])
+    assert sum(bool(incidents) for _, _, incidents in dumps[True][1]) == 14  # failed runs
+    # A duplicate step and a missing parent warned for each run, and no more.
+    assert len(dumps[True][0][3]) == 80
+    assert merged == workers - 1  # a run was cut at each edge between parts
+
+
+def test_a_bad_line_in_a_later_part_is_named_and_the_first_bad_line_wins(tmp_path, monkeypatch):
+    import os
+
+    import tracedesk.core.ingest as ingest_module
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(ingest_module, "PARALLEL_BYTES", 0)
+    lines = [orjson.dumps(line) for line in _batched_traces(40)]
+    late = tmp_path / "late.jsonl"
+    late.write_bytes(b"\n".join([*lines[:35], b"{oops", *lines[35:]]) + b"\n")
+    with Store(tmp_path / "a.db") as store:
+        before = snapshot(store)
+        with pytest.raises(TraceFormatError, match=r"late\.jsonl: line 36: malformed JSON"):
+            import_file(store, late)
+        assert snapshot(store) == before
+        result = import_file(store, late, skip_bad=True)
+        assert result.bad_records == 1
+        assert next(w for w in result.warnings if "malformed" in w).startswith("line 36:")
+    both = tmp_path / "both.jsonl"
+    both.write_bytes(b"\n".join([*lines[:3], b"[1, 2", *lines[3:35], b"{oops", *lines[35:]]))
+    with Store(tmp_path / "b.db") as store:
+        with pytest.raises(TraceFormatError, match=r"both\.jsonl: line 4: malformed JSON"):
+            import_file(store, both)
+        assert store.runs() == []

@@ -15,10 +15,12 @@ from __future__ import annotations
 import gc
 import hashlib
 import os
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from contextlib import closing
 from dataclasses import dataclass, field
 from decimal import Decimal
+from operator import attrgetter
 from pathlib import Path
 from typing import IO
 
@@ -46,8 +48,9 @@ from tracedesk.core.model import (
     severity_rank,
 )
 from tracedesk.core.store import Store
-from tracedesk.core.store.db import AlreadyImported
+from tracedesk.core.store.db import AlreadyImported, step_from_row
 from tracedesk.core.text import plural
+from tracedesk.core.tree import LOST_PARENT_KEY
 
 HEAD_SIZE = 64 * 1024
 # Files from this size on are read and mapped in a second process (it costs ~0.3 s to start).
@@ -57,6 +60,8 @@ QUIET_RECORDS = 20_000  # a run not seen for this many records is complete
 CHECK_EVERY = 1000  # records between looks for complete runs (and for a cancel)
 COLLECT_EVERY = 250_000  # records between passes of the (paused) cycle collector
 ZERO = Decimal(0)
+# A run's record as its source gave it (before totals and names are derived for it).
+_RUN_RECORD = attrgetter(*reader_process.RUN_WIRE)
 
 Progress = Callable[[int, int], None]  # (bytes read, total bytes)
 
@@ -118,16 +123,27 @@ def import_file(
         result.already_imported = True
         return result
     pricing, rules = pricing or Pricing.load(), rules or Rules.load()
-    with (
-        path.open("rb") as raw,
-        closing(_records(raw, total, result, skip_bad, progress, pricing)) as records,
-    ):
-        try:
-            ingest(store, records, result, sha256, pricing, rules, cancelled, index_search)
-        except (OSError, EOFError) as exc:  # a corrupt gzip stream surfaces while reading
-            raise TraceFormatError(name, "file", f"cannot read: {exc}") from None
-        except AlreadyImported:
-            result = ImportResult(path=name, format=format, already_imported=True)
+    ranges = reader_process.parts(name, format, total) if total >= PARALLEL_BYTES else []
+    try:
+        if len(ranges) > 1:  # a worker process per part: read, gathered and analysed there
+            report = None if progress is None else (lambda done: progress(done, total))
+            packages = reader_process.packages(name, format, skip_bad, result, ranges, report,
+                                               pricing, rules)  # fmt: skip
+            with closing(packages):
+                ingest(store, (), result, sha256, pricing, rules, cancelled, index_search,
+                       packages)  # fmt: skip
+            if progress is not None:
+                progress(total, total)
+        else:
+            with (
+                path.open("rb") as raw,
+                closing(_records(raw, total, result, skip_bad, progress, pricing)) as records,
+            ):
+                ingest(store, records, result, sha256, pricing, rules, cancelled, index_search)
+    except (OSError, EOFError) as exc:  # a corrupt gzip stream surfaces while reading
+        raise TraceFormatError(name, "file", f"cannot read: {exc}") from None
+    except AlreadyImported:
+        result = ImportResult(path=name, format=format, already_imported=True)
     return result
 
 
@@ -161,6 +177,8 @@ class _OpenRun:
     run: Run | None = None
     steps: dict[str, Step] = field(default_factory=dict)
     last_seen: int = 0
+    first_seen: int = 0
+    at_end: bool = False  # still open when the records ended
 
 
 def ingest(
@@ -172,10 +190,12 @@ def ingest(
     rules: Rules,
     cancelled: Callable[[], bool] | None = None,
     index_search: bool = False,
+    packages: Iterable[list] | None = None,
 ) -> ImportResult:
     """Write the runs and steps of one import in one transaction, analysed.
 
-    Steps already in the database (same run and step id) are skipped, so importing the same
+    ``packages``, instead of ``records``: runs that worker processes gathered and analysed
+    (``reader_process.packages``), written as they come. Steps already in the database (same run and step id) are skipped, so importing the same
     runs again changes nothing. On any exception the transaction is rolled back and the
     exception propagates.
     """
@@ -188,38 +208,19 @@ def ingest(
         # with progress, not inside this import.
         index_search = index_search and store.search_index_current()
         writer = _Writer(store, result, import_id, pricing, rules)
-        open_runs: dict[str, _OpenRun] = {}
-        record: Run | Step | None
-        entry: _OpenRun | None
-        for n, record in enumerate(records):
-            if n % CHECK_EVERY == 0:
-                if cancelled is not None and cancelled():
+        if packages is None:
+            for run_id, entry in gathered(records, result, cancelled):
+                writer.write(run_id, entry)
+        else:
+            for n, package in enumerate(packages):
+                if n % CHECK_EVERY == 0 and cancelled is not None and cancelled():
                     raise ImportCancelled(result.path)
-                quiet = [k for k, o in open_runs.items() if o.last_seen < n - QUIET_RECORDS]
-                for run_id in quiet:
-                    writer.write(run_id, open_runs.pop(run_id))
-                if n and n % COLLECT_EVERY == 0:
-                    gc.collect()  # cycles a reader or the UI thread left stay bounded
-            run_id = record.run_id if isinstance(record, Step) else record.id
-            entry = open_runs.get(run_id)
-            if entry is None:
-                entry = open_runs[run_id] = _OpenRun()
-            entry.last_seen = n
-            if isinstance(record, Step):
-                if record.id in entry.steps:
-                    result.warn(f"run {run_id}: duplicate step id {record.id!r}; kept the first")
-                else:
-                    entry.steps[record.id] = record
-            else:
-                entry.run = record if entry.run is None else fill_gaps(entry.run, record)
-        if cancelled is not None and cancelled():
-            raise ImportCancelled(result.path)
-        # Each run let go once written: what is still alive when the collector resumes, it
-        # walks at once (100k steps of one run held the UI up for 60-140 ms).
-        entry = record = None
-        while open_runs:
-            run_id = next(iter(open_runs))
-            writer.write(run_id, open_runs.pop(run_id))
+                writer.write_package(package)
+            if cancelled is not None and cancelled():
+                raise ImportCancelled(result.path)
+            for warnings, _ in writer.pending.values():
+                for warning in warnings:
+                    result.warn(warning)
         if older:
             if stale_prices:
                 apply_costs(store, pricing, older)
@@ -232,84 +233,69 @@ def ingest(
     return result
 
 
-class _Writer:
-    """Analyses complete runs and writes them (or merges them into what is stored)."""
-
-    def __init__(self, store: Store, result: ImportResult, import_id: int, pricing: Pricing,
-                 rules: Rules):  # fmt: skip
-        self.store, self.result, self.import_id = store, result, import_id
-        self.pricing, self.rules = pricing, rules
-        self.written: set[str] = set()
-
-    def write(self, run_id: str, entry: _OpenRun) -> None:
-        if run_id in self.written or self.store.has_run(run_id):
-            self._merge(run_id, entry)
+def gathered(
+    records: Iterable[Run | Step], result: ImportResult, cancelled: Callable[[], bool] | None
+) -> Iterator[tuple[str, _OpenRun]]:
+    """The runs of the records, each with its steps, as each completes: when it has not been
+    seen for QUIET_RECORDS records, or at the end. A run seen again later comes again."""
+    open_runs: dict[str, _OpenRun] = {}
+    record: Run | Step | None
+    entry: _OpenRun | None
+    for n, record in enumerate(records):
+        if n % CHECK_EVERY == 0:
+            if cancelled is not None and cancelled():
+                raise ImportCancelled(result.path)
+            quiet = [k for k, o in open_runs.items() if o.last_seen < n - QUIET_RECORDS]
+            for run_id in quiet:
+                yield run_id, open_runs.pop(run_id)
+            if n and n % COLLECT_EVERY == 0:
+                gc.collect()  # cycles a reader or the UI thread left stay bounded
+        run_id = record.run_id if isinstance(record, Step) else record.id
+        entry = open_runs.get(run_id)
+        if entry is None:
+            entry = open_runs[run_id] = _OpenRun(first_seen=n)
+        entry.last_seen = n
+        if isinstance(record, Step):
+            if record.id in entry.steps:
+                result.warn(f"run {run_id}: duplicate step id {record.id!r}; kept the first")
+            else:
+                entry.steps[record.id] = record
         else:
-            run = entry.run or Run(id=run_id, source_format=self.result.format)
-            steps = list(entry.steps.values())
-            entry.steps.clear()  # the list holds them now, and lets go of them below
-            for step in steps:
-                if step.cost_source is None:  # else priced by the reader process
-                    price(step, self.pricing)
-            incidents = self._analyse(run, steps, priced=True)
-            try:
-                self.store.insert_run(run, steps, incidents, self.import_id)
-            except ValueError as exc:
-                raise TraceFormatError(self.result.path, f"run {run_id}", str(exc)) from None
-            self.result.steps += len(steps)
-            _let_go(steps)
-        self.written.add(run_id)
+            entry.run = record if entry.run is None else fill_gaps(entry.run, record)
+    if cancelled is not None and cancelled():
+        raise ImportCancelled(result.path)
+    # Each run let go once written: what is still alive when the collector resumes, it
+    # walks at once (100k steps of one run held the UI up for 60-140 ms).
+    entry = record = None
+    while open_runs:
+        run_id = next(iter(open_runs))
+        entry = open_runs.pop(run_id)
+        entry.at_end = True
+        yield run_id, entry
 
-    def _merge(self, run_id: str, entry: _OpenRun) -> None:
-        """Add a run's new steps to what the database holds, then analyse it whole again."""
-        store = self.store
-        if entry.run is not None:
-            store.upsert_run_record(entry.run, self.import_id)
-        else:
-            store.ensure_run(run_id, self.result.format, self.import_id)
-        added, skipped, duplicates, differing = store.insert_new_steps(
-            entry.steps.values(), self.import_id
-        )
-        self.result.steps += added
-        self.result.skipped += skipped
-        if differing:
-            self.result.warn(f"run {run_id}: {plural(differing, 'step')} already present with"
-                             " different content; kept the first")  # fmt: skip
-        for step_id in duplicates:
-            self.result.warn(f"run {run_id}: duplicate step id {step_id!r}; kept the first")
-        run = store.get_run(run_id)
-        assert run is not None
-        self.reanalyse(run)
 
-    def reanalyse(self, run: Run, kept: list[Step] | None = None) -> list[Step]:
-        """Analyse a stored run whole again and store the result (``run`` carries what is
-        known of the run itself: name, request, attributes). Steps detached for a parent
-        that has arrived since get it back. Returns the run's steps, analysed.
+class Analyser:
+    """Prices, totals and checks complete runs in memory; warnings go to ``result``."""
 
-        ``kept``: every step the store holds of the run, as stored and priced under these
-        prices (the live writer keeps them as they arrive): they are not read back, and
-        only the steps whose place in the tree changed are written again."""
-        if kept is None:
-            steps = self.store.steps(run.id)
-            tree.reattach(steps)
-            incidents = self._analyse(run, steps)
-            self.store.update_run(run, steps, incidents)
-            return steps
-        steps = list(kept)
-        stored = {s.id: (s.parent_id, s.depth) for s in steps}
-        tree.reattach(steps)
-        incidents = self._analyse(run, steps, priced=True)
-        changed = [s for s in steps if (s.parent_id, s.depth) != stored[s.id]]
-        self.store.update_run(run, steps, incidents, changed)
-        return steps
+    def __init__(self, result: ImportResult, pricing: Pricing, rules: Rules):
+        self.result, self.pricing, self.rules = result, pricing, rules
+
+    def analysed(self, run_id: str, entry: _OpenRun) -> tuple[Run, list[Step], list[Incident]]:
+        """A gathered run priced, totalled and checked: the run, its steps in start order
+        and its incidents (``entry`` gives its steps up)."""
+        run = entry.run or Run(id=run_id, source_format=self.result.format)
+        steps = list(entry.steps.values())
+        entry.steps.clear()  # the list holds them now: whoever writes them lets them go
+        for step in steps:
+            if step.cost_source is None:  # else priced by the reader process
+                price(step, self.pricing)
+        return run, steps, self._analyse(run, steps, priced=True)
 
     def _analyse(self, run: Run, steps: list[Step], priced: bool = False) -> list[Incident]:
         """Repair the tree, price the steps (unless ``priced``), total the run and find its
         incidents, in memory; the steps end up in start order."""
         for step, reason, lost in tree.repair(steps):
-            self.result.warn(
-                f"run {run.id}: step {step.id!r} {reason} ({lost!r}); attached to the run root"
-            )
+            self._warn_detached(run.id, step.id, reason, lost)
         steps.sort(key=lambda s: (s.start_ns is None, s.start_ns or 0))
         self._warn_invalid_dates(run.id, "run", run)
         for step in steps:
@@ -333,12 +319,127 @@ class _Writer:
         run.wasted_unpriced = sum(i.wasted_unpriced for i in incidents)
         return incidents
 
+    def _warn_detached(self, run_id: str, step_id: str, reason: str, lost: str) -> None:
+        self.result.warn(f"run {run_id}: step {step_id!r} {reason} ({lost!r}); attached to the"
+                         " run root")  # fmt: skip
+
     def _warn_invalid_dates(self, run_id: str, what: str, record: Run | Step) -> None:
         if INVALID_DATE in record.attributes:  # a key, or a substring of encoded attributes
             dates = decoded(record.attributes).get(INVALID_DATE)
             if dates:
                 self.result.warn(f"run {run_id}: {what} has times that are not valid dates"
                                  f" ({', '.join(map(repr, dates))}); left unknown")  # fmt: skip
+
+
+class _Writer(Analyser):
+    """Analyses complete runs and writes them (or merges them into what is stored)."""
+
+    def __init__(self, store: Store, result: ImportResult, import_id: int, pricing: Pricing,
+                 rules: Rules):  # fmt: skip
+        super().__init__(result, pricing, rules)
+        self.store, self.import_id = store, import_id
+        # The runs this import wrote, each with its record as the source gave it: a run
+        # that comes again is analysed again from that, not from what was derived for it
+        # from its first steps (a name, a status).
+        self.written: dict[str, tuple] = {}
+        # The warnings of runs a worker analysed from the edge of its part of the file: if
+        # the run goes on in the next part, they are those of the merged run instead.
+        self.pending: dict[str, tuple[list[str], set[str]]] = {}  # and the steps they are of
+
+    def write(self, run_id: str, entry: _OpenRun) -> None:
+        if run_id in self.written or self.store.has_run(run_id):
+            self._merge(run_id, entry)
+            return
+        given = _RUN_RECORD(entry.run) if entry.run is not None else (run_id, self.result.format)
+        run, steps, incidents = self.analysed(run_id, entry)
+        try:
+            self.store.insert_run(run, steps, incidents, self.import_id)
+        except ValueError as exc:
+            raise TraceFormatError(self.result.path, f"run {run_id}", str(exc)) from None
+        self.result.steps += len(steps)
+        self.written[run_id] = given
+        _let_go(steps)
+
+    def write_package(self, package: list) -> None:
+        """A run that a worker process analysed: its record as given, its run row, step rows
+        and incident rows, and its warnings when it was at the edge of the worker's part of
+        the file (``reader_process.packages``)."""
+        run_id, given, run_row, step_rows, incident_rows, edge_warnings = package
+        if run_id in self.written or self.store.has_run(run_id):
+            # Cut in two: the warnings of the parts give way to those of the merged run.
+            unwarned = self.pending.pop(run_id, ((), set()))[1]
+            steps = {row[1]: step_from_row(row) for row in step_rows}
+            if edge_warnings is not None:
+                unwarned |= steps.keys()
+            self._merge(run_id, _OpenRun(Run(*given), steps), unwarned)
+            return
+        self.store.insert_rows(run_row, step_rows, incident_rows, self.import_id)
+        self.result.steps += len(step_rows)
+        self.written[run_id] = tuple(given)
+        if edge_warnings is not None:
+            self.pending[run_id] = edge_warnings, {row[1] for row in step_rows}
+
+    def _merge(
+        self, run_id: str, entry: _OpenRun, unwarned: AbstractSet[str] = frozenset()
+    ) -> None:
+        """Add a run's new steps to what the database holds, then analyse it whole again.
+        ``unwarned``: steps whose missing parent was not warned of yet."""
+        store = self.store
+        given = self.written.get(run_id)
+        if given is not None:  # written by this import: analysed again from its records
+            run = Run(*given)
+            if entry.run is not None:
+                fill_gaps(run, entry.run)
+            self.written[run_id] = _RUN_RECORD(run)
+        elif entry.run is not None:
+            store.upsert_run_record(entry.run, self.import_id)
+        else:
+            store.ensure_run(run_id, self.result.format, self.import_id)
+        added, skipped, duplicates, differing = store.insert_new_steps(
+            entry.steps.values(), self.import_id
+        )
+        self.result.steps += added
+        self.result.skipped += skipped
+        if differing:
+            self.result.warn(f"run {run_id}: {plural(differing, 'step')} already present with"
+                             " different content; kept the first")  # fmt: skip
+        for step_id in duplicates:
+            self.result.warn(f"run {run_id}: duplicate step id {step_id!r}; kept the first")
+        if given is None:
+            stored = store.get_run(run_id)
+            assert stored is not None
+            run = stored
+            self.written[run_id] = _RUN_RECORD(run)
+        for step in self.reanalyse(run):
+            if (
+                step.id in unwarned
+                and step.parent_id is None
+                and LOST_PARENT_KEY in step.attributes
+            ):
+                lost = decoded(step.attributes)[LOST_PARENT_KEY]
+                self._warn_detached(run_id, step.id, "has a missing parent", lost)
+
+    def reanalyse(self, run: Run, kept: list[Step] | None = None) -> list[Step]:
+        """Analyse a stored run whole again and store the result (``run`` carries what is
+        known of the run itself: name, request, attributes). Steps detached for a parent
+        that has arrived since get it back. Returns the run's steps, analysed.
+
+        ``kept``: every step the store holds of the run, as stored and priced under these
+        prices (the live writer keeps them as they arrive): they are not read back, and
+        only the steps whose place in the tree changed are written again."""
+        if kept is None:
+            steps = self.store.steps(run.id)
+            tree.reattach(steps)
+            incidents = self._analyse(run, steps)
+            self.store.update_run(run, steps, incidents)
+            return steps
+        steps = list(kept)
+        stored = {s.id: (s.parent_id, s.depth) for s in steps}
+        tree.reattach(steps)
+        incidents = self._analyse(run, steps, priced=True)
+        changed = [s for s in steps if (s.parent_id, s.depth) != stored[s.id]]
+        self.store.update_run(run, steps, incidents, changed)
+        return steps
 
 
 def reanalyse(

@@ -9,22 +9,32 @@ reader's TraceFormatError as its own.
 
 from __future__ import annotations
 
+import io
 import multiprocessing
+import os
 import pickle
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import fields
 from decimal import Decimal
+from multiprocessing.connection import wait
 from operator import attrgetter
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
 from tracedesk.core.analysis.cost import price
+from tracedesk.core.analysis.loops import Rules
 from tracedesk.core.analysis.pricing import Pricing
 from tracedesk.core.collector import collector_paused
-from tracedesk.core.importers import FORMATS
-from tracedesk.core.importers.base import ReadContext, TraceFormatError, open_decompressed
+from tracedesk.core.importers import FORMATS, otlp_protobuf
+from tracedesk.core.importers.base import (
+    FIRST_LINE_BYTES,
+    ReadContext,
+    TraceFormatError,
+    open_decompressed,
+)
 from tracedesk.core.model import CostParts, EncodedJSON, ImportResult, Run, Step, json_text
+from tracedesk.core.store.db import incident_row, price_key, run_row, step_row
 
 BATCH = 2000  # records per message
 
@@ -116,6 +126,194 @@ def _read(path: str, format: str, skip_bad: bool, conn: Any, pricing: Pricing) -
         conn.send_bytes(_control("error", "file", f"cannot read: {exc}"))
     finally:
         conn.close()
+
+
+# -- a file in parts, each gathered and analysed by a worker process --------------------
+
+MAX_WORKERS = 4
+
+
+def parts(path: str, format: str, size: int) -> list[tuple[int, int]]:
+    """Where to cut a big JSON Lines file for the workers: (start, end) byte ranges that
+    begin at line starts. One part for what cannot be cut: a compressed file, a binary
+    one, one JSON document."""
+    count = min(os.cpu_count() or 1, MAX_WORKERS)
+    if count < 2 or format == otlp_protobuf.NAME:
+        return [(0, size)]
+    with open(path, "rb") as raw:
+        first = raw.readline(FIRST_LINE_BYTES)
+        if first.startswith(b"\x1f\x8b"):
+            return [(0, size)]
+        try:
+            orjson.loads(first.lstrip(b"\xef\xbb\xbf"))
+        except orjson.JSONDecodeError:  # not JSON Lines
+            return [(0, size)]
+        cuts = [0]
+        for k in range(1, count):
+            raw.seek(max(size * k // count - 1, cuts[-1]))
+            raw.readline()  # to the start of the next line
+            if cuts[-1] < raw.tell() < size:
+                cuts.append(raw.tell())
+    return list(zip(cuts, [*cuts[1:], size], strict=True))
+
+
+def _lines_before(raw: IO[bytes], offset: int) -> int:
+    count = 0
+    while offset > 0:
+        chunk = raw.read(min(offset, 1 << 20))
+        count += chunk.count(b"\n")
+        offset -= len(chunk)
+    return count
+
+
+class _Range(io.RawIOBase):
+    """Bytes start to end of a file."""
+
+    def __init__(self, raw: IO[bytes], start: int, end: int):
+        raw.seek(start)
+        self.raw, self.left = raw, end - start
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self.raw.readinto(memoryview(buffer)[: self.left])  # type: ignore[attr-defined]
+        self.left -= count
+        return count
+
+
+def _work(path: str, format: str, skip_bad: bool, conn: Any, pricing: Pricing, rules: Rules,
+          start: int, end: int, size: int) -> None:  # fmt: skip
+    """A worker process: read one part of a file, gather its runs and analyse each, and send
+    them as rows (``ingest._Writer.write_package`` writes them).
+
+    A run seen first near the start of the part, or still open at its end, may go on in
+    the part before or after: its package carries its warnings, which the import keeps only
+    if it does not."""
+    from tracedesk.core.ingest import _RUN_RECORD, QUIET_RECORDS, Analyser, _let_go, gathered
+
+    result = ImportResult(path=path, format=format)
+    try:
+        with collector_paused(), open(path, "rb") as raw:
+            ctx = ReadContext(path=path, result=result, skip_bad=skip_bad,
+                              first_line=_lines_before(raw, start) + 1, json_lines=True)  # fmt: skip
+            stream = io.BufferedReader(_Range(raw, start, end), 1 << 20)
+            analyser = Analyser(result, pricing, rules)
+            batch: list[list[Any]] = []
+            count = 0
+            for run_id, entry in gathered(FORMATS[format].read(stream, ctx), result, None):
+                given = _RUN_RECORD(entry.run) if entry.run is not None else (run_id, format)
+                edge = (start > 0 and entry.first_seen < QUIET_RECORDS) or (
+                    entry.at_end and end < size
+                )
+                analyser.result = ImportResult(path=path, format=format) if edge else result
+                run, steps, incidents = analyser.analysed(run_id, entry)
+                try:
+                    step_rows = [step_row(s, None, price_key(s.cost_parts)) for s in steps]
+                except ValueError as exc:  # a value the store cannot hold
+                    raise TraceFormatError(path, f"run {run_id}", str(exc)) from None
+                batch.append([run_id, given, run_row(run, steps, None), step_rows,
+                              [incident_row(i) for i in incidents],
+                              analyser.result.warnings if edge else None])  # fmt: skip
+                count += len(steps)
+                _let_go(steps)
+                if count >= BATCH:
+                    conn.send_bytes(_encode(batch))
+                    conn.send_bytes(_control("progress", raw.tell() - start))
+                    batch, count = [], 0
+            conn.send_bytes(_encode(batch))
+        conn.send_bytes(_control("done", result.bad_records, result.warnings, result.warning_count))
+    except TraceFormatError as exc:
+        conn.send_bytes(_control("error", exc.where, exc.problem))
+    except (OSError, EOFError) as exc:
+        conn.send_bytes(_control("error", "file", f"cannot read: {exc}"))
+    finally:
+        conn.close()
+
+
+def packages(
+    path: str, format: str, skip_bad: bool, result: ImportResult, ranges: list[tuple[int, int]],
+    progress: Callable[[int], None] | None = None, pricing: Pricing | None = None,
+    rules: Rules | None = None,
+) -> Generator[list, None, None]:  # fmt: skip
+    """The runs of a file read, gathered and analysed by one worker process per part
+    (``parts``), as packages for ``ingest._Writer.write_package``, in the order they come;
+    but a run from the start of a part only once the part before has ended, so that a run
+    cut in two is written in the order of the file and then merged.
+
+    A bad record fails the import with the first error in the file: an error in a later
+    part waits for the parts before it."""
+    context = multiprocessing.get_context("spawn")  # never fork a process with GUI threads
+    pricing, rules = pricing or Pricing.load(), rules or Rules.load()
+    workers, receivers = [], []
+    for start, end in ranges:
+        receiver, sender = context.Pipe(duplex=False)
+        worker = context.Process(target=_work, daemon=True, args=(
+            path, format, skip_bad, sender, pricing, rules, start, end, ranges[-1][1]))  # fmt: skip
+        worker.start()
+        sender.close()
+        workers.append(worker)
+        receivers.append(receiver)
+    done = [0] * len(ranges)
+    held: list[list[list]] = [[] for _ in ranges]  # the runs from the start of each part
+    released = 0  # the parts whose held runs were given
+    reports: list[tuple[int, list[str], int] | None] = [None] * len(ranges)
+    errors: dict[int, tuple[str, str]] = {}
+    count = 0
+    try:
+        waiting = dict(enumerate(receivers))
+        while waiting:
+            for ready in wait(list(waiting.values())):
+                index = receivers.index(ready)  # type: ignore[arg-type]
+                try:
+                    message = receivers[index].recv_bytes()
+                except EOFError:
+                    message = _control("error", "file", "a worker process stopped")
+                tag, body = message[:1], message[1:]
+                if tag in (JSON_BATCH, PICKLED_BATCH):
+                    batch = orjson.loads(body) if tag == JSON_BATCH else pickle.loads(body)
+                    count += len(batch)
+                    if index > released:
+                        held[index] += [p for p in batch if p[-1] is not None]
+                        batch = [p for p in batch if p[-1] is None]
+                    yield from batch
+                    continue
+                kind, *rest = pickle.loads(body)
+                if kind == "progress":
+                    done[index] = rest[0]
+                    if progress is not None:
+                        progress(sum(done))
+                    continue
+                del waiting[index]
+                if kind == "error":
+                    errors[index] = rest[0], rest[1]
+                    for later in [k for k in waiting if k > index]:  # not needed: stop them
+                        workers[later].terminate()
+                        del waiting[later]
+                else:
+                    reports[index] = rest[0], rest[1], rest[2]
+                while released + 1 < len(ranges) and reports[released] is not None:
+                    released += 1
+                    yield from held[released]
+                    held[released] = []
+            if errors and all(k not in waiting for k in range(min(errors))):
+                raise TraceFormatError(path, *errors[min(errors)])
+        for report in reports:  # the workers' counts and warnings, in the order of the file
+            assert report is not None
+            bad_records, warnings, warning_count = report
+            result.bad_records += bad_records
+            for warning in warnings:
+                result.warn(warning)
+            result.warning_count += warning_count - len(warnings)
+        if count == 0:
+            raise TraceFormatError(path, "file", "contains no runs or steps")
+    finally:
+        for receiver in receivers:
+            receiver.close()
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()
+            worker.join()
 
 
 def records(

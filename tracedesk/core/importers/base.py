@@ -46,6 +46,9 @@ class ReadContext:
     path: str
     result: ImportResult
     skip_bad: bool = False
+    # A part of a JSON Lines file (a worker process reads one): the number of its first line.
+    first_line: int = 1
+    json_lines: bool = False  # known to be JSON Lines
 
     def __post_init__(self) -> None:
         _invalid_dates.texts = []  # noted outside any read: not this read's
@@ -137,10 +140,10 @@ def _json_problem(raw: bytes, error: Exception) -> str:
 
 
 def iter_json_lines(
-    stream: IO[bytes], ctx: ReadContext, start: int = 1
+    stream: IO[bytes], ctx: ReadContext, start: int | None = None
 ) -> Iterator[tuple[int, Any]]:
     """(line number, value) for each non-blank line of a JSON Lines stream."""
-    for line_no, raw in enumerate(stream, start):
+    for line_no, raw in enumerate(stream, ctx.first_line if start is None else start):
         if raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
         if not raw.strip():
@@ -295,6 +298,10 @@ def iter_records(
     read element by element, and a top-level object by ``streamed_object`` where the format
     gives one. A JSON array, as a document or on a line, gives one record per element.
     """
+    if ctx.json_lines:
+        for number, value in iter_json_lines(stream, ctx):
+            yield from _elements(f"line {number}", value, single=f"line {number}")
+        return
     big = os.path.isfile(ctx.path) and os.path.getsize(ctx.path) >= STREAM_BYTES
     first, line_no = stream.readline(FIRST_LINE_BYTES if big else -1), 1
     while first and not first.strip():

@@ -69,7 +69,7 @@ def sniff(head: bytes) -> float:
 
 def read(stream: IO[bytes], ctx: ReadContext) -> Iterator[Run | Step]:
     peek = getattr(stream, "peek", None)  # file and gzip streams can look ahead
-    if peek is not None and peek(2)[:2] == b"--":
+    if peek is not None and not ctx.json_lines and peek(2)[:2] == b"--":
         records: Iterator[tuple[str, Any]] = iter([("multipart", _multipart(stream.read(), ctx))])
     else:
         records = iter_records(stream, ctx)

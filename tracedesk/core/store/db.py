@@ -25,12 +25,15 @@ if TYPE_CHECKING:
 
 from tracedesk.core.model import (
     CostParts,
+    EncodedJSON,
     ImportResult,
     Incident,
     Run,
     Step,
+    from_pusd,
     json_text,
     severity_rank,
+    to_decimal,
     to_pusd,
 )
 from tracedesk.core.store import schema
@@ -41,6 +44,8 @@ from tracedesk.core.store.schema import (
     PART_COLUMNS,
     RUN_COLUMNS,
     SEARCH_META_KEY,
+    STEP_COLUMNS,
+    STEP_JSON_COLUMNS,
 )
 
 INDEX_CHUNK = 20_000  # steps indexed per transaction (and per progress report)
@@ -128,8 +133,9 @@ def _text(amount: Decimal | None) -> str | None:
     return None if amount is None else str(amount)
 
 
-def step_row(step: Step, import_id: int, price_id: int | None) -> tuple:
-    """A step as the values of INSERT_STEP_SQL (the column order of STEP_COLUMNS)."""
+def step_row(step: Step, import_id: int | None, price_id: object) -> tuple:
+    """A step as the values of INSERT_STEP_SQL (the column order of STEP_COLUMNS); a worker
+    process's rows carry no import id and the key of their price (``insert_rows``)."""
     return (
         step.run_id, step.id, step.parent_id, step.depth, str(step.kind), step.name,
         step.start_ns, step.end_ns, str(step.status), step.error, step.model, step.provider,
@@ -139,6 +145,34 @@ def step_row(step: Step, import_id: int, price_id: int | None) -> tuple:
         json_text(step.output), json_text(step.attributes or {}), to_pusd(step.cost),
         step.cost_source, *(step.cost_parts or NO_PARTS)[:PARTS], price_id, import_id,
     )  # fmt: skip
+
+
+_STEP_FIELDS = [(i, name) for i, name in enumerate(STEP_COLUMNS) if name in Step.__slots__]
+_PARTS_AT = STEP_COLUMNS.index(PART_COLUMNS[0])
+_PRICE_AT, _IMPORT_AT = STEP_COLUMNS.index("price_id"), STEP_COLUMNS.index("import_id")
+_ENCODED_AT = [STEP_COLUMNS.index(name) for name in STEP_JSON_COLUMNS]
+
+
+def price_key(parts: CostParts | None) -> tuple[str, str, str | None] | None:
+    """What names the price a cost used: its source, date and label."""
+    if parts is None or parts.source is None:
+        return None
+    return parts.source, parts.date or "", parts.label
+
+
+def step_from_row(row: list) -> Step:
+    """A step row made with the price's key in place of its id (a worker process's, see
+    ``Database.insert_rows``) as the step it was made from."""
+    step = Step(**{name: row[i] for i, name in _STEP_FIELDS})
+    for index in _ENCODED_AT:
+        if row[index] is not None:
+            setattr(step, STEP_COLUMNS[index], EncodedJSON(row[index]))
+    step.reported_cost = to_decimal(step.reported_cost)
+    step.cost = from_pusd(row[STEP_COLUMNS.index("cost_pusd")])
+    step.cost_source = row[STEP_COLUMNS.index("cost_source")]
+    key = row[_PRICE_AT] or (None, None, None)
+    step.cost_parts = CostParts(*row[_PARTS_AT:_PRICE_AT], *key)
+    return step
 
 
 def run_row(run: Run, steps: Iterable[Step], import_id: int | None) -> tuple:
@@ -333,6 +367,20 @@ class Database:
                                                 for s in steps])  # fmt: skip
         self.conn.executemany(INSERT_INCIDENT_SQL, [incident_row(i) for i in incidents])
 
+    def insert_rows(self, run_row: list, step_rows: list[list], incident_rows: list[list],
+                    import_id: int) -> None:  # fmt: skip
+        """A new run as a worker process made its rows: its steps' rows carry the key of
+        their price (``price_key``) where the id goes, and no import id."""
+        run_row[-1] = import_id
+        self.conn.execute(INSERT_RUN_SQL, run_row)
+        price_id = self._price_id
+        for row in step_rows:
+            row[_IMPORT_AT] = import_id
+            if row[_PRICE_AT] is not None:
+                row[_PRICE_AT] = price_id(*row[_PRICE_AT])
+        self.conn.executemany(INSERT_STEP_SQL, step_rows)
+        self.conn.executemany(INSERT_INCIDENT_SQL, incident_rows)
+
     def update_run(self, run: Run, steps: list[Step], incidents: list[Incident],
                    changed: Iterable[Step] | None = None) -> None:  # fmt: skip
         """A stored run analysed again: its totals, its steps' tree and costs (of the
@@ -421,17 +469,18 @@ class Database:
 
     def price_id(self, parts: CostParts | None) -> int | None:
         """The id of the price a cost used (its source and date), added when new."""
-        if parts is None or parts.source is None:
-            return None
-        key = (parts.source, parts.date or "")
-        found = self._price_ids.get(key)
+        key = price_key(parts)
+        return None if key is None else self._price_id(*key)
+
+    def _price_id(self, source: str, date: str, label: str | None) -> int:
+        found = self._price_ids.get((source, date))
         if found is None:
             self.conn.execute("INSERT OR IGNORE INTO prices(source, date, label) VALUES (?, ?, ?)",
-                              (*key, parts.label))  # fmt: skip
+                              (source, date, label))  # fmt: skip
             found = self.conn.execute(
-                "SELECT id FROM prices WHERE source = ? AND date = ?", key
+                "SELECT id FROM prices WHERE source = ? AND date = ?", (source, date)
             ).fetchone()[0]
-            self._price_ids[key] = found
+            self._price_ids[source, date] = found
         return found
 
     def cost_values(self, cost: Decimal | None, source: str | None,
