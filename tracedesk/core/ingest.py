@@ -58,10 +58,12 @@ PARALLEL_BYTES = 16 << 20
 PROGRESS_EVERY = 2000  # records between progress reports
 QUIET_RECORDS = 20_000  # a run not seen for this many records is complete
 CHECK_EVERY = 1000  # records between looks for complete runs (and for a cancel)
+CHECK_PACKAGES = 50  # runs from worker processes between looks for a cancel
 COLLECT_EVERY = 250_000  # records between passes of the (paused) cycle collector
 ZERO = Decimal(0)
 # A run's record as its source gave it (before totals and names are derived for it).
 _RUN_RECORD = attrgetter(*reader_process.RUN_WIRE)
+NAME, STATUS, REQUEST = 1, 2, 4  # what a run's record may leave to be derived from its steps
 
 Progress = Callable[[int, int], None]  # (bytes read, total bytes)
 
@@ -213,7 +215,7 @@ def ingest(
                 writer.write(run_id, entry)
         else:
             for n, package in enumerate(packages):
-                if n % CHECK_EVERY == 0 and cancelled is not None and cancelled():
+                if n % CHECK_PACKAGES == 0 and cancelled is not None and cancelled():
                     raise ImportCancelled(result.path)
                 writer.write_package(package)
             if cancelled is not None and cancelled():
@@ -338,10 +340,9 @@ class _Writer(Analyser):
                  rules: Rules):  # fmt: skip
         super().__init__(result, pricing, rules)
         self.store, self.import_id = store, import_id
-        # The runs this import wrote, each with its record as the source gave it: a run
-        # that comes again is analysed again from that, not from what was derived for it
-        # from its first steps (a name, a status).
-        self.written: dict[str, tuple] = {}
+        # The runs this import wrote, each with what its record left to be derived: when a
+        # run comes again, that is derived again from all its steps, not kept from its first.
+        self.written: dict[str, int] = {}
         # The warnings of runs a worker analysed from the edge of its part of the file: if
         # the run goes on in the next part, they are those of the merged run instead.
         self.pending: dict[str, tuple[list[str], set[str]]] = {}  # and the steps they are of
@@ -350,14 +351,14 @@ class _Writer(Analyser):
         if run_id in self.written or self.store.has_run(run_id):
             self._merge(run_id, entry)
             return
-        given = _RUN_RECORD(entry.run) if entry.run is not None else (run_id, self.result.format)
+        derived = _derived(entry.run)
         run, steps, incidents = self.analysed(run_id, entry)
         try:
             self.store.insert_run(run, steps, incidents, self.import_id)
         except ValueError as exc:
             raise TraceFormatError(self.result.path, f"run {run_id}", str(exc)) from None
         self.result.steps += len(steps)
-        self.written[run_id] = given
+        self.written[run_id] = derived
         _let_go(steps)
 
     def write_package(self, package: list) -> None:
@@ -375,7 +376,7 @@ class _Writer(Analyser):
             return
         self.store.insert_rows(run_row, step_rows, incident_rows, self.import_id)
         self.result.steps += len(step_rows)
-        self.written[run_id] = tuple(given)
+        self.written[run_id] = _derived(Run(*given))
         if edge_warnings is not None:
             self.pending[run_id] = edge_warnings, {row[1] for row in step_rows}
 
@@ -385,16 +386,12 @@ class _Writer(Analyser):
         """Add a run's new steps to what the database holds, then analyse it whole again.
         ``unwarned``: steps whose missing parent was not warned of yet."""
         store = self.store
-        given = self.written.get(run_id)
-        if given is not None:  # written by this import: analysed again from its records
-            run = Run(*given)
+        derived = self.written.get(run_id)
+        if derived is None:  # stored by an earlier import: what is stored wins
             if entry.run is not None:
-                fill_gaps(run, entry.run)
-            self.written[run_id] = _RUN_RECORD(run)
-        elif entry.run is not None:
-            store.upsert_run_record(entry.run, self.import_id)
-        else:
-            store.ensure_run(run_id, self.result.format, self.import_id)
+                store.upsert_run_record(entry.run, self.import_id)
+            else:
+                store.ensure_run(run_id, self.result.format, self.import_id)
         added, skipped, duplicates, differing = store.insert_new_steps(
             entry.steps.values(), self.import_id
         )
@@ -405,11 +402,15 @@ class _Writer(Analyser):
                              " different content; kept the first")  # fmt: skip
         for step_id in duplicates:
             self.result.warn(f"run {run_id}: duplicate step id {step_id!r}; kept the first")
-        if given is None:
-            stored = store.get_run(run_id)
-            assert stored is not None
-            run = stored
-            self.written[run_id] = _RUN_RECORD(run)
+        run = store.get_run(run_id)
+        assert run is not None
+        if derived is not None:  # written by this import: derived again from all its steps
+            run.name = "" if derived & NAME else run.name
+            run.status = Status.UNSET if derived & STATUS else run.status
+            run.request = None if derived & REQUEST else run.request
+            if entry.run is not None:
+                fill_gaps(run, entry.run)
+        self.written[run_id] = _derived(run) if derived is not None else 0
         for step in self.reanalyse(run):
             if (
                 step.id in unwarned
@@ -450,6 +451,14 @@ def reanalyse(
     or from ``kept`` (see ``_Writer.reanalyse``), and write the result, inside a
     transaction; warnings go to ``result``. Returns the run's steps, analysed."""
     return _Writer(store, result, import_id, pricing, rules).reanalyse(run, kept)
+
+
+def _derived(record: Run | None) -> int:
+    """What a run's record leaves to be derived from its steps (NAME, STATUS, REQUEST)."""
+    if record is None:
+        return NAME | STATUS | REQUEST
+    return ((NAME if not record.name else 0) | (STATUS if record.status == Status.UNSET else 0)
+            | (REQUEST if record.request is None else 0))  # fmt: skip
 
 
 def _let_go(items: list) -> None:
