@@ -103,6 +103,16 @@ def _record(item: list[Any]) -> Run | Step:
     return step
 
 
+def _report_error(conn: Any, exc: BaseException) -> None:
+    """Tell the importing process what stopped a reader or worker (or raise it)."""
+    if isinstance(exc, TraceFormatError):
+        conn.send_bytes(_control("error", exc.where, exc.problem))
+    elif isinstance(exc, (OSError, EOFError)):
+        conn.send_bytes(_control("error", "file", f"cannot read: {exc}"))
+    else:
+        raise exc
+
+
 def _read(path: str, format: str, skip_bad: bool, conn: Any, pricing: Pricing) -> None:
     """The reader process: decompress, parse, map and price, sending batches as it goes."""
     result = ImportResult(path=path, format=format)
@@ -120,10 +130,8 @@ def _read(path: str, format: str, skip_bad: bool, conn: Any, pricing: Pricing) -
                     batch = []
             conn.send_bytes(_encode(batch))
         conn.send_bytes(_control("done", result.bad_records, result.warnings, result.warning_count))
-    except TraceFormatError as exc:
-        conn.send_bytes(_control("error", exc.where, exc.problem))
-    except (OSError, EOFError) as exc:
-        conn.send_bytes(_control("error", "file", f"cannot read: {exc}"))
+    except BaseException as exc:
+        _report_error(conn, exc)
     finally:
         conn.close()
 
@@ -223,10 +231,8 @@ def _work(path: str, format: str, skip_bad: bool, conn: Any, pricing: Pricing, r
                     batch, count = [], 0
             conn.send_bytes(_encode(batch))
         conn.send_bytes(_control("done", result.bad_records, result.warnings, result.warning_count))
-    except TraceFormatError as exc:
-        conn.send_bytes(_control("error", exc.where, exc.problem))
-    except (OSError, EOFError) as exc:
-        conn.send_bytes(_control("error", "file", f"cannot read: {exc}"))
+    except BaseException as exc:
+        _report_error(conn, exc)
     finally:
         conn.close()
 
