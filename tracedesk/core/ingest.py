@@ -20,7 +20,6 @@ from collections.abc import Set as AbstractSet
 from contextlib import closing
 from dataclasses import dataclass, field
 from decimal import Decimal
-from operator import attrgetter
 from pathlib import Path
 from typing import IO
 
@@ -61,8 +60,6 @@ CHECK_EVERY = 1000  # records between looks for complete runs (and for a cancel)
 CHECK_PACKAGES = 50  # runs from worker processes between looks for a cancel
 COLLECT_EVERY = 250_000  # records between passes of the (paused) cycle collector
 ZERO = Decimal(0)
-# A run's record as its source gave it (before totals and names are derived for it).
-_RUN_RECORD = attrgetter(*reader_process.RUN_WIRE)
 NAME, STATUS, REQUEST = 1, 2, 4  # what a run's record may leave to be derived from its steps
 
 Progress = Callable[[int, int], None]  # (bytes read, total bytes)
@@ -197,8 +194,8 @@ def ingest(
     """Write the runs and steps of one import in one transaction, analysed.
 
     ``packages``, instead of ``records``: runs that worker processes gathered and analysed
-    (``reader_process.packages``), written as they come. Steps already in the database (same run and step id) are skipped, so importing the same
-    runs again changes nothing. On any exception the transaction is rolled back and the
+    (``reader_process.packages``), written as they come. Steps already in the database
+    (same run and step id) are skipped, so importing the same runs again changes nothing. On any exception the transaction is rolled back and the
     exception propagates.
     """
     with collector_paused(), store.import_transaction(result, sha256) as import_id:
@@ -405,9 +402,12 @@ class _Writer(Analyser):
         run = store.get_run(run_id)
         assert run is not None
         if derived is not None:  # written by this import: derived again from all its steps
-            run.name = "" if derived & NAME else run.name
-            run.status = Status.UNSET if derived & STATUS else run.status
-            run.request = None if derived & REQUEST else run.request
+            if derived & NAME:
+                run.name = ""
+            if derived & STATUS:
+                run.status = Status.UNSET
+            if derived & REQUEST:
+                run.request = None
             if entry.run is not None:
                 fill_gaps(run, entry.run)
         self.written[run_id] = _derived(run) if derived is not None else 0

@@ -198,7 +198,7 @@ def _work(path: str, format: str, skip_bad: bool, conn: Any, pricing: Pricing, r
     A run seen first near the start of the part, or still open at its end, may go on in
     the part before or after: its package carries its warnings, which the import keeps only
     if it does not."""
-    from tracedesk.core.ingest import _RUN_RECORD, QUIET_RECORDS, Analyser, _let_go, gathered
+    from tracedesk.core.ingest import QUIET_RECORDS, Analyser, _let_go, gathered
 
     result = ImportResult(path=path, format=format)
     try:
@@ -210,7 +210,7 @@ def _work(path: str, format: str, skip_bad: bool, conn: Any, pricing: Pricing, r
             batch: list[list[Any]] = []
             count = 0
             for run_id, entry in gathered(FORMATS[format].read(stream, ctx), result, None):
-                given = _RUN_RECORD(entry.run) if entry.run is not None else (run_id, format)
+                given = _RUN_VALUES(entry.run) if entry.run is not None else (run_id, format)
                 edge = (start > 0 and entry.first_seen < QUIET_RECORDS) or (
                     entry.at_end and end < size
                 )

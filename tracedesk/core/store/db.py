@@ -150,6 +150,7 @@ def step_row(step: Step, import_id: int | None, price_id: object) -> tuple:
 _STEP_FIELDS = [(i, name) for i, name in enumerate(STEP_COLUMNS) if name in Step.__slots__]
 _PARTS_AT = STEP_COLUMNS.index(PART_COLUMNS[0])
 _PRICE_AT, _IMPORT_AT = STEP_COLUMNS.index("price_id"), STEP_COLUMNS.index("import_id")
+_COST_AT, _SOURCE_AT = STEP_COLUMNS.index("cost_pusd"), STEP_COLUMNS.index("cost_source")
 _ENCODED_AT = [STEP_COLUMNS.index(name) for name in STEP_JSON_COLUMNS]
 
 
@@ -168,8 +169,7 @@ def step_from_row(row: list) -> Step:
         if row[index] is not None:
             setattr(step, STEP_COLUMNS[index], EncodedJSON(row[index]))
     step.reported_cost = to_decimal(step.reported_cost)
-    step.cost = from_pusd(row[STEP_COLUMNS.index("cost_pusd")])
-    step.cost_source = row[STEP_COLUMNS.index("cost_source")]
+    step.cost, step.cost_source = from_pusd(row[_COST_AT]), row[_SOURCE_AT]
     key = row[_PRICE_AT] or (None, None, None)
     step.cost_parts = CostParts(*row[_PARTS_AT:_PRICE_AT], *key)
     return step
