@@ -425,6 +425,21 @@ def _overlaps(before: Step, after: Step) -> bool:
             and after.start_ns < before.end_ns)  # fmt: skip
 
 
+def _same_payload(a: Any, b: Any) -> bool:
+    """The very same payload (so the same canonical form, which need not be made): how a
+    retry repeats its arguments."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, str):
+        return a == b
+    try:
+        return orjson.dumps(a, option=orjson.OPT_NON_STR_KEYS) == orjson.dumps(
+            b, option=orjson.OPT_NON_STR_KEYS
+        )  # types told apart: 1 is not true or 1.0
+    except TypeError:
+        return False
+
+
 def _known_equal(a: str | None, b: str | None) -> bool:
     return a is not None and a == b
 
@@ -435,7 +450,9 @@ def _same_call(view: RunView, a: Step, b: Step) -> bool:
     if label(a) != label(b):
         return False
     if asked(a) is not None and asked(b) is not None:
-        return view.call_outline(a) == view.call_outline(b) and view.call_key(a) == view.call_key(b)
+        return _same_payload(asked(a), asked(b)) or (
+            view.call_outline(a) == view.call_outline(b) and view.call_key(a) == view.call_key(b)
+        )
     return (a.status == b.status == Status.ERROR
             and _known_equal(view.outcome_key(a), view.outcome_key(b)))  # fmt: skip
 
@@ -460,7 +477,7 @@ def detect_retry_storms(view: RunView) -> Iterator[Finding]:
                 outcomes = [view.outcome_key(s) for s in run]
                 if failed < min_repeats and (None in outcomes or _ended_with_news(view, run)):
                     continue  # no recorded sign that the repeats brought nothing new
-                if view.call_key(run[0]) is None:
+                if asked(run[0]) is None:
                     message = (f"{label(run[0])} failed {len(run)} times in a row with"
                                f" {_short(run[0].error)!r} (arguments not recorded)")  # fmt: skip
                 else:

@@ -425,13 +425,13 @@ def checked(record: RecordT) -> RecordT:
                 else:
                     raise ValueError(f"field {name!r} must be text, not {type(value).__name__}")
     ints = _step_ints(record) if is_step else _run_ints(record)
-    for index, value in enumerate(ints):
-        if value is None:
-            continue
-        name = _STEP_INTS[index]
-        if type(value) is not int or not -_INT64 <= value < _INT64:
+    for value in ints:  # the times, then the token counts
+        if value is not None and (type(value) is not int or not -_INT64 <= value < _INT64):
+            name = _STEP_INTS[next(i for i, v in enumerate(ints) if v is value)]
             raise ValueError(f"field {name!r} is not a 64-bit integer: {value!r}")
-        if index >= 2 and not 0 <= value < MAX_TOKENS:
+    for value in ints[2:]:
+        if value is not None and not 0 <= value < MAX_TOKENS:
+            name = _STEP_INTS[next(i for i, v in enumerate(ints) if v is value)]
             raise ValueError(f"field {name!r} is not a plausible token count: {value}")
     if type(record.attributes) is not dict:
         raise ValueError("attributes must be an object")

@@ -56,6 +56,9 @@ WRITE_WAIT_S = 600  # how long to wait for another writer before giving up
 # makes that a dictionary lookup (inserting a step 11.3 -> 7.9 us). It binds NULL as
 # before; the registry is the sqlite3 module's, process-wide.
 sqlite3.register_adapter(type(None), cast(Callable[[None], None], {}.get))
+# Faster still: a NaN, which binds as a number and which SQLite stores as NULL. Step rows,
+# the bulk of an import, are bound so (7.0 -> 6.6 us a step, the conversion included).
+_NULL = float("nan")
 INSERT_RUN_SQL = (
     f"INSERT INTO runs({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
 )
@@ -363,8 +366,9 @@ class Database:
     ) -> None:
         """A new run with its analysed steps and incidents, each row written once."""
         self.conn.execute(INSERT_RUN_SQL, run_row(run, steps, import_id))
-        self.conn.executemany(INSERT_STEP_SQL, [step_row(s, import_id, self.price_id(s.cost_parts))
-                                                for s in steps])  # fmt: skip
+        rows = (step_row(s, import_id, self.price_id(s.cost_parts)) for s in steps)
+        self.conn.executemany(INSERT_STEP_SQL, [[_NULL if value is None else value
+                                                 for value in row] for row in rows])  # fmt: skip
         self.conn.executemany(INSERT_INCIDENT_SQL, [incident_row(i) for i in incidents])
 
     def insert_rows(self, run_row: list, step_rows: list[list], incident_rows: list[list],
@@ -378,7 +382,8 @@ class Database:
             row[_IMPORT_AT] = import_id
             if row[_PRICE_AT] is not None:
                 row[_PRICE_AT] = price_id(*row[_PRICE_AT])
-        self.conn.executemany(INSERT_STEP_SQL, step_rows)
+        self.conn.executemany(INSERT_STEP_SQL, [[_NULL if value is None else value
+                                                 for value in row] for row in step_rows])  # fmt: skip
         self.conn.executemany(INSERT_INCIDENT_SQL, incident_rows)
 
     def update_run(self, run: Run, steps: list[Step], incidents: list[Incident],
