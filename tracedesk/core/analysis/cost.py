@@ -215,10 +215,14 @@ def explain_cost(step: Step, pricing: Pricing) -> StepCost:
 
 def price(step: Step, pricing: Pricing) -> None:
     """Set the step's cost, its source and what it is made of (as stored)."""
-    if step.reported_cost is None and (step.input_tokens or step.output_tokens):
-        model_price = pricing.resolve(step.model, step.provider, step.start_ns)
-        if model_price is not None and _price_in_pusd(step, model_price):
-            return
+    if step.reported_cost is None:
+        if step.input_tokens or step.output_tokens:
+            model_price = pricing.resolve(step.model, step.provider, step.start_ns)
+            if model_price is not None and _price_in_pusd(step, model_price):
+                return
+        elif step.kind != StepKind.TOOL or pricing.tool(step.tool_name) is None:
+            step.cost, step.cost_source, step.cost_parts = None, CostSource.NONE, None
+            return  # nothing to price: as explain_cost says, in a tenth of the time
     priced = explain_cost(step, pricing)
     step.cost, step.cost_source, step.cost_parts = priced.cost, priced.source, priced.parts()
 

@@ -190,7 +190,7 @@ def _enum(value: Any, by_number: dict[int, Any], prefix: str) -> Any:
 
 def _span(
     span: dict[str, Any], resource: dict[str, Any], scope: dict[str, Any]
-) -> Iterator[Run | Step]:
+) -> list[Run | Step]:
     trace_id = normalize_id(span["traceId"], 32)
     span_id = normalize_id(span["spanId"], 16)
     if trace_id is None or span_id is None:
@@ -218,7 +218,7 @@ def _span(
     for key in ("traceState", "flags", "links", "droppedAttributesCount"):
         if span.get(key):
             extra[f"otel.{key}"] = span[key]
-    yield from _finish(
+    return _finish(
         step, otel_attributes(span.get("attributes")), span.get("events"), extra, resource
     )
 
@@ -229,9 +229,12 @@ def _finish(
     events: Any,
     extra: dict[str, Any],
     resource: dict[str, Any],
-) -> Iterator[Run | Step]:
+) -> list[Run | Step]:
+    """The step (after its run, for a root) with its attributes and events applied."""
     session = apply_attributes(step, attrs)
-    step.attributes.update({k: v for k, v in extra.items() if v is not None})
+    for key, value in extra.items():
+        if value is not None:
+            step.attributes[key] = value
     if events:
         decoded = [_event(e) for e in events if isinstance(e, dict)]
         step.attributes["otel.events"] = decoded
@@ -242,8 +245,8 @@ def _finish(
         trace_name = attrs.get("langfuse.trace.name")  # the Langfuse SDK names its runs
         if isinstance(trace_name, str) and trace_name:
             run.name = trace_name
-        yield run
-    yield checked(step)
+        return [run, checked(step)]
+    return [checked(step)]
 
 
 def _event(event: dict[str, Any]) -> dict[str, Any]:
@@ -285,7 +288,7 @@ def _only_value(attrs: dict[str, Any]) -> Any:
     return maybe_json(next(iter(attrs.values()))) if len(attrs) == 1 else attrs
 
 
-def _console_span(span: dict[str, Any]) -> Iterator[Run | Step]:
+def _console_span(span: dict[str, Any]) -> list[Run | Step]:
     """One span as printed by opentelemetry-python's ``ReadableSpan.to_json()``, or as
     any-agent writes it (integer ids, the parent's context as ``parent``)."""
     context = span["context"]
@@ -306,7 +309,7 @@ def _console_span(span: dict[str, Any]) -> Iterator[Run | Step]:
         raise ValueError("empty trace_id or span_id")
     resource = otel_attributes((span.get("resource") or {}).get("attributes"))
     extra = {"otel.span_kind": str(span.get("kind", "")).removeprefix("SpanKind.") or None}
-    yield from _finish(
+    return _finish(
         step, otel_attributes(span.get("attributes")), span.get("events"), extra, resource
     )
 
@@ -337,7 +340,7 @@ def _js_time(value: Any) -> int | None:
     return parse_time(value)
 
 
-def _js_span(span: dict[str, Any]) -> Iterator[Run | Step]:
+def _js_span(span: dict[str, Any]) -> list[Run | Step]:
     """One span as the OpenTelemetry JavaScript SDK's ``ReadableSpan`` serialises to JSON."""
     context = span["spanContext"]
     parent = span.get("parentSpanContext")
@@ -362,7 +365,7 @@ def _js_span(span: dict[str, Any]) -> Iterator[Run | Step]:
         {**e, "timeUnixNano": _js_time(e.get("time"))} for e in span.get("events") or ()
         if isinstance(e, dict)
     ]  # fmt: skip
-    yield from _finish(step, otel_attributes(span.get("attributes")), events, extra, resource)
+    return _finish(step, otel_attributes(span.get("attributes")), events, extra, resource)
 
 
 # The JavaScript SDK numbers span kinds from 0 = INTERNAL (the protocol's 0 is UNSPECIFIED).
