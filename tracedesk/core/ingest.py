@@ -20,6 +20,7 @@ from collections.abc import Set as AbstractSet
 from contextlib import closing
 from dataclasses import dataclass, field
 from decimal import Decimal
+from operator import attrgetter
 from pathlib import Path
 from typing import IO
 
@@ -482,17 +483,20 @@ def fill_gaps(known: Run, later: Run) -> Run:
     return known
 
 
+_TOKEN_COUNTS = attrgetter("input_tokens", "output_tokens", "cached_input_tokens",
+                           "reasoning_tokens", "cache_creation_tokens",
+                           "cache_write_1h_tokens")  # fmt: skip
+
+
 def _total(run: Run, steps: list[Step]) -> None:
     """The run's totals from its steps (in start order), and its name and request when the
     source gave none."""
     run.step_count = len(steps)
-    run.error_count = sum(s.status == Status.ERROR for s in steps)
-    run.input_tokens = sum(s.input_tokens or 0 for s in steps)
-    run.output_tokens = sum(s.output_tokens or 0 for s in steps)
-    run.cached_input_tokens = sum(s.cached_input_tokens or 0 for s in steps)
-    run.reasoning_tokens = sum(s.reasoning_tokens or 0 for s in steps)
-    run.cache_creation_tokens = sum(s.cache_creation_tokens or 0 for s in steps)
-    run.cache_write_1h_tokens = sum(s.cache_write_1h_tokens or 0 for s in steps)
+    run.error_count = [s.status for s in steps].count(Status.ERROR)
+    # Each count summed in C: the steps' counts by column, their Nones filtered out.
+    sums = [sum(filter(None, column)) for column in zip(*map(_TOKEN_COUNTS, steps), strict=True)]
+    (run.input_tokens, run.output_tokens, run.cached_input_tokens, run.reasoning_tokens,
+     run.cache_creation_tokens, run.cache_write_1h_tokens) = sums or [0] * 6  # fmt: skip
     reported = [s.reported_cost for s in steps if s.reported_cost is not None]
     run.reported_cost = sum(reported, ZERO) if reported else None
     costs = [s.cost for s in steps if s.cost is not None]

@@ -272,14 +272,15 @@ class RunView:
         self.by_id = {s.id: s for s in self.steps}
         self.children = children_by_parent(self.steps)
         # Each action belongs to the sequence of its scope (see the module docstring).
-        self.scope_of = {s.id: self._scope(s) for s in self.steps if s.kind in ACTION_KINDS}
+        self.scope_of: dict[str, str | None] = {}
         self.scopes: dict[str | None, list[Step]] = defaultdict(list)
+        self.top_actions: list[Step] = []  # not nested inside another action, in start order
         for step in self.steps:
             if step.kind in ACTION_KINDS:
-                self.scopes[self.scope_of[step.id]].append(step)
-        # Actions not nested inside another action, in start order.
-        self.top_actions = [s for s in self.steps if s.kind in ACTION_KINDS
-                            and self._is_agent_scope(self.scope_of[s.id])]  # fmt: skip
+                scope = self.scope_of[step.id] = self._scope(step)
+                self.scopes[scope].append(step)
+                if self._is_agent_scope(scope):
+                    self.top_actions.append(step)
         self._call: dict[str, str | None] = {}
         self._outline: dict[str, Any] = {}
         self._outcome: dict[str, str | None] = {}
@@ -420,6 +421,21 @@ def _runs_of(items: Sequence[Step], same: Callable[[Step, Step], bool]) -> Itera
             start = index
 
 
+def _runs_of_same_label(
+    items: Sequence[Step], min_length: int, same: Callable[[Step, Step], bool]
+) -> Iterator[list[Step]]:
+    """``_runs_of`` within the stretches of consecutive items with the same label, at least
+    ``min_length`` long: where the same call repeats, the label does (and ``same`` is only
+    asked where it can be true)."""
+    labels = [label(s) for s in items]
+    start = 0
+    for index in range(1, len(items) + 1):
+        if index == len(items) or labels[index] != labels[start]:
+            if index - start >= min_length:
+                yield from _runs_of(items[start:index], same)
+            start = index
+
+
 def _overlaps(before: Step, after: Step) -> bool:
     return (before.end_ns is not None and after.start_ns is not None
             and after.start_ns < before.end_ns)  # fmt: skip
@@ -470,7 +486,7 @@ def detect_retry_storms(view: RunView) -> Iterator[Finding]:
     for actions in view.scopes.values():
         for group in (TOOL_LIKE, MODEL_LIKE):
             calls = [s for s in actions if s.kind in group]
-            for run in _runs_of(calls, lambda a, b: _same_call(view, a, b)):
+            for run in _runs_of_same_label(calls, min_repeats, lambda a, b: _same_call(view, a, b)):
                 if len(run) < min_repeats:
                     continue
                 failed = sum(s.status == Status.ERROR for s in run)
@@ -524,6 +540,8 @@ def detect_oscillations(view: RunView) -> Iterator[Finding]:
             outcome = view.outcome_key(s)
             call = view.call_key(s) if outcome else None
             keys.append(f"{call}→{outcome}" if call and outcome else f"unknown:{s.id}")
+        if len(set(keys)) == len(keys):
+            continue  # no key repeats: nothing can cycle
         covered, index = -1, 0
         while index < len(calls):
             found = None
@@ -560,7 +578,8 @@ def detect_no_progress(view: RunView) -> Iterator[Finding]:
                     and b.output is not None and not is_empty(a.output)
                     and view.canonical(a.output) == view.canonical(b.output))  # fmt: skip
 
-        for run in _runs_of(models, same_answer):
+        answered = sum(s.output is not None for s in models)
+        for run in _runs_of(models, same_answer) if answered >= min_repeats else ():
             if len(run) >= min_repeats:
                 yield view.finding("no_progress", run, view.between(run[0], run[-1]),
                                    f"{len(run)} model calls in a row gave the same answer")  # fmt: skip
@@ -573,7 +592,7 @@ def detect_no_progress(view: RunView) -> Iterator[Finding]:
             call_a, call_b = view.call_key(a), view.call_key(b)
             return call_a is not None and call_b is not None and call_a != call_b
 
-        for run in _runs_of(tools, same_result_new_args):
+        for run in _runs_of_same_label(tools, min_repeats, same_result_new_args):
             if len(run) >= min_repeats and len({view.call_key(s) for s in run}) == len(run):
                 yield view.finding(
                     "no_progress", run, view.between(run[0], run[-1]),
