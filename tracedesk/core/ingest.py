@@ -364,7 +364,9 @@ class _Writer(Analyser):
         and incident rows, and its warnings when it was at the edge of the worker's part of
         the file (``reader_process.packages``)."""
         run_id, given, run_row, step_rows, incident_rows, edge_warnings = package
-        if run_id in self.written or self.store.has_run(run_id):
+        if run_id in self.written or not self.store.insert_rows(
+            run_row, step_rows, incident_rows, self.import_id
+        ):
             # Cut in two: the warnings of the parts give way to those of the merged run.
             unwarned = self.pending.pop(run_id, ((), set()))[1]
             steps = {row[1]: step_from_row(row) for row in step_rows}
@@ -372,7 +374,6 @@ class _Writer(Analyser):
                 unwarned |= steps.keys()
             self._merge(run_id, _OpenRun(Run(*given), steps), unwarned)
             return
-        self.store.insert_rows(run_row, step_rows, incident_rows, self.import_id)
         self.result.steps += len(step_rows)
         self.written[run_id] = _derived(Run(*given))
         if edge_warnings is not None:

@@ -15,6 +15,7 @@ import base64
 import binascii
 import os
 import re
+from binascii import unhexlify
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -53,7 +54,6 @@ SPAN_KINDS = {
 STATUS_CODES = {0: Status.UNSET, 1: Status.OK, 2: Status.ERROR}
 STATUS_NAMES = {"UNSET": Status.UNSET, "OK": Status.OK, "ERROR": Status.ERROR}
 HEX = re.compile(r"[0-9a-fA-F]+")
-LOWER_HEX = "0123456789abcdef"
 
 
 def sniff(head: bytes) -> float:
@@ -140,8 +140,13 @@ def _read_streamed(stream: IO[bytes], ctx: ReadContext) -> Iterator[Run | Step]:
 
 def normalize_id(value: Any, hex_length: int) -> str | None:
     """Lower-case hex for hex, base64 or integer OTLP ids; None for empty or all-zero ids."""
-    if type(value) is str and len(value) == hex_length and not value.strip(LOWER_HEX):
-        return value if value.strip("0") else None  # the common case, three times a span
+    if type(value) is str and len(value) == hex_length:  # the common case, three times a span
+        try:
+            lower_hex = unhexlify(value).hex() == value  # in C, faster than a strip or regex
+        except (binascii.Error, ValueError):
+            lower_hex = False
+        if lower_hex:
+            return value if value.strip("0") else None
     if value is None or value == "":
         return None
     if type(value) is int and value >= 0:  # any-agent writes the ids as decimal integers

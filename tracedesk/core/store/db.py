@@ -372,11 +372,17 @@ class Database:
         self.conn.executemany(INSERT_INCIDENT_SQL, [incident_row(i) for i in incidents])
 
     def insert_rows(self, run_row: list, step_rows: list[list], incident_rows: list[list],
-                    import_id: int) -> None:  # fmt: skip
+                    import_id: int) -> bool:  # fmt: skip
         """A new run as a worker process made its rows: its steps' rows carry the key of
-        their price (``price_key``) where the id goes, and no import id."""
+        their price (``price_key``) where the id goes, and no import id. False, with
+        nothing written, when the run is stored already (found so: not looked up first)."""
         run_row[-1] = import_id
-        self.conn.execute(INSERT_RUN_SQL, run_row)
+        try:
+            self.conn.execute(INSERT_RUN_SQL, run_row)
+        except sqlite3.IntegrityError:
+            if self.conn.execute("SELECT 1 FROM runs WHERE id=?", run_row[:1]).fetchone():
+                return False
+            raise
         price_id = self._price_id
         for row in step_rows:
             row[_IMPORT_AT] = import_id
@@ -385,6 +391,7 @@ class Database:
         self.conn.executemany(INSERT_STEP_SQL, [[_NULL if value is None else value
                                                  for value in row] for row in step_rows])  # fmt: skip
         self.conn.executemany(INSERT_INCIDENT_SQL, incident_rows)
+        return True
 
     def update_run(self, run: Run, steps: list[Step], incidents: list[Incident],
                    changed: Iterable[Step] | None = None) -> None:  # fmt: skip
