@@ -493,6 +493,34 @@ def test_a_file_read_in_parts_gives_the_same_import(tmp_path, monkeypatch, worke
     assert merged == workers - 1  # a run was cut at each edge between parts
 
 
+def test_runs_stored_by_an_earlier_import_are_merged_when_a_file_read_in_parts_goes_on(
+    tmp_path, monkeypatch
+):
+    """A worker's run that is stored already fails its insert and is merged instead: the
+    same as one reader, with every run's steps from both files."""
+    import os
+
+    import tracedesk.core.ingest as ingest_module
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    traces = _batched_traces(40)
+    first = write_jsonl(tmp_path / "first.jsonl", traces[:30])
+    later = write_jsonl(tmp_path / "later.jsonl", traces[20:])
+    dumps = {}
+    for in_parts in (False, True):
+        with Store(tmp_path / f"{in_parts}.db") as store:
+            monkeypatch.setattr(ingest_module, "PARALLEL_BYTES", 1 << 40)
+            import_file(store, first)
+            monkeypatch.setattr(ingest_module, "PARALLEL_BYTES", 0 if in_parts else 1 << 40)
+            result = import_file(store, later)
+            dumps[in_parts] = (
+                (result.runs, result.steps, result.skipped, sorted(result.warnings)),
+                [(run, store.steps(run.id), store.incidents(run.id)) for run in store.runs()],
+            )
+    assert dumps[True] == dumps[False]
+    assert len(dumps[True][1]) == 40 and all(len(steps) == 10 for _, steps, _ in dumps[True][1])
+
+
 def test_a_bad_line_in_a_later_part_is_named_and_the_first_bad_line_wins(tmp_path, monkeypatch):
     import os
 

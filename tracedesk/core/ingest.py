@@ -370,8 +370,8 @@ class _Writer(Analyser):
             # Cut in two: the warnings of the parts give way to those of the merged run.
             unwarned = self.pending.pop(run_id, ((), set()))[1]
             steps = {row[1]: step_from_row(row) for row in step_rows}
-            if edge_warnings is not None:
-                unwarned |= steps.keys()
+            if edge_warnings is not None:  # not those stored already: warned when they were
+                unwarned |= steps.keys() - self.store.step_ids(run_id)
             self._merge(run_id, _OpenRun(Run(*given), steps), unwarned)
             return
         self.result.steps += len(step_rows)
