@@ -8,8 +8,9 @@ step's attributes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from tracedesk.core.importers.base import as_cost, as_int, maybe_json
 from tracedesk.core.model import Status, Step, StepKind
@@ -117,8 +118,6 @@ SYNONYMS = {
     "tool_name": TOOL_NAME_KEYS, "tool_args": TOOL_ARGS_KEYS, "input": INPUT_KEYS,
     "output": OUTPUT_KEYS, "tool_result": TOOL_RESULT_KEYS,
 }  # fmt: skip
-FIELD_OF_KEY = {key: (field, rank) for field, keys in SYNONYMS.items()
-                for rank, key in enumerate(keys)}  # fmt: skip
 
 
 def _text(value: Any) -> Any:
@@ -206,37 +205,71 @@ def apply_attributes(step: Step, attrs: dict[str, Any]) -> str | None:
     kind = kind_from_attributes(attrs)
     if kind is not None and step.kind == StepKind.OTHER:
         step.kind = kind
-    chosen: dict[str, tuple[int, str, Any]] = {}  # field -> (precedence, key, value)
-    for key, value in attrs.items():
-        spec = FIELD_OF_KEY.get(key)
-        if spec is None or value is None or value == "":
-            continue
-        field, rank = spec
-        if field not in chosen or rank < chosen[field][0]:
-            chosen[field] = (rank, key, value)
+    keys = tuple(attrs)
+    plan = _plans.get(keys) or _plan(keys)
     rest = dict(attrs)
-    # A tool result fills the output only when no output attribute did: it goes last.
-    fields = sorted(chosen, key=lambda f: f == "tool_result") if "tool_result" in chosen else chosen
-    for field in fields:
-        _, key, value = chosen[field]
-        del rest[key]
-        value = CONVERT[field](value)
-        target = "output" if field == "tool_result" else field
-        if value is not None and getattr(step, target) is None:
-            setattr(step, target, value)
-    # Which key the token counts came from, unless it is the current GenAI one: noted on
-    # every model call, that took 50 bytes each.
-    if "input_tokens" in chosen and chosen["input_tokens"][1] != INPUT_TOKEN_KEYS[0]:
-        rest["tracedesk.token_source"] = chosen["input_tokens"][1]
-    _apply_dialects(step, attrs)
+    for target, convert, candidates in plan.fields:
+        for key in candidates:  # the first synonym with a value
+            value = attrs[key]
+            if value is None or value == "":
+                continue
+            del rest[key]
+            value = convert(value)
+            if value is not None and getattr(step, target) is None:
+                setattr(step, target, value)
+            # Which key the token counts came from, unless it is the current GenAI one:
+            # noted on every model call, that took 50 bytes each.
+            if target == "input_tokens" and key != INPUT_TOKEN_KEYS[0]:
+                rest["tracedesk.token_source"] = key
+            break
+    if plan.dialects:
+        _apply_dialects(step, attrs)
     if step.kind == StepKind.TOOL:
         if step.tool_name is None:
             step.tool_name = step.name
         if step.tool_args is None:
             step.tool_args = step.input
     step.attributes.update(rest)
-    session = _first(attrs, SESSION_KEYS)
+    session = _first(attrs, plan.sessions) if plan.sessions else None
     return session if isinstance(session, str) else None
+
+
+class _Plan(NamedTuple):
+    """What ``apply_attributes`` looks at in attributes with given keys (spans of one kind
+    carry the same keys, so it is worked out once for them)."""
+
+    # Each field as (the step's field it fills, its conversion, its synonyms present, the
+    # best first), in SYNONYMS order: a tool result fills the output only when no output
+    # attribute did, so it goes last.
+    fields: tuple[tuple[str, Callable[[Any], Any], tuple[str, ...]], ...]
+    dialects: bool  # whether ``_apply_dialects`` has anything to read
+    sessions: tuple[str, ...]  # the session keys present
+
+
+_plans: dict[tuple[str, ...], _Plan] = {}
+MAX_PLANS = 4096  # key sets remembered; a source that makes up keys as it goes stays bounded
+
+
+def _plan(keys: tuple[str, ...]) -> _Plan:
+    present = set(keys)
+    fields = []
+    for field, synonyms in SYNONYMS.items():
+        found = tuple(key for key in synonyms if key in present)
+        if found:
+            fields.append(("output" if field == "tool_result" else field, CONVERT[field], found))
+    plan = _Plan(
+        tuple(fields),
+        not present.isdisjoint(DIALECT_KEYS),
+        tuple(key for key in SESSION_KEYS if key in present),
+    )
+    if len(_plans) >= MAX_PLANS:
+        _plans.clear()
+    _plans[keys] = plan
+    return plan
+
+
+DIALECT_KEYS = ("span.type", "gen_ai.usage.input_cost", "gen_ai.usage.output_cost",
+                "langfuse.observation.type")  # fmt: skip
 
 
 def _apply_dialects(step: Step, attrs: dict[str, Any]) -> None:
