@@ -101,7 +101,6 @@ def import_file(
     total = path.stat().st_size
     if total == 0:
         raise TraceFormatError(name, "file", "the file is empty")
-    sha256 = file_sha256(path)
     with path.open("rb") as raw:
         try:
             head = open_decompressed(raw).read(HEAD_SIZE)
@@ -119,22 +118,25 @@ def import_file(
     elif format not in FORMATS:
         raise TraceFormatError(name, "--format", f"unknown format {format!r}")
     result = ImportResult(path=name, format=format)
-    if store.find_import(sha256) is not None:
-        result.already_imported = True
-        return result
     pricing, rules = pricing or Pricing.load(), rules or Rules.load()
     ranges = reader_process.parts(name, format, total) if total >= PARALLEL_BYTES else []
     try:
         if len(ranges) > 1:  # a worker process per part: read, gathered and analysed there
-            report = None if progress is None else (lambda done: progress(done, total))
-            packages = reader_process.packages(name, format, skip_bad, result, ranges, report,
-                                               pricing, rules)  # fmt: skip
-            with closing(packages):
-                ingest(store, (), result, sha256, pricing, rules, cancelled, index_search,
-                       packages)  # fmt: skip
+            with closing(reader_process.Workers(name, format, skip_bad, ranges, pricing,
+                                                rules)) as workers:  # fmt: skip
+                sha256 = file_sha256(path)  # while the workers read
+                if store.find_import(sha256) is not None:
+                    return ImportResult(path=name, format=format, already_imported=True)
+                report = None if progress is None else (lambda done: progress(done, total))
+                with closing(workers.packages(result, report)) as packages:
+                    ingest(store, (), result, sha256, pricing, rules, cancelled, index_search,
+                           packages)  # fmt: skip
             if progress is not None:
                 progress(total, total)
         else:
+            sha256 = file_sha256(path)
+            if store.find_import(sha256) is not None:
+                return ImportResult(path=name, format=format, already_imported=True)
             with (
                 path.open("rb") as raw,
                 closing(_records(raw, total, result, skip_bad, progress, pricing)) as records,
@@ -195,7 +197,7 @@ def ingest(
     """Write the runs and steps of one import in one transaction, analysed.
 
     ``packages``, instead of ``records``: runs that worker processes gathered and analysed
-    (``reader_process.packages``), written as they come. Steps already in the database
+    (``reader_process.Workers.packages``), written as they come. Steps already in the database
     (same run and step id) are skipped, so importing the same runs again changes nothing. On any exception the transaction is rolled back and the
     exception propagates.
     """
@@ -362,7 +364,7 @@ class _Writer(Analyser):
     def write_package(self, package: list) -> None:
         """A run that a worker process analysed: its record as given, its run row, step rows
         and incident rows, and its warnings when it was at the edge of the worker's part of
-        the file (``reader_process.packages``)."""
+        the file (``reader_process.Workers.packages``)."""
         run_id, given, run_row, step_rows, incident_rows, edge_warnings = package
         if run_id in self.written or not self.store.insert_rows(
             run_row, step_rows, incident_rows, self.import_id

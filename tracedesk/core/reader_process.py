@@ -237,40 +237,58 @@ def _work(path: str, format: str, skip_bad: bool, conn: Any, pricing: Pricing, r
         conn.close()
 
 
-def packages(
-    path: str, format: str, skip_bad: bool, result: ImportResult, ranges: list[tuple[int, int]],
-    progress: Callable[[int], None] | None = None, pricing: Pricing | None = None,
-    rules: Rules | None = None,
-) -> Generator[list, None, None]:  # fmt: skip
-    """The runs of a file read, gathered and analysed by one worker process per part
-    (``parts``), as packages for ``ingest._Writer.write_package``, in the order they come;
-    but a run from the start of a part only once the part before has ended, so that a run
-    cut in two is written in the order of the file and then merged.
+class Workers:
+    """One worker process per part of a file (``parts``), started at once: the caller
+    can do its own work (hash the file) while they read."""
 
-    A bad record fails the import with the first error in the file: an error in a later
-    part waits for the parts before it."""
-    context = multiprocessing.get_context("spawn")  # never fork a process with GUI threads
-    pricing, rules = pricing or Pricing.load(), rules or Rules.load()
-    workers, receivers = [], []
-    for start, end in ranges:
-        receiver, sender = context.Pipe(duplex=False)
-        worker = context.Process(target=_work, daemon=True, args=(
-            path, format, skip_bad, sender, pricing, rules, start, end, ranges[-1][1]))  # fmt: skip
-        worker.start()
-        sender.close()
-        workers.append(worker)
-        receivers.append(receiver)
-    done = [0] * len(ranges)
-    held: list[list[list]] = [[] for _ in ranges]  # the runs from the start of each part
-    released = 0  # the parts whose held runs were given
-    reports: list[tuple[int, list[str], int] | None] = [None] * len(ranges)
-    errors: dict[int, tuple[str, str]] = {}
-    count = 0
-    try:
+    def __init__(self, path: str, format: str, skip_bad: bool, ranges: list[tuple[int, int]],
+                 pricing: Pricing, rules: Rules):  # fmt: skip
+        context = multiprocessing.get_context("spawn")  # never fork a process with GUI threads
+        self.path, self.parts = path, len(ranges)
+        self.processes: list[Any] = []
+        self.receivers: list[Any] = []
+        try:
+            for start, end in ranges:
+                receiver, sender = context.Pipe(duplex=False)
+                self.receivers.append(receiver)
+                worker = context.Process(target=_work, daemon=True, args=(
+                    path, format, skip_bad, sender, pricing, rules, start, end, ranges[-1][1]))  # fmt: skip
+                worker.start()
+                sender.close()
+                self.processes.append(worker)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for receiver in self.receivers:
+            receiver.close()
+        for worker in self.processes:
+            if worker.is_alive():
+                worker.terminate()
+            worker.join()
+
+    def packages(
+        self, result: ImportResult, progress: Callable[[int], None] | None = None
+    ) -> Generator[list, None, None]:
+        """The runs the workers read, gathered and analysed, as packages for
+        ``ingest._Writer.write_package``, in the order they come; but a run from the start
+        of a part only once the part before has ended, so that a run cut in two is written
+        in the order of the file and then merged.
+
+        A bad record fails the import with the first error in the file: an error in a
+        later part waits for the parts before it."""
+        receivers, parts = self.receivers, self.parts
+        done = [0] * parts
+        held: list[list[list]] = [[] for _ in range(parts)]  # the runs from each part's start
+        released = 0  # the parts whose held runs were given
+        reports: list[tuple[int, list[str], int] | None] = [None] * parts
+        errors: dict[int, tuple[str, str]] = {}
+        count = 0
         waiting = dict(enumerate(receivers))
         while waiting:
             for ready in wait(list(waiting.values())):
-                index = receivers.index(ready)  # type: ignore[arg-type]
+                index = receivers.index(ready)
                 try:
                     message = receivers[index].recv_bytes()
                 except EOFError:
@@ -294,16 +312,16 @@ def packages(
                 if kind == "error":
                     errors[index] = rest[0], rest[1]
                     for later in [k for k in waiting if k > index]:  # not needed: stop them
-                        workers[later].terminate()
+                        self.processes[later].terminate()
                         del waiting[later]
                 else:
                     reports[index] = rest[0], rest[1], rest[2]
-                while released + 1 < len(ranges) and reports[released] is not None:
+                while released + 1 < parts and reports[released] is not None:
                     released += 1
                     yield from held[released]
                     held[released] = []
             if errors and all(k not in waiting for k in range(min(errors))):
-                raise TraceFormatError(path, *errors[min(errors)])
+                raise TraceFormatError(self.path, *errors[min(errors)])
         for report in reports:  # the workers' counts and warnings, in the order of the file
             assert report is not None
             bad_records, warnings, warning_count = report
@@ -312,14 +330,7 @@ def packages(
                 result.warn(warning)
             result.warning_count += warning_count - len(warnings)
         if count == 0:
-            raise TraceFormatError(path, "file", "contains no runs or steps")
-    finally:
-        for receiver in receivers:
-            receiver.close()
-        for worker in workers:
-            if worker.is_alive():
-                worker.terminate()
-            worker.join()
+            raise TraceFormatError(self.path, "file", "contains no runs or steps")
 
 
 def records(
