@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from tracedesk.core.importers.base import as_cost, as_int, maybe_json
-from tracedesk.core.model import Status, Step, StepKind
+from tracedesk.core.model import EncodedJSON, Status, Step, StepKind, json_text
 
 OPENINFERENCE_KINDS = {
     "LLM": StepKind.LLM,
@@ -124,11 +124,18 @@ def _text(value: Any) -> Any:
     return value if isinstance(value, str) else None
 
 
+def _payload(value: Any) -> Any:
+    """``maybe_json``, kept as the JSON text the store holds: what is decoded only to be
+    stored is not kept alive as objects until its run is written."""
+    found = maybe_json(value)
+    return value if found is value else EncodedJSON(json_text(found))
+
+
 CONVERT = {
     "model": _text, "provider": _text, "tool_name": _text,
     "input_tokens": as_int, "output_tokens": as_int, "cached_input_tokens": as_int,
     "reasoning_tokens": as_int, "cache_creation_tokens": as_int, "reported_cost": as_cost,
-    "tool_args": maybe_json, "input": maybe_json, "output": maybe_json, "tool_result": maybe_json,
+    "tool_args": _payload, "input": _payload, "output": _payload, "tool_result": _payload,
 }  # fmt: skip
 # Containers whose usage, when a source reports it, is the sum of their children's.
 ROLLUP_KINDS = frozenset({StepKind.AGENT, StepKind.CHAIN})
