@@ -14,6 +14,7 @@ import shutil
 import sqlite3
 import sys
 import tempfile
+from collections import defaultdict
 from collections.abc import Sequence
 from decimal import Decimal
 from importlib.resources import as_file
@@ -586,8 +587,11 @@ def _check_runs(args: argparse.Namespace, rules: Rules, pricing: Pricing, scratc
         with Store(scratch / "check.db", scratch=True) as store:
             for path in files:  # the import finds the incidents with these rules
                 import_file(store, path, pricing=pricing, rules=rules)
+            by_run = defaultdict(list)  # in one query, not one a run
+            for incident in store.incidents():
+                by_run[incident.run_id].append(incident)
             for run in store.runs("start_ns ASC"):
-                yield run, store.incidents(run.id)
+                yield run, by_run.get(run.id, [])
     if run_ids:
         with Store(args.db) as store:
             refresh_costs(store, pricing)

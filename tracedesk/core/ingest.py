@@ -71,11 +71,8 @@ class ImportCancelled(Exception):
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()  # into one buffer, reused
 
 
 def import_file(
