@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -519,3 +520,22 @@ def test_a_failed_first_write_leaves_no_import_row_behind(tmp_path: Path, monkey
         assert (
             orphans == 0 and store.conn.execute("SELECT count(*) FROM imports").fetchone()[0] == 1
         )
+
+
+def test_serve_stops_on_sigint_even_when_started_with_it_ignored(tmp_path: Path) -> None:
+    """A background job of a script starts with SIGINT ignored; `kill -INT` stops it all
+    the same, writing what it received."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tracedesk", "--db", str(tmp_path / "serve.db"), "serve",
+         "--port", str(free_port())],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )  # fmt: skip
+    try:
+        assert "Listening for OTLP/HTTP traces" in (
+            process.stdout.readline() if process.stdout else ""
+        )
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 0 and "Stopping: writing the spans received" in err

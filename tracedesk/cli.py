@@ -766,6 +766,9 @@ def cmd_serve(store: Store, args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    # Also when started with SIGINT ignored (a background job of a script inherits that):
+    # `kill -INT` then still stops it cleanly.
+    signal.signal(signal.SIGINT, interrupt)
     try:
         server.start()
         print(f"Listening for OTLP/HTTP traces on {server.url} (Langfuse SDK: base URL"
