@@ -300,7 +300,8 @@ class Analyser:
         for step in steps:
             if not priced:
                 price(step, self.pricing)
-            self._warn_invalid_dates(run.id, f"step {step.id!r}", step)
+            if INVALID_DATE in step.attributes:  # a key, or a substring of encoded attributes
+                self._warn_invalid_dates(run.id, f"step {step.id!r}", step)
             if (
                 step.start_ns is not None
                 and step.end_ns is not None
@@ -323,7 +324,7 @@ class Analyser:
                          " run root")  # fmt: skip
 
     def _warn_invalid_dates(self, run_id: str, what: str, record: Run | Step) -> None:
-        if INVALID_DATE in record.attributes:  # a key, or a substring of encoded attributes
+        if INVALID_DATE in record.attributes:
             dates = decoded(record.attributes).get(INVALID_DATE)
             if dates:
                 self.result.warn(f"run {run_id}: {what} has times that are not valid dates"
