@@ -75,6 +75,12 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()  # into one buffer, reused
 
 
+def _identity(store: Store, path: Path) -> str:
+    """What tells a file imported before: its SHA-256; in a scratch database (``check``'s,
+    thrown away after) its path, which spares reading the whole file once more."""
+    return f"scratch:{path}" if store.scratch else file_sha256(path)
+
+
 def import_file(
     store: Store,
     path: str | Path,
@@ -121,7 +127,7 @@ def import_file(
         if len(ranges) > 1:  # a worker process per part: read, gathered and analysed there
             with closing(reader_process.Workers(name, format, skip_bad, ranges, pricing,
                                                 rules)) as workers:  # fmt: skip
-                sha256 = file_sha256(path)  # while the workers read
+                sha256 = _identity(store, path)  # while the workers read
                 if store.find_import(sha256) is not None:
                     return ImportResult(path=name, format=format, already_imported=True)
                 report = None if progress is None else (lambda done: progress(done, total))
@@ -131,7 +137,7 @@ def import_file(
             if progress is not None:
                 progress(total, total)
         else:
-            sha256 = file_sha256(path)
+            sha256 = _identity(store, path)
             if store.find_import(sha256) is not None:
                 return ImportResult(path=name, format=format, already_imported=True)
             with (

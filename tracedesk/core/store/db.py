@@ -212,6 +212,7 @@ class Database:
         """``scratch``: a database thrown away after use (``check FILE``'s), written with no
         write-ahead log to copy back and no syncs (an import 8 % faster)."""
         self.path = Path(path) if path is not None else default_db_path()
+        self.scratch = scratch
         if str(self.path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         # Autocommit mode: transactions are begun and ended explicitly below.
