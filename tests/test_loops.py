@@ -14,7 +14,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tracedesk.cli import main
@@ -23,13 +23,14 @@ from tracedesk.core.analysis.loops import (
     Rules,
     RulesError,
     _outline,
+    _same_payload,
     canonical,
     detect,
 )
 from tracedesk.core.analysis.loops import normal_error as normal
 from tracedesk.core.analysis.pricing import Pricing
 from tracedesk.core.ingest import import_file
-from tracedesk.core.model import Incident, Run, severity_rank
+from tracedesk.core.model import EncodedJSON, Incident, Run, severity_rank
 from tracedesk.core.store import Store
 
 from .conftest import FIXTURES, store_at_version
@@ -392,3 +393,18 @@ def test_calls_with_equal_keys_have_equal_outlines(a, b):
     volatile = Rules.load().volatile_keys
     if canonical(a, volatile) == canonical(b, volatile):
         assert _outline(a, volatile) == _outline(b, volatile)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_PAYLOADS | _JSON.map(lambda v: EncodedJSON(orjson.dumps(v).decode())),
+       _PAYLOADS | _JSON.map(lambda v: EncodedJSON(orjson.dumps(v).decode())))  # fmt: skip
+@example({"q": 1}, {"q": True})
+@example([1.0], [1])
+@example({"q": "a"}, {"q": "a"})
+def test_the_very_same_payload_has_the_same_canonical_form(a, b):
+    """Two calls given the very same payload count as the same call without their canonical
+    forms being made: that must never be said of payloads whose forms differ (1 and true
+    are equal in Python, not in JSON)."""
+    volatile = Rules.load().volatile_keys
+    if _same_payload(a, b):
+        assert canonical(a, volatile) == canonical(b, volatile)
