@@ -200,9 +200,9 @@ def ingest(
     """Write the runs and steps of one import in one transaction, analysed.
 
     ``packages``, instead of ``records``: runs that worker processes gathered and analysed
-    (``reader_process.Workers.packages``), written as they come. Steps already in the database
-    (same run and step id) are skipped, so importing the same runs again changes nothing. On any exception the transaction is rolled back and the
-    exception propagates.
+    (``reader_process.Workers.packages``), written as they come. Steps already in the
+    database (same run and step id) are skipped, so importing the same runs again changes
+    nothing. On any exception the transaction is rolled back and the exception propagates.
     """
     with collector_paused(), store.import_transaction(result, sha256) as import_id:
         # Runs stored under other prices or rules are brought up to date as well.
