@@ -275,6 +275,7 @@ def _plan(keys: tuple[str, ...]) -> _Plan:
     return plan
 
 
+# The keys whose presence sends attributes to ``_apply_dialects`` (keep the two in step).
 DIALECT_KEYS = ("span.type", "gen_ai.usage.input_cost", "gen_ai.usage.output_cost",
                 "langfuse.observation.type")  # fmt: skip
 
