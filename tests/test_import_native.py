@@ -521,6 +521,28 @@ def test_runs_stored_by_an_earlier_import_are_merged_when_a_file_read_in_parts_g
     assert len(dumps[True][1]) == 40 and all(len(steps) == 10 for _, steps, _ in dumps[True][1])
 
 
+def test_an_error_in_a_part_stops_the_later_parts_whatever_they_sent_meanwhile():
+    """The first part fails while the second has finished: both messages are waiting at
+    once, and the second part, stopped by the first's error, must not be read again."""
+    from multiprocessing import Pipe
+
+    from tracedesk.core import reader_process
+    from tracedesk.core.model import ImportResult
+
+    class Process:
+        def terminate(self) -> None:
+            pass
+
+    pipes = [Pipe(duplex=False) for _ in range(2)]
+    workers = object.__new__(reader_process.Workers)  # its two processes have spoken
+    workers.path, workers.parts = "spans.jsonl", 2
+    workers.receivers, workers.processes = [r for r, _ in pipes], [Process(), Process()]
+    pipes[0][1].send_bytes(reader_process._control("error", "line 3", "malformed JSON"))
+    pipes[1][1].send_bytes(reader_process._control("done", 0, [], 0))
+    with pytest.raises(TraceFormatError, match=r"spans\.jsonl: line 3: malformed JSON"):
+        list(workers.packages(ImportResult(path="spans.jsonl", format="otlp")))
+
+
 def test_a_bad_line_in_a_later_part_is_named_and_the_first_bad_line_wins(tmp_path, monkeypatch):
     import os
 

@@ -289,6 +289,8 @@ class Workers:
         while waiting:
             for ready in wait(list(waiting.values())):
                 index = receivers.index(ready)
+                if index not in waiting:  # stopped after an earlier part's error, meanwhile
+                    continue
                 try:
                     message = receivers[index].recv_bytes()
                 except EOFError:
