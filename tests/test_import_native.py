@@ -363,6 +363,12 @@ def test_a_reader_process_gives_the_same_import(tmp_path, monkeypatch):
         assert store.runs() == []
         result = import_file(store, bad, skip_bad=True)
         assert result.bad_records == 1 and "skipped" in result.warnings[0]
+    packed = tmp_path / "bad.jsonl.gz"  # not cut in parts: one reader process reads it
+    packed.write_bytes(gzip.compress(bad.read_bytes()))
+    with Store(tmp_path / "packed.db") as store:
+        with pytest.raises(TraceFormatError, match=r"bad\.jsonl\.gz: line \d+: malformed JSON"):
+            import_file(store, packed)
+        assert store.runs() == []
 
 
 def test_reimported_ids_with_other_content_and_backwards_times_are_warned(store, tmp_path):

@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import pickle
 from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import fields
 from decimal import Decimal
 from multiprocessing.connection import wait
@@ -103,37 +104,36 @@ def _record(item: list[Any]) -> Run | Step:
     return step
 
 
-def _report_error(conn: Any, exc: BaseException) -> None:
-    """Tell the importing process what stopped a reader or worker (or raise it)."""
-    if isinstance(exc, TraceFormatError):
+@contextmanager
+def _reporting(conn: Any, result: ImportResult) -> Iterator[None]:
+    """A reader's or worker's work, then its ending told to the importing process: its
+    counts and warnings when done, or what stopped it (anything else is raised)."""
+    try:
+        yield
+        conn.send_bytes(_control("done", result.bad_records, result.warnings, result.warning_count))
+    except TraceFormatError as exc:
         conn.send_bytes(_control("error", exc.where, exc.problem))
-    elif isinstance(exc, (OSError, EOFError)):
+    except (OSError, EOFError) as exc:
         conn.send_bytes(_control("error", "file", f"cannot read: {exc}"))
-    else:
-        raise exc
+    finally:
+        conn.close()
 
 
 def _read(path: str, format: str, skip_bad: bool, conn: Any, pricing: Pricing) -> None:
     """The reader process: decompress, parse, map and price, sending batches as it goes."""
     result = ImportResult(path=path, format=format)
     ctx = ReadContext(path=path, result=result, skip_bad=skip_bad)
-    try:
-        with collector_paused(), open(path, "rb") as raw:
-            batch: list[list[Any]] = []
-            for record in FORMATS[format].read(open_decompressed(raw), ctx):
-                if isinstance(record, Step):
-                    price(record, pricing)
-                batch.append(_flat(record))
-                if len(batch) == BATCH:
-                    conn.send_bytes(_encode(batch))
-                    conn.send_bytes(_control("progress", raw.tell()))
-                    batch = []
-            conn.send_bytes(_encode(batch))
-        conn.send_bytes(_control("done", result.bad_records, result.warnings, result.warning_count))
-    except BaseException as exc:
-        _report_error(conn, exc)
-    finally:
-        conn.close()
+    with _reporting(conn, result), collector_paused(), open(path, "rb") as raw:
+        batch: list[list[Any]] = []
+        for record in FORMATS[format].read(open_decompressed(raw), ctx):
+            if isinstance(record, Step):
+                price(record, pricing)
+            batch.append(_flat(record))
+            if len(batch) == BATCH:
+                conn.send_bytes(_encode(batch))
+                conn.send_bytes(_control("progress", raw.tell()))
+                batch = []
+        conn.send_bytes(_encode(batch))
 
 
 # -- a file in parts, each gathered and analysed by a worker process --------------------
@@ -201,40 +201,32 @@ def _work(path: str, format: str, skip_bad: bool, conn: Any, pricing: Pricing, r
     from tracedesk.core.ingest import QUIET_RECORDS, Analyser, _let_go, gathered
 
     result = ImportResult(path=path, format=format)
-    try:
-        with collector_paused(), open(path, "rb") as raw:
-            ctx = ReadContext(path=path, result=result, skip_bad=skip_bad,
-                              first_line=_lines_before(raw, start) + 1, json_lines=True)  # fmt: skip
-            stream = io.BufferedReader(_Range(raw, start, end), 1 << 20)
-            analyser = Analyser(result, pricing, rules)
-            batch: list[list[Any]] = []
-            count = 0
-            for run_id, entry in gathered(FORMATS[format].read(stream, ctx), result, None):
-                given = _RUN_VALUES(entry.run) if entry.run is not None else (run_id, format)
-                edge = (start > 0 and entry.first_seen < QUIET_RECORDS) or (
-                    entry.at_end and end < size
-                )
-                analyser.result = ImportResult(path=path, format=format) if edge else result
-                run, steps, incidents = analyser.analysed(run_id, entry)
-                try:
-                    step_rows = [step_row(s, None, price_key(s.cost_parts)) for s in steps]
-                except ValueError as exc:  # a value the store cannot hold
-                    raise TraceFormatError(path, f"run {run_id}", str(exc)) from None
-                batch.append([run_id, given, run_row(run, steps, None), step_rows,
-                              [incident_row(i) for i in incidents],
-                              analyser.result.warnings if edge else None])  # fmt: skip
-                count += len(steps)
-                _let_go(steps)
-                if count >= BATCH:
-                    conn.send_bytes(_encode(batch))
-                    conn.send_bytes(_control("progress", raw.tell() - start))
-                    batch, count = [], 0
-            conn.send_bytes(_encode(batch))
-        conn.send_bytes(_control("done", result.bad_records, result.warnings, result.warning_count))
-    except BaseException as exc:
-        _report_error(conn, exc)
-    finally:
-        conn.close()
+    with _reporting(conn, result), collector_paused(), open(path, "rb") as raw:
+        ctx = ReadContext(path=path, result=result, skip_bad=skip_bad,
+                          first_line=_lines_before(raw, start) + 1, json_lines=True)  # fmt: skip
+        stream = io.BufferedReader(_Range(raw, start, end), 1 << 20)
+        analyser = Analyser(result, pricing, rules)
+        batch: list[list[Any]] = []
+        count = 0
+        for run_id, entry in gathered(FORMATS[format].read(stream, ctx), result, None):
+            given = _RUN_VALUES(entry.run) if entry.run is not None else (run_id, format)
+            edge = (start > 0 and entry.first_seen < QUIET_RECORDS) or (entry.at_end and end < size)
+            analyser.result = ImportResult(path=path, format=format) if edge else result
+            run, steps, incidents = analyser.analysed(run_id, entry)
+            try:
+                step_rows = [step_row(s, None, price_key(s.cost_parts)) for s in steps]
+            except ValueError as exc:  # a value the store cannot hold
+                raise TraceFormatError(path, f"run {run_id}", str(exc)) from None
+            batch.append([run_id, given, run_row(run, steps, None), step_rows,
+                          [incident_row(i) for i in incidents],
+                          analyser.result.warnings if edge else None])  # fmt: skip
+            count += len(steps)
+            _let_go(steps)
+            if count >= BATCH:
+                conn.send_bytes(_encode(batch))
+                conn.send_bytes(_control("progress", raw.tell() - start))
+                batch, count = [], 0
+        conn.send_bytes(_encode(batch))
 
 
 class Workers:
