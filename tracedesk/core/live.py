@@ -32,12 +32,7 @@ from tracedesk.core.analysis.cost import price
 from tracedesk.core.analysis.loops import Rules
 from tracedesk.core.analysis.pricing import Pricing
 from tracedesk.core.collector import collector_paused
-from tracedesk.core.ingest import (
-    PRICING_META_KEY,
-    RULES_META_KEY,
-    fill_gaps,
-    reanalyse,
-)
+from tracedesk.core.ingest import PRICING_META_KEY, RULES_META_KEY, reanalyse
 from tracedesk.core.model import ImportResult, Run, Step
 from tracedesk.core.receiver import (
     DEFAULT_HOST,
@@ -46,6 +41,7 @@ from tracedesk.core.receiver import (
     Receiver,
     SpanQueue,
 )
+from tracedesk.core.runs import fill_gaps
 from tracedesk.core.store import Store
 
 QUIET_S = 3.0  # a run with no new spans for this long is analysed

@@ -35,6 +35,7 @@ from tracedesk.core.importers.base import (
     open_decompressed,
 )
 from tracedesk.core.model import CostParts, EncodedJSON, ImportResult, Run, Step, json_text
+from tracedesk.core.runs import QUIET_RECORDS, Analyser, gathered, let_go
 from tracedesk.core.store.db import incident_row, price_key, run_row, step_row
 
 BATCH = 2000  # records per message
@@ -198,8 +199,6 @@ def _work(path: str, format: str, skip_bad: bool, conn: Any, pricing: Pricing, r
     A run seen first near the start of the part, or still open at its end, may go on in
     the part before or after: its package carries its warnings, which the import keeps only
     if it does not."""
-    from tracedesk.core.ingest import QUIET_RECORDS, Analyser, _let_go, gathered
-
     result = ImportResult(path=path, format=format)
     with _reporting(conn, result), collector_paused(), open(path, "rb") as raw:
         ctx = ReadContext(path=path, result=result, skip_bad=skip_bad,
@@ -221,7 +220,7 @@ def _work(path: str, format: str, skip_bad: bool, conn: Any, pricing: Pricing, r
                           [incident_row(i) for i in incidents],
                           analyser.result.warnings if edge else None])  # fmt: skip
             count += len(steps)
-            _let_go(steps)
+            let_go(steps)
             if count >= BATCH:
                 conn.send_bytes(_encode(batch))
                 conn.send_bytes(_control("progress", raw.tell() - start))

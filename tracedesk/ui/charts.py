@@ -46,7 +46,7 @@ def chart_data(db_path: str, run_ids: list[str], pricing: Pricing) -> ChartData:
         waste: list[tuple[str, float, float]] = []
         if len(run_ids) == 1:  # read as pairs of integers: no step objects for a big run
             run = store.find_run(run_ids[0])
-            origin = run.start_ns or 0  # the run's first step's start (see ingest._total)
+            origin = run.start_ns or 0  # the run's first step's start (see runs._total)
             cumulative = [((t - origin) / 1e9, float(c)) for t, c in store.cumulative_cost(run.id)]
             incidents = store.incidents(run.id)
             ends = {i.first_step for i in incidents} | {i.last_step for i in incidents}
