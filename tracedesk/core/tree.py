@@ -28,7 +28,14 @@ def repair(steps: Iterable[Step]) -> list[tuple[Step, str, str]]:
     by_id = {step.id: step for step in steps}
     depth: dict[str, int] = {}
     repaired: list[tuple[Step, str, str]] = []
-    for step_id in by_id:
+    for step_id, step in by_id.items():
+        parent = step.parent_id
+        if parent is None:
+            depth[step_id] = 0
+            continue
+        if parent in depth:  # placed already, so not on a cycle through this step
+            depth[step_id] = depth[parent] + 1
+            continue
         chain: list[str] = []
         on_chain: set[str] = set()
         current = step_id
