@@ -113,6 +113,24 @@ def test_cancel_rolls_back(store, demo_path, tmp_path):
     assert snapshot(store) == before
 
 
+def test_cancel_of_a_file_in_parts_rolls_back_and_stops_the_workers(tmp_path, monkeypatch):
+    import multiprocessing
+    import os
+
+    import tracedesk.core.ingest as ingest_module
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(ingest_module, "PARALLEL_BYTES", 0)
+    path = write_jsonl(tmp_path / "batched.jsonl", _batched_traces(40))
+    with Store(tmp_path / "a.db") as store:
+        import_file(store, write_jsonl(tmp_path / "first.jsonl", native_run()))
+        before = snapshot(store)
+        with pytest.raises(ImportCancelled):
+            import_file(store, path, cancelled=lambda: True)
+        assert snapshot(store) == before
+    assert multiprocessing.active_children() == []
+
+
 def test_detection_reads_content_not_names():
     assert detect(orjson.dumps(HEADER) + b"\n") == "tracedesk"
     assert detect(b'{"type":"run","id":"x"}\n') == "tracedesk"
