@@ -300,6 +300,11 @@ class RunView:
         return step.parent_id if step.parent_id in self.by_id else None
 
     def _scope(self, step: Step) -> str | None:
+        parent = self.by_id.get(step.parent_id) if step.parent_id is not None else None
+        if parent is not None and parent is not step and (
+            parent.kind == StepKind.AGENT or parent.kind in ACTION_KINDS
+        ):
+            return parent.id  # the common case: the step's own parent
         seen = {step.id}
         current = self.parent(step)
         while current is not None and current not in seen:

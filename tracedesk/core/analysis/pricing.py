@@ -147,6 +147,7 @@ MAX_PRICE = 100_000  # USD per 1M tokens or per call: far above any real price
 
 
 NS_PER_DAY = 86_400 * 10**9
+MAX_BY_DAY = 4096  # prices remembered by model, provider and day
 
 
 def moment_of(start_ns: int | None) -> datetime.datetime:
@@ -177,11 +178,14 @@ class Pricing:
         self._user_cache: dict[str, ModelPrice | None] = {}
         self._found: dict[tuple[str, str | None], Any] = {}  # (provider, model info) | None
         self._prices: dict[tuple, ModelPrice | None] = {}
+        # What ``resolve`` gave, by model, provider and UTC day, for prices that do not
+        # change by the time of day (most): one lookup for every call on one day.
+        self._by_day: dict[tuple[str, str | None, int], ModelPrice | None] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         """Sent to a reader process without what it looked up (catalogue objects)."""
         state = self.__dict__.copy()
-        state.update(_user_cache={}, _found={}, _prices={})
+        state.update(_user_cache={}, _found={}, _prices={}, _by_day={})
         return state
 
     @classmethod
@@ -232,9 +236,17 @@ class Pricing:
         user's longest matching name, else the catalogue's."""
         if not model:
             return None
+        day = None if start_ns is None else (model, provider, start_ns // NS_PER_DAY)
+        if day is not None and day in self._by_day:
+            return self._by_day[day]
         found = self.user_price(model)
         if found is None and self.catalogue:
             found = self._catalogue_price(model, provider, start_ns)
+        looked_up = self._found.get((model, provider))  # (…, by time of day) if found there
+        if day is not None and not (looked_up and looked_up[2]):
+            if len(self._by_day) >= MAX_BY_DAY:
+                self._by_day.clear()
+            self._by_day[day] = found
         return found
 
     def warm(self) -> None:
