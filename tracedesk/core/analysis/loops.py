@@ -301,8 +301,10 @@ class RunView:
 
     def _scope(self, step: Step) -> str | None:
         parent = self.by_id.get(step.parent_id) if step.parent_id is not None else None
-        if parent is not None and parent is not step and (
-            parent.kind == StepKind.AGENT or parent.kind in ACTION_KINDS
+        if (
+            parent is not None
+            and parent is not step
+            and (parent.kind == StepKind.AGENT or parent.kind in ACTION_KINDS)
         ):
             return parent.id  # the common case: the step's own parent
         seen = {step.id}
