@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import csv
+import os
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QThreadPool, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QMessageBox
 
+from tracedesk.core import ingest as ingest_module
+from tracedesk.core import reader_process
 from tracedesk.core.export import format_usd, native_lines
 from tracedesk.core.ingest import import_file
 from tracedesk.core.samples import generate
@@ -156,7 +160,17 @@ def test_incident_highlights_its_steps(window, qtbot):
     assert current.id in finding_steps
 
 
-def test_import_through_the_worker_with_progress(window, qtbot, tmp_path, monkeypatch):
+@pytest.mark.parametrize("in_parts", [False, True])
+def test_import_through_the_worker_with_progress(window, qtbot, tmp_path, monkeypatch, in_parts):
+    """An import off the UI thread; ``in_parts``: read by worker processes started from
+    the application's process, as a big file is."""
+    if in_parts:
+        monkeypatch.setattr(os, "cpu_count", lambda: 2)
+        monkeypatch.setattr(ingest_module, "PARALLEL_BYTES", 0)
+    parts_read = []
+    close = reader_process.Workers.close
+    monkeypatch.setattr(reader_process.Workers, "close",
+                        lambda self: (parts_read.append(self.parts), close(self)))  # fmt: skip
     path = tmp_path / "more.jsonl"
     with path.open("wb") as out:
         out.writelines(native_lines(generate(200, seed=11)))
@@ -175,6 +189,7 @@ def test_import_through_the_worker_with_progress(window, qtbot, tmp_path, monkey
     assert window.last_import[-1].runs == 200
     assert "200 runs" in window.import_report()
     assert window.recent_files()[0] == str(path)
+    assert parts_read == ([2] if in_parts else [])
 
 
 def test_cancel_leaves_the_database_unchanged(window, qtbot, tmp_path):
