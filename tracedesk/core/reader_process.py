@@ -1,10 +1,13 @@
-"""Read, map and price a big trace file in a second process, so that parsing, mapping and
-pricing run on one core while the import analyses and writes on another.
+"""Read a big trace file in other processes, so that the importing process only writes.
 
-The reader sends records in batches of plain lists encoded with orjson: pickling Step
-objects costs as much as mapping them, a JSON list a tenth of that. Progress, the
-reader's warnings and its errors travel the same pipe; the importing process raises the
-reader's TraceFormatError as its own.
+A JSON Lines file is cut at line starts into one part per core (``parts``); a worker
+process per part reads it, gathers its runs and analyses each (``runs``), and sends their
+rows (``Workers``). A file that cannot be cut (compressed, one document, protobuf) is read,
+mapped and priced by one reader process that sends its records (``records``).
+
+Both send batches of plain lists encoded with orjson: pickling Step objects costs as much
+as mapping them, a JSON list a tenth of that. Progress, warnings and errors travel the
+same pipe; the importing process raises a worker's or reader's TraceFormatError as its own.
 """
 
 from __future__ import annotations
