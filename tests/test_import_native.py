@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import shutil
+import sys
 from importlib.resources import as_file
 
 import orjson
@@ -115,7 +117,6 @@ def test_cancel_rolls_back(store, demo_path, tmp_path):
 
 def test_cancel_of_a_file_in_parts_rolls_back_and_stops_the_workers(tmp_path, monkeypatch):
     import multiprocessing
-    import os
 
     import tracedesk.core.ingest as ingest_module
 
@@ -481,8 +482,6 @@ def test_a_file_read_in_parts_gives_the_same_import(tmp_path, monkeypatch, worke
     """A big JSON Lines file is cut into parts, each read, gathered and analysed by a worker
     process. Runs cut in two at a part's edge are merged: the same rows, costs, incidents,
     names, statuses and warnings as one reader, and the first copy of a step is kept."""
-    import os
-
     import tracedesk.core.ingest as ingest_module
 
     monkeypatch.setattr(os, "cpu_count", lambda: workers)
@@ -522,8 +521,6 @@ def test_runs_stored_by_an_earlier_import_are_merged_when_a_file_read_in_parts_g
 ):
     """A worker's run that is stored already fails its insert and is merged instead: the
     same as one reader, with every run's steps from both files."""
-    import os
-
     import tracedesk.core.ingest as ingest_module
 
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
@@ -543,6 +540,24 @@ def test_runs_stored_by_an_earlier_import_are_merged_when_a_file_read_in_parts_g
             )
     assert dumps[True] == dumps[False]
     assert len(dumps[True][1]) == 40 and all(len(steps) == 10 for _, steps, _ in dumps[True][1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a Linux pipe's size is set")
+def test_a_worker_can_send_several_messages_before_the_importing_process_reads():
+    """A worker that had to wait for each 64 kB to be read made the 1M-span import 10 %
+    slower (bench/README.md)."""
+    import multiprocessing
+
+    from tracedesk.core import reader_process
+
+    receiver, sender = reader_process._pipe(multiprocessing.get_context("spawn"))
+    os.set_blocking(sender.fileno(), False)
+    message = b"x" * (reader_process.PIPE_BYTES // 4 - 8)
+    for _ in range(3):  # each would block a default pipe
+        sender.send_bytes(message)
+    assert receiver.recv_bytes() == message
+    receiver.close()
+    sender.close()
 
 
 def test_an_error_in_a_part_stops_the_later_parts_whatever_they_sent_meanwhile():
@@ -568,8 +583,6 @@ def test_an_error_in_a_part_stops_the_later_parts_whatever_they_sent_meanwhile()
 
 
 def test_a_bad_line_in_a_later_part_is_named_and_the_first_bad_line_wins(tmp_path, monkeypatch):
-    import os
-
     import tracedesk.core.ingest as ingest_module
 
     monkeypatch.setattr(os, "cpu_count", lambda: 2)

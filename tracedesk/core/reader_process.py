@@ -17,7 +17,7 @@ import multiprocessing
 import os
 import pickle
 from collections.abc import Callable, Generator, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import fields
 from decimal import Decimal
 from multiprocessing.connection import wait
@@ -41,7 +41,10 @@ from tracedesk.core.model import CostParts, EncodedJSON, ImportResult, Run, Step
 from tracedesk.core.runs import QUIET_RECORDS, Analyser, gathered, let_go
 from tracedesk.core.store.db import incident_row, price_key, run_row, step_row
 
-BATCH = 2000  # records per message
+# Records (a worker: steps) per message. Small enough that a few fit in the pipe at once,
+# and that a batch the importing process decodes is still in its cache when inserted.
+BATCH = 500
+PIPE_BYTES = 1 << 20  # the most a Linux pipe may hold, by default, without privileges
 
 
 def _read_fields(cls: type, first_derived: str) -> tuple[str, ...]:
@@ -73,6 +76,18 @@ def _encode(batch: list[list[Any]]) -> bytes:
         return JSON_BATCH + orjson.dumps(batch, option=orjson.OPT_NON_STR_KEYS)
     except TypeError:  # an integer wider than 64 bits somewhere: pickle keeps it exact
         return PICKLED_BATCH + pickle.dumps(batch)
+
+
+def _pipe(context: Any) -> tuple[Any, Any]:
+    """A one-way pipe that holds a few messages where the system allows it (Linux), not
+    64 kB: a worker goes on reading while the importing process writes, where it waited
+    (bench/README.md)."""
+    receiver, sender = context.Pipe(duplex=False)
+    with suppress(ImportError, AttributeError, OSError):  # no fcntl, or no such setting
+        import fcntl
+
+        fcntl.fcntl(receiver.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    return receiver, sender
 
 
 def _control(*message: Any) -> bytes:
@@ -243,7 +258,7 @@ class Workers:
         self.receivers: list[Any] = []
         try:
             for start, end in ranges:
-                receiver, sender = context.Pipe(duplex=False)
+                receiver, sender = _pipe(context)
                 self.receivers.append(receiver)
                 worker = context.Process(target=_work, daemon=True, args=(
                     path, format, skip_bad, sender, pricing, rules, start, end, ranges[-1][1]))  # fmt: skip
@@ -335,7 +350,7 @@ def records(
 ) -> Iterator[Run | Step]:  # fmt: skip
     """The records of a file, read and mapped by a reader process, their steps priced."""
     context = multiprocessing.get_context("spawn")  # never fork a process with GUI threads
-    receiver, sender = context.Pipe(duplex=False)
+    receiver, sender = _pipe(context)
     reader = context.Process(target=_read, daemon=True,
                              args=(path, format, skip_bad, sender, pricing or Pricing.load()))  # fmt: skip
     reader.start()
