@@ -153,3 +153,24 @@ def test_mutated_binary_files(fmt, data):
         if mutated:
             mutated[data.draw(st.integers(0, len(mutated) - 1))] = data.draw(st.integers(0, 255))
     check_import(bytes(mutated), data.draw(st.sampled_from([None, fmt])))
+
+
+ODD_PAIRS = st.lists(st.one_of(
+    st.fixed_dictionaries({"key": st.sampled_from(["a", "b"])},
+                          optional={"value": st.one_of(ODD_VALUES, st.fixed_dictionaries(
+                              {}, optional={"stringValue": ODD_VALUES, "intValue": ODD_VALUES,
+                                            "arrayValue": st.just({"values": []})}))}),
+    ODD_VALUES,
+), max_size=4)  # fmt: skip
+
+
+@given(ODD_PAIRS)
+@SETTINGS
+def test_otlp_attributes_from_any_pairs_as_the_careful_reading_gives_them(pairs):
+    """The fast reading of well-formed pairs falls back on any odd pair: its result is
+    always the pair-by-pair reading's."""
+    from tracedesk.core.importers.semconv import otel_attributes, otel_value
+
+    careful = {p["key"]: otel_value(p.get("value")) for p in pairs
+               if isinstance(p, dict) and "key" in p}  # fmt: skip
+    assert otel_attributes(pairs) == careful
