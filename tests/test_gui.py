@@ -379,6 +379,24 @@ def test_the_collector_does_not_walk_the_library_or_the_shown_run(window, qtbot)
     assert Run not in walked and StepRow not in walked
 
 
+def test_cost_charts_on_a_small_screen_leave_the_details_readable(window, qtbot):
+    """At 1280x720 the charts grew to half the window and squeezed the details until
+    their buttons lay over the payload and the summary was cut."""
+    window.resize(1280, 720)
+    open_run(window, qtbot, lambda r: r.incident_count)
+    llm = next(s for s in window.tree_model.steps if s.kind == "llm" and s.cost_pusd)
+    show_step(window, qtbot, llm.id)  # five lines of summary
+    window.charts_dock.raise_()
+    qtbot.wait(200)
+    detail = window.detail
+    assert detail.height() >= detail.minimumSizeHint().height()
+    view = detail.views["Input"]
+    assert view.copy.geometry().bottom() < view.stack.geometry().top()
+    assert view.stack.height() >= 24  # a line of the payload
+    summary = detail.summary
+    assert summary.height() >= summary.heightForWidth(summary.width())  # every line of it
+
+
 def test_charts_are_read_only_while_they_show(window, qtbot):
     """Behind the timeline (the default), the charts are not read for each run chosen: that
     work held up a step's details. Shown, they are read for the runs chosen now."""

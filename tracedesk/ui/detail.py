@@ -68,6 +68,8 @@ class PayloadView(QWidget):
         self.tree.setUniformRowHeights(True)
         self.model = JsonModel()
         self.tree.setModel(self.model)
+        for view in (self.text, self.tree):  # a cramped pane keeps its buttons apart
+            view.setMinimumHeight(24)
         self.stack = QStackedWidget()
         self.stack.addWidget(self.text)
         self.stack.addWidget(self.tree)

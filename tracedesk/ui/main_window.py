@@ -367,9 +367,9 @@ class MainWindow(QMainWindow):
             self.incidents.setColumnWidth(column, width)
         self.incidents.setColumnHidden(4, True)  # the evidence is in each row's tooltip
         self.charts = CostChartsView()
-        # Small minimum heights, so that a 720-pixel screen still shows rows of runs.
+        # Small minimum heights, so that a 720-pixel screen still shows rows of runs; the
+        # details keep their own (a line of payload under its buttons), never overlapping.
         self.charts.setMinimumHeight(80)
-        self.detail.setMinimumHeight(120)
 
         self.run_header = plain_label("Select a run.")
         self.run_header.setContentsMargins(6, 4, 6, 2)
