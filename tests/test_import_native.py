@@ -9,6 +9,8 @@ from importlib.resources import as_file
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tracedesk.core.export import write_native
 from tracedesk.core.importers import detect
@@ -167,6 +169,39 @@ def test_values_that_are_no_time_are_refused(value):
 def test_dates_that_do_not_exist_are_unknown_not_moved(value):
     """30 February is not quietly 2 March: the time is unknown (and the import warns)."""
     assert parse_time(value) is None
+
+
+@given(
+    st.integers(1, 9999),
+    st.integers(0, 14),
+    st.integers(0, 32),
+    st.integers(0, 25),
+    st.integers(0, 61),
+    st.integers(0, 61),
+    st.sampled_from(["Z", "", "+05:30", "-0100"]),
+)
+@settings(max_examples=300, deadline=None)
+def test_iso_times_as_datetime_reads_them(year, month, day, hour, minute, second, offset):
+    """Each day's start is remembered once worked out: any date, existing or not, on any
+    day seen before or not, gives what datetime gives (None where there is no such date)."""
+    import datetime
+
+    text = f"{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.5{offset}"
+    try:
+        # A leap second (:60) is the second after :59, as timegm counts it.
+        moment = datetime.datetime.fromisoformat(
+            text.replace("-0100", "-01:00").replace(":60.", ":59.")
+        )
+    except ValueError:  # no such date or time
+        expected = None
+    else:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.UTC)
+        leap = 1_000_000_000 if second == 60 else 0
+        delta = moment - datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+        expected = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + leap + 500_000_000
+    for _ in range(2):  # worked out, then remembered
+        assert parse_time(text) == expected
 
 
 @pytest.mark.parametrize("in_reader_process", [False, True])

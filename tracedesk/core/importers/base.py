@@ -236,16 +236,35 @@ INVALID_DATE = "tracedesk.invalid_date"
 _invalid_dates = threading.local()  # texts noted for the record being built
 
 
+_UNSEEN = object()
+_day_starts: dict[str, Any] = {}  # "YYYY-MM-DD": the second its day starts (UTC), or None
+MAX_DAYS = 4096
+
+
+def _day_start(year: int, month: int, day: int) -> int | None:
+    """Seconds since the epoch at the start of a day (UTC); None for a date that does not
+    exist (timegm would quietly turn 30 February into 2 March)."""
+    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]):
+        return None
+    return calendar.timegm((year, month, day, 0, 0, 0, 0, 0, 0))
+
+
 def _iso_ns(match: re.Match[str]) -> int | None:
     year, month, day, hour, minute, second, fraction, offset = match.groups()
-    # timegm would quietly turn 30 February into 2 March: that is no date, so no time.
-    if not (1 <= int(month) <= 12 and 1 <= int(day) <= calendar.monthrange(int(year), int(month))[1]
-            and int(hour) < 24 and int(minute) < 60 and int(second) <= 60):  # fmt: skip
+    hours, minutes, seconds = int(hour), int(minute), int(second)
+    if not (hours < 24 and minutes < 60 and seconds <= 60):
+        start = None
+    else:  # a trace's times fall on few days: each day's start is worked out once
+        date = match.string[:10]
+        start = _day_starts.get(date, _UNSEEN)
+        if start is _UNSEEN:
+            if len(_day_starts) >= MAX_DAYS:
+                _day_starts.clear()
+            start = _day_starts[date] = _day_start(int(year), int(month), int(day))
+    if start is None:
         _invalid_dates.texts = [*getattr(_invalid_dates, "texts", ()), match.group(0)]
         return None
-    seconds = calendar.timegm(
-        (int(year), int(month), int(day), int(hour), int(minute), int(second), 0, 0, 0)
-    )
+    seconds += start + hours * 3600 + minutes * 60
     if offset and offset not in "Zz":
         sign = -1 if offset[0] == "-" else 1
         digits = offset[1:].replace(":", "")
