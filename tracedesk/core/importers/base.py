@@ -264,13 +264,13 @@ def _iso_ns(match: re.Match[str]) -> int | None:
     if start is None:
         _invalid_dates.texts = [*getattr(_invalid_dates, "texts", ()), match.group(0)]
         return None
-    seconds += start + hours * 3600 + minutes * 60
+    since_epoch = start + hours * 3600 + minutes * 60 + seconds
     if offset and offset not in "Zz":
         sign = -1 if offset[0] == "-" else 1
         digits = offset[1:].replace(":", "")
-        seconds -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
+        since_epoch -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
     nanos = int((fraction or "0")[:9].ljust(9, "0"))
-    return seconds * 1_000_000_000 + nanos
+    return since_epoch * 1_000_000_000 + nanos
 
 
 def as_int(value: Any) -> int | None:
