@@ -37,6 +37,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -270,7 +271,7 @@ class RunView:
                  cost_of: Callable[[Step], Decimal | None]):  # fmt: skip
         self.run, self.steps, self.rules, self.cost_of = run, list(steps), rules, cost_of
         self.by_id = {s.id: s for s in self.steps}
-        self.children = children_by_parent(self.steps)
+        self.roots = [s for s in self.steps if s.parent_id not in self.by_id]
         # Each action belongs to the sequence of its scope (see the module docstring).
         self.scope_of: dict[str, str | None] = {}
         self.scopes: dict[str | None, list[Step]] = defaultdict(list)
@@ -285,6 +286,11 @@ class RunView:
         self._outline: dict[str, Any] = {}
         self._outcome: dict[str, str | None] = {}
         self._canonical: dict[str, str] = {}  # by payload text: a retry repeats its text
+
+    @cached_property
+    def children(self) -> dict[str | None, list[Step]]:
+        """Each step's children; only findings with subtrees need them."""
+        return children_by_parent(self.steps)
 
     def canonical(self, payload: Any) -> str:
         if not isinstance(payload, str):
@@ -614,7 +620,7 @@ def answer_state(view: RunView) -> str:
     (LangSmith root outputs, an agent span) or as the output of the run's last model call.
     """
     candidates = [view.run.attributes.get("langfuse.output")]
-    candidates += [s.output for s in view.children[None]]
+    candidates += [s.output for s in view.roots]
     actions = view.top_actions
     if actions and actions[-1].kind == StepKind.LLM and actions[-1].status != Status.ERROR:
         candidates.append(actions[-1].output)
@@ -655,7 +661,7 @@ def detect_runaway(view: RunView) -> Iterator[Finding]:
                 and a.start_ns > start + limit_s * 1e9]  # fmt: skip
         yield view.finding("runaway", late or actions[-1:], late,
                            f"ran {duration / 1e9:.1f} s, over the limit of {limit_s} s", run_level=True)  # fmt: skip
-    roots = view.children[None]
+    roots = view.roots
     failed = view.run.status == Status.ERROR or any(r.status == Status.ERROR for r in roots)
     ending = ("ended in an error" if failed else
               "ended without an answer" if answer_state(view) == "none" else None)  # fmt: skip
