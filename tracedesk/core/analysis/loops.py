@@ -271,6 +271,7 @@ class RunView:
                  cost_of: Callable[[Step], Decimal | None]):  # fmt: skip
         self.run, self.steps, self.rules, self.cost_of = run, list(steps), rules, cost_of
         self.by_id = {s.id: s for s in self.steps}
+        # The steps ``children_by_parent`` lists under None, without grouping the rest.
         self.roots = [s for s in self.steps if s.parent_id not in self.by_id]
         # Each action belongs to the sequence of its scope (see the module docstring).
         self.scope_of: dict[str, str | None] = {}
