@@ -443,9 +443,9 @@ def test_reimported_ids_with_other_content_and_backwards_times_are_warned(store,
 
 
 def test_a_decompression_bomb_is_refused_early(store, tmp_path, monkeypatch):
-    import tracedesk.core.importers.base as base
+    import tracedesk.core.importers.streams as streams
 
-    monkeypatch.setattr(base, "MIN_LIMIT", 1 << 20)
+    monkeypatch.setattr(streams, "MIN_LIMIT", 1 << 20)
     bomb = tmp_path / "bomb.json.gz"
     bomb.write_bytes(gzip.compress(b'{"resourceSpans": [' + b" " * (8 << 20) + b"]}", 9))
     before = snapshot(store)
@@ -521,18 +521,18 @@ def test_a_file_read_in_parts_gives_the_same_import(tmp_path, monkeypatch, worke
 
     monkeypatch.setattr(os, "cpu_count", lambda: workers)
     path = write_jsonl(tmp_path / "batched.jsonl", _batched_traces(40))
-    merge = ingest_module._Writer._merge
+    insert_new_steps = Store.insert_new_steps  # what a merge of a run cut in two writes
     merged = 0
 
-    def counted(writer, *args):
+    def counted(store, *args):
         nonlocal merged
         merged += 1
-        merge(writer, *args)
+        return insert_new_steps(store, *args)
 
     dumps = {}
     for in_parts in (False, True):
         monkeypatch.setattr(ingest_module, "PARALLEL_BYTES", 0 if in_parts else 1 << 40)
-        monkeypatch.setattr(ingest_module._Writer, "_merge", counted if in_parts else merge)
+        monkeypatch.setattr(Store, "insert_new_steps", counted if in_parts else insert_new_steps)
         with Store(tmp_path / f"{in_parts}.db") as store:
             result = import_file(store, path)
             dumps[in_parts] = (

@@ -30,8 +30,8 @@ from tracedesk.core.importers import detect as detect_format
 from tracedesk.core.importers.base import (
     ReadContext,
     TraceFormatError,
-    open_decompressed,
 )
+from tracedesk.core.importers.streams import open_decompressed
 from tracedesk.core.model import (
     ImportResult,
     Incident,
@@ -61,7 +61,8 @@ PROGRESS_EVERY = 2000  # records between progress reports
 CHECK_PACKAGES = 50  # runs from worker processes between looks for a cancel
 NAME, STATUS, REQUEST = 1, 2, 4  # what a run's record may leave to be derived from its steps
 
-Progress = Callable[[int, int], None]  # (bytes read, total bytes)
+# (bytes read, total bytes); what it returns is ignored (a Qt signal's emit returns a bool)
+Progress = Callable[[int, int], object]
 
 
 def file_sha256(path: Path) -> str:

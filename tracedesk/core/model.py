@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 import orjson
+from mypy_extensions import mypyc_attr
 
 
 class StepKind(StrEnum):
@@ -34,6 +35,7 @@ class Status(StrEnum):
     UNSET = "unset"
 
 
+@mypyc_attr(native_class=False)  # compiled, a class cannot inherit from str
 class EncodedJSON(str):
     """A value already encoded as JSON text. A step read in another process carries its
     payloads and attributes so: they are stored as they are, and what looks inside one
@@ -122,7 +124,9 @@ class Step:
     tool_args: Any = None
     input: Any = None
     output: Any = None
-    attributes: dict[str, Any] = field(default_factory=dict)
+    # A dict; in the importing process, a worker's step holds it as the JSON text it is
+    # stored as (EncodedJSON).
+    attributes: Any = field(default_factory=dict)
     depth: int = 0  # derived by the store at import time
     # Derived by the cost engine: the step's own cost and where it came from.
     cost: Decimal | None = None

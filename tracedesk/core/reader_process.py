@@ -25,6 +25,7 @@ from operator import attrgetter
 from typing import IO, Any
 
 import orjson
+from mypy_extensions import mypyc_attr
 
 from tracedesk.core.analysis.cost import price
 from tracedesk.core.analysis.loops import Rules
@@ -35,8 +36,8 @@ from tracedesk.core.importers.base import (
     FIRST_LINE_BYTES,
     ReadContext,
     TraceFormatError,
-    open_decompressed,
 )
+from tracedesk.core.importers.streams import Range, open_decompressed
 from tracedesk.core.model import CostParts, EncodedJSON, ImportResult, Run, Step, json_text
 from tracedesk.core.runs import QUIET_RECORDS, Analyser, gathered, let_go
 from tracedesk.core.store.db import incident_row, price_key, run_row, step_row
@@ -193,22 +194,6 @@ def _lines_before(raw: IO[bytes], offset: int) -> int:
     return count
 
 
-class _Range(io.RawIOBase):
-    """Bytes start to end of a file."""
-
-    def __init__(self, raw: IO[bytes], start: int, end: int):
-        raw.seek(start)
-        self.raw, self.left = raw, end - start
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        count = self.raw.readinto(memoryview(buffer)[: self.left])  # type: ignore[attr-defined]
-        self.left -= count
-        return count
-
-
 def _work(path: str, format: str, skip_bad: bool, conn: Any, pricing: Pricing, rules: Rules,
           start: int, end: int, size: int) -> None:  # fmt: skip
     """A worker process: read one part of a file, gather its runs and analyse each, and send
@@ -221,7 +206,7 @@ def _work(path: str, format: str, skip_bad: bool, conn: Any, pricing: Pricing, r
     with _reporting(conn, result), collector_paused(), open(path, "rb") as raw:
         ctx = ReadContext(path=path, result=result, skip_bad=skip_bad,
                           first_line=_lines_before(raw, start) + 1, json_lines=True)  # fmt: skip
-        stream = io.BufferedReader(_Range(raw, start, end), 1 << 20)
+        stream = io.BufferedReader(Range(raw, start, end), 1 << 20)
         analyser = Analyser(result, pricing, rules)
         batch: list[list[Any]] = []
         count = 0
@@ -246,6 +231,7 @@ def _work(path: str, format: str, skip_bad: bool, conn: Any, pricing: Pricing, r
         conn.send_bytes(_encode(batch))
 
 
+@mypyc_attr(native_class=False)  # tests stand in for its processes
 class Workers:
     """One worker process per part of a file (``parts``), started at once: the caller
     can do its own work (hash the file) while they read."""
@@ -278,7 +264,7 @@ class Workers:
             worker.join()
 
     def packages(
-        self, result: ImportResult, progress: Callable[[int], None] | None = None
+        self, result: ImportResult, progress: Callable[[int], object] | None = None
     ) -> Generator[list, None, None]:
         """The runs the workers read, gathered and analysed, as packages for
         ``ingest._Writer.write_package``, in the order they come; but a run from the start
@@ -346,7 +332,7 @@ class Workers:
 
 def records(
     path: str, format: str, skip_bad: bool, result: ImportResult,
-    progress: Callable[[int], None] | None = None, pricing: Pricing | None = None,
+    progress: Callable[[int], object] | None = None, pricing: Pricing | None = None,
 ) -> Iterator[Run | Step]:  # fmt: skip
     """The records of a file, read and mapped by a reader process, their steps priced."""
     context = multiprocessing.get_context("spawn")  # never fork a process with GUI threads

@@ -43,6 +43,7 @@ from typing import Any
 
 import orjson
 import platformdirs
+from mypy_extensions import mypyc_attr
 
 from tracedesk.core.model import (
     SEVERITIES,
@@ -74,6 +75,7 @@ class RulesError(Exception):
     """A rules file that cannot be used; names the file and the setting."""
 
 
+@mypyc_attr(native_class=False)  # sent to worker processes: pickled
 @dataclass(frozen=True)
 class Rules:
     """Thresholds of the detectors (resources/loop_rules.toml, overridable)."""
@@ -264,6 +266,7 @@ def duration_covered(steps: Iterable[Step]) -> int:
     return total
 
 
+@mypyc_attr(native_class=False)  # a cached_property needs an instance dict
 class RunView:
     """A run's steps with the lookups the detectors share: tree, scopes, evidence keys."""
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 import platformdirs
+from mypy_extensions import mypyc_attr
 
 from tracedesk.resources import resource
 
@@ -59,12 +60,14 @@ _PRICE_KEYS = {
     "output_reasoning_mtok": "reasoning", "requests_kcount": "per_request",
 }  # fmt: skip
 _USER_KEYS = ("cached_input", "cache_write", "cache_write_1h", "reasoning", "per_request")
+_TIER_KEYS = ("input", "output", *_USER_KEYS)
 
 
 class PricingError(Exception):
     """A pricing file that cannot be used; names the file and the entry."""
 
 
+@mypyc_attr(native_class=False)  # sent to worker processes: pickled
 @dataclass(frozen=True, slots=True)
 class Tier:
     """Prices for calls whose input (cache included) is above ``above`` tokens."""
@@ -73,6 +76,7 @@ class Tier:
     prices: tuple[tuple[str, Decimal], ...]  # (ModelPrice field, price)
 
 
+@mypyc_attr(native_class=False)  # sent to worker processes: pickled
 @dataclass(frozen=True, slots=True)
 class ModelPrice:
     """USD per 1M tokens (per_request: USD per call), with where it came from."""
@@ -105,6 +109,7 @@ class ModelPrice:
         return self
 
 
+@mypyc_attr(native_class=False)  # sent to worker processes: pickled
 @dataclass(frozen=True, slots=True)
 class ToolPrice:
     name: str
@@ -160,6 +165,7 @@ def moment_of(start_ns: int | None) -> datetime.datetime:
         return datetime.datetime.now(datetime.UTC)
 
 
+@mypyc_attr(native_class=False)  # sent to worker processes: pickled
 class Pricing:
     """Model and tool prices: the user's file over the catalogue and the shipped tools."""
 
@@ -433,7 +439,7 @@ def _model_price(name: str, entry: Any, where: str, source: str | None) -> Model
         if not isinstance(tier, dict) or not isinstance(tier.get("above"), int):
             raise PricingError(f"{here}: expected an object with 'above' (input tokens)")
         prices = tuple((key, _money(value, f"{here}.{key}")) for key, value in tier.items()
-                       if key in ("input", "output", *_USER_KEYS))  # fmt: skip
+                       if key in _TIER_KEYS)  # fmt: skip
         tiers.append(Tier(tier["above"], prices))
     return ModelPrice(
         name=name,

@@ -74,6 +74,7 @@ def read(stream: IO[bytes], ctx: ReadContext) -> Iterator[Run | Step]:
     else:
         records = iter_records(stream, ctx)
     for where, record in records:
+        runs: list[tuple[str, Any]]  # whatever a record holds: each run is checked on its own
         if isinstance(record, dict) and ("post" in record or "patch" in record):
             merged: dict[str, dict[str, Any]] = {}
             for part in ("post", "patch"):

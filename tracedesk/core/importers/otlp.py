@@ -30,7 +30,6 @@ from tracedesk.core.importers.base import (
     checked,
     iter_records,
     maybe_json,
-    open_decompressed,
     parse_time,
     record_problem,
     root_run,
@@ -40,6 +39,7 @@ from tracedesk.core.importers.semconv import (
     move_rollup_usage,
     otel_attributes,
 )
+from tracedesk.core.importers.streams import open_decompressed
 from tracedesk.core.model import Run, Status, Step
 
 NAME = "otlp"

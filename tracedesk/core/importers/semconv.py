@@ -301,9 +301,9 @@ def _apply_dialects(step: Step, attrs: dict[str, Any]) -> None:
         usage = maybe_json(attrs.get("langfuse.observation.usage_details"))
         if isinstance(usage, dict) and step.input_tokens is None and step.output_tokens is None:
             apply_usage_details(step, usage)
-        costs = maybe_json(attrs.get("langfuse.observation.cost_details"))
-        if isinstance(costs, dict) and step.reported_cost is None:
-            step.reported_cost = as_cost(costs.get("total"))
+        details = maybe_json(attrs.get("langfuse.observation.cost_details"))
+        if isinstance(details, dict) and step.reported_cost is None:
+            step.reported_cost = as_cost(details.get("total"))
         if attrs.get("langfuse.observation.level") == "ERROR":
             step.status = Status.ERROR
             step.error = step.error or attrs.get("langfuse.observation.status_message") or "ERROR"

@@ -12,6 +12,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import fields
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
@@ -150,7 +151,9 @@ def step_row(step: Step, import_id: int | None, price_id: object) -> tuple:
     )  # fmt: skip
 
 
-_STEP_FIELDS = [(i, name) for i, name in enumerate(STEP_COLUMNS) if name in Step.__slots__]
+_STEP_FIELDS = [
+    (i, name) for i, name in enumerate(STEP_COLUMNS) if name in {f.name for f in fields(Step)}
+]
 _PARTS_AT = STEP_COLUMNS.index(PART_COLUMNS[0])
 _PRICE_AT, _IMPORT_AT = STEP_COLUMNS.index("price_id"), STEP_COLUMNS.index("import_id")
 _COST_AT, _SOURCE_AT = STEP_COLUMNS.index("cost_pusd"), STEP_COLUMNS.index("cost_source")
