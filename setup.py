@@ -15,6 +15,9 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
+# Not model.py: its Run and Step take what a source gives (a number for a name) and
+# ``importers.base.checked`` turns it into text or refuses it; compiled, they would refuse it
+# at once, with a TypeError.
 COMPILED = [
     "tracedesk/core/tree.py",
     "tracedesk/core/runs.py",

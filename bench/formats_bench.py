@@ -23,7 +23,7 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
-from import_bench import generate
+from import_bench import build, generate
 
 
 def _iso(ns: int) -> str:
@@ -172,6 +172,7 @@ def main() -> None:
         folder = Path(tmp)
         otlp = folder / "spans.otlp.jsonl"
         generate(otlp, args.spans)
+        print(f"tracedesk: {build()}")
         files = {"otlp": otlp, **write_formats(otlp, folder)}
         per_span = {}
         for name, path in files.items():

@@ -108,6 +108,15 @@ def as_one_document(lines: Path, document: Path) -> None:
         out.write(b"]}")
 
 
+def build() -> str:
+    """Which tracedesk the children import: the wheel's compiled modules, or the sources."""
+    from tracedesk.core import ingest
+
+    if ingest.__file__ and not ingest.__file__.endswith(".py"):
+        return "compiled with mypyc (a wheel install, see setup.py)"
+    return "plain Python (an editable install: `pip install .` compiles, see setup.py)"
+
+
 def run_import(trace_file: str, db: str) -> dict:
     from tracedesk.core.ingest import import_file
     from tracedesk.core.store import Store
@@ -245,6 +254,7 @@ def main() -> None:
     print(
         f"generated {args.spans:,} spans, {size_mb:,.0f} MB in {time.perf_counter() - started:.1f} s"
     )
+    print(f"tracedesk: {build()}")
     ratios = []
     for _ in range(args.rounds):  # the floor and the import in turn, each into a new database
         for old in [*folder.glob("floor.db*"), *folder.glob("import.db*")]:

@@ -115,9 +115,9 @@ def _record(item: list[Any]) -> Run | Step:
     for index in _ENCODED:
         if values[index] is not None:
             values[index] = EncodedJSON(values[index])
+    if values[_COST] is not None:
+        values[_COST] = Decimal(values[_COST])
     step = Step(*values[:_PRICED])
-    if step.reported_cost is not None:
-        step.reported_cost = Decimal(step.reported_cost)
     cost, step.cost_source, parts = values[_PRICED:]
     step.cost = None if cost is None else Decimal(cost)
     step.cost_parts = None if parts is None else CostParts(*parts)

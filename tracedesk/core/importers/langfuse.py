@@ -76,16 +76,17 @@ def read(stream: IO[bytes], ctx: ReadContext) -> Iterator[Run | Step]:
             trace = record  # a trace with its observations inline
         if trace is not None:
             try:
-                yield checked(_trace(trace))
+                run = checked(_trace(trace))
             except RECORD_ERRORS as exc:
                 ctx.bad(f"{where} trace", record_problem(exc))
                 continue
+            yield run
             observations = record.get("observations") or trace.get("observations") or []
             if not isinstance(observations, list):
                 ctx.bad(f"{where} observations", "must be a list")
                 continue
             items = [(f"{where} observation {i + 1}", o) for i, o in enumerate(observations)]
-            yield from _observations(items, ctx, default_trace=trace["id"])
+            yield from _observations(items, ctx, default_trace=run.id)
         elif "traceId" in record:
             yield from _observations([(where, record)], ctx)
         else:

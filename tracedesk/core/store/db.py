@@ -170,11 +170,12 @@ def price_key(parts: CostParts | None) -> tuple[str, str, str | None] | None:
 def step_from_row(row: list) -> Step:
     """A step row made with the price's key in place of its id (a worker process's, see
     ``Database.insert_rows``) as the step it was made from."""
-    step = Step(**{name: row[i] for i, name in _STEP_FIELDS})
+    values = {name: row[i] for i, name in _STEP_FIELDS}
     for index in _ENCODED_AT:
         if row[index] is not None:
-            setattr(step, STEP_COLUMNS[index], EncodedJSON(row[index]))
-    step.reported_cost = to_decimal(step.reported_cost)
+            values[STEP_COLUMNS[index]] = EncodedJSON(row[index])
+    values["reported_cost"] = to_decimal(values["reported_cost"])
+    step = Step(**values)
     step.cost, step.cost_source = from_pusd(row[_COST_AT]), row[_SOURCE_AT]
     key = row[_PRICE_AT] or (None, None, None)
     step.cost_parts = CostParts(*row[_PARTS_AT:_PRICE_AT], *key)

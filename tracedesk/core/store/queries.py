@@ -64,20 +64,20 @@ _RUN_FIELDS = [f.name for f in fields(Run)]
 
 
 _RUN_ATTRIBUTES, _RUN_COST = _RUN_FIELDS.index("attributes"), _RUN_FIELDS.index("cost")
+_RUN_DECIMALS = [_RUN_FIELDS.index(name) for name in ("reported_cost", "wasted_cost")]
 
 
 def _run(row: tuple) -> Run:
     """A row of _SELECT_RUN as a Run."""
-    run = Run(*row)
+    values = list(row)
     attributes: str = row[_RUN_ATTRIBUTES]
-    run.attributes = orjson.loads(attributes) if attributes and attributes != "{}" else {}
-    run.reported_cost = to_decimal(run.reported_cost)
-    run.cost = from_pusd(row[_RUN_COST])
-    run.wasted_cost = to_decimal(run.wasted_cost)
+    values[_RUN_ATTRIBUTES] = orjson.loads(attributes) if attributes and attributes != "{}" else {}
+    values[_RUN_COST] = from_pusd(row[_RUN_COST])
+    for index in _RUN_DECIMALS:
+        values[index] = to_decimal(row[index])
     models, tools = row[-2:]
-    run.models = models.split(",") if models else []
-    run.tools = tools.split(",") if tools else []
-    return run
+    values[-2:] = models.split(",") if models else [], tools.split(",") if tools else []
+    return Run(*values)
 
 
 def _row_to_incident(row: sqlite3.Row) -> Incident:
