@@ -23,6 +23,7 @@ COMPILED = [
     "tracedesk/core/runs.py",
     "tracedesk/core/ingest.py",
     "tracedesk/core/reader_process.py",
+    "tracedesk/core/store/rows.py",
     "tracedesk/core/analysis/cost.py",
     "tracedesk/core/analysis/loops.py",
     "tracedesk/core/analysis/pricing.py",

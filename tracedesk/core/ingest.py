@@ -50,7 +50,8 @@ from tracedesk.core.runs import (
     let_go,
 )
 from tracedesk.core.store import Store
-from tracedesk.core.store.db import AlreadyImported, step_from_row
+from tracedesk.core.store.db import AlreadyImported
+from tracedesk.core.store.rows import step_from_row
 from tracedesk.core.text import plural
 from tracedesk.core.tree import LOST_PARENT_KEY
 

@@ -40,7 +40,7 @@ from tracedesk.core.importers.base import (
 from tracedesk.core.importers.streams import Range, open_decompressed
 from tracedesk.core.model import CostParts, EncodedJSON, ImportResult, Run, Step, json_text
 from tracedesk.core.runs import QUIET_RECORDS, Analyser, gathered, let_go
-from tracedesk.core.store.db import incident_row, price_key, run_row, step_row
+from tracedesk.core.store.rows import incident_row, price_key, run_row, step_row
 
 # Records (a worker: steps) per message. Small enough that a few fit in the pipe at once,
 # and that a batch the importing process decodes is still in its cache when inserted.
