@@ -54,9 +54,11 @@ def _extensions() -> list:
         return []  # an editable install, an sdist: the sources as they are
     try:
         from mypyc.build import mypycify
-    except ImportError:
+
+        return mypycify(COMPILED, group_name="tracedesk_compiled")
+    except (ImportError, Exception, SystemExit) as exc:  # no mypyc, or it cannot compile
+        print(f"tracedesk: not compiled, running as plain Python ({exc})", file=sys.stderr)
         return []
-    return mypycify(COMPILED, group_name="tracedesk_compiled")
 
 
 setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})
