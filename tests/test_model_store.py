@@ -8,10 +8,13 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tracedesk.core.ingest import import_file
-from tracedesk.core.model import Step, StepKind, to_decimal
+from tracedesk.core.model import Step, StepKind, json_text, to_decimal
 from tracedesk.core.store import SCHEMA_VERSION, Store, StoreError, default_db_path
 from tracedesk.core.store import schema as store_module
 
@@ -222,3 +225,20 @@ def test_a_v10_database_gains_one_hour_cache_writes(tmp_path):
         assert store.get_run("r").cache_write_1h_tokens == 0
         # Schema 12: prices stored before have no label (their models are looked up).
         assert "label" in {c[1] for c in store.conn.execute("PRAGMA table_info(prices)")}
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.text(max_size=4) | st.integers(-5, 5) | st.booleans(), inner, max_size=3),
+    max_leaves=12,
+)  # fmt: skip
+
+
+@given(JSON_VALUES)
+def test_json_text_reads_the_same_whatever_the_keys(value):
+    """Keys are taken as text first and checked only when one is not: the text stored is
+    what encoding with non-text keys allowed gives, for any keys."""
+    value = [value]  # a value, not None (which is stored as NULL)
+    assert json_text(value) == orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()

@@ -51,6 +51,10 @@ def json_text(value: Any) -> str | None:
         return None
     if type(value) is EncodedJSON:
         return str(value)
+    try:  # keys are text nearly always: checked for only when one is not (a third faster)
+        return orjson.dumps(value, default=str).decode()
+    except TypeError:
+        pass
     try:
         return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
     except TypeError:  # integers beyond 64 bits or nesting beyond 255 levels
