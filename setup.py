@@ -56,7 +56,7 @@ def _extensions() -> list:
         from mypyc.build import mypycify
 
         return mypycify(COMPILED, group_name="tracedesk_compiled")
-    except (ImportError, Exception, SystemExit) as exc:  # no mypyc, or it cannot compile
+    except (Exception, SystemExit) as exc:  # no mypyc, or it cannot compile
         print(f"tracedesk: not compiled, running as plain Python ({exc})", file=sys.stderr)
         return []
 
