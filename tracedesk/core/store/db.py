@@ -36,13 +36,13 @@ from tracedesk.core.model import (
 from tracedesk.core.store import schema
 from tracedesk.core.store.rows import (
     NO_PARTS,
-    NULL,
     PARTS,
     bindable,
     incident_row,
     price_key,
     run_row,
     step_row,
+    with_nulls,
 )
 from tracedesk.core.store.schema import (
     FTS_COLUMNS,
@@ -295,8 +295,7 @@ class Database:
         """A new run with its analysed steps and incidents, each row written once."""
         self.conn.execute(INSERT_RUN_SQL, run_row(run, steps, import_id))
         rows = (step_row(s, import_id, self.price_id(s.cost_parts)) for s in steps)
-        self.conn.executemany(INSERT_STEP_SQL, [[NULL if value is None else value
-                                                 for value in row] for row in rows])  # fmt: skip
+        self.conn.executemany(INSERT_STEP_SQL, with_nulls(rows))
         self.conn.executemany(INSERT_INCIDENT_SQL, [incident_row(i) for i in incidents])
 
     def insert_rows(self, run_row: list, step_rows: list[list], incident_rows: list[list],
