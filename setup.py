@@ -15,10 +15,11 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-# Not model.py: its Run and Step take what a source gives (a number for a name) and
-# ``importers.base.checked`` turns it into text or refuses it; compiled, they would refuse it
-# at once, with a TypeError.
+# model.py too: its Run and Step become native classes, whose fields read and write without
+# a lookup, and which refuse a value of another type with a TypeError. So importers make a
+# source's numbers text (``importers.base.as_text``) before they set a field.
 COMPILED = [
+    "tracedesk/core/model.py",
     "tracedesk/core/tree.py",
     "tracedesk/core/runs.py",
     "tracedesk/core/ingest.py",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import json
 import shutil
 from decimal import Decimal
 
@@ -595,3 +596,64 @@ def test_native_format_round_trips_one_hour_cache_writes(store, tmp_path):
         write_native(store, ["r"], out)
     [step] = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()[2:]]
     assert (step["cache_creation_tokens"], step["cache_write_1h_tokens"]) == (6200, 5000)
+
+
+# Numbers where a source should give text, in every format: kept as text. Compiled, Run and
+# Step refuse a value of another type at once, so each importer converts first (as_text).
+_TRACE, _SPAN, _CHILD = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", "b7ad6b7169203332"
+NUMBERS_FOR_TEXT = {
+    "otlp": {"resourceSpans": [{"scopeSpans": [{"spans": [
+        {"traceId": _TRACE, "spanId": _SPAN, "name": 12, "startTimeUnixNano": "1",
+         "attributes": [{"key": "gen_ai.conversation.id", "value": {"intValue": "5"}}]},
+        {"traceId": _TRACE, "spanId": _CHILD, "parentSpanId": _SPAN, "name": "x",
+         "status": {"code": 2, "message": 404}, "startTimeUnixNano": "2"}]}]}]},
+    "langsmith": {"id": "r1", "trace_id": "r1", "name": 12, "run_type": "llm",
+                  "start_time": "2026-03-01T10:00:00", "error": 404,
+                  "extra": {"metadata": {"ls_provider": 3, "ls_model_name": 4,
+                                         "thread_id": 5}}},
+    "langfuse": [{"trace": {"id": "t1", "name": 12, "sessionId": 5}, "observations": [
+        {"id": "o1", "traceId": "t1", "type": "GENERATION", "name": 13, "model": 4,
+         "level": "ERROR", "statusMessage": 404, "startTime": "2026-03-01T10:00:00Z"}]}],
+    "openai-agents": [{"object": "trace", "id": "t1", "workflow_name": 12, "group_id": 5},
+                      {"object": "trace.span", "id": "s1", "trace_id": "t1",
+                       "started_at": "2026-03-01T10:00:00+00:00",
+                       "span_data": {"type": "generation", "model": 4},
+                       "error": {"message": 404}}],
+    "tracedesk": [{"type": "run", "id": "r1", "name": 12, "request": 3, "session_id": 5},
+                  {"type": "step", "id": "s1", "run_id": "r1", "start_ns": 1}],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", sorted(NUMBERS_FOR_TEXT))
+def test_numbers_given_for_text_are_kept_as_text(store, tmp_path, fmt):
+    content = NUMBERS_FOR_TEXT[fmt]
+    path = tmp_path / "numbers.jsonl"
+    lines = content if fmt in ("openai-agents", "tracedesk") else [content]
+    path.write_text("\n".join(json.dumps(line) for line in lines))
+    if fmt == "langfuse":
+        path.write_text(json.dumps(content))
+    result = import_file(store, path, format=fmt)
+    assert (result.bad_records, result.steps) == (0, 2 if fmt == "otlp" else 1)
+    run = store.conn.execute("SELECT name, session_id FROM runs").fetchone()
+    # An OTel attribute holds its type: a conversation id that is a number is none.
+    assert tuple(run) == ("12", None if fmt == "otlp" else "5")
+    steps = {tuple(r) for r in store.conn.execute("SELECT model, provider, error FROM steps")}
+    expected = {
+        "otlp": {(None, None, None), (None, None, "404")},
+        "langsmith": {("4", "3", "404")},
+        "langfuse": {("4", None, "404")},
+        "openai-agents": {("4", None, "404")},
+        "tracedesk": {(None, None, None)},
+    }[fmt]
+    assert steps == expected
+
+
+@pytest.mark.parametrize("fmt", sorted(NUMBERS_FOR_TEXT))
+def test_an_object_given_for_text_refuses_the_record_naming_the_field(store, tmp_path, fmt):
+    text = json.dumps(NUMBERS_FOR_TEXT[fmt]).replace('name": 12', 'name": {"a": 1}')
+    path = tmp_path / "objects.json"
+    path.write_text(text if fmt not in ("openai-agents", "tracedesk") else
+                    "\n".join(json.dumps(line) for line in json.loads(text)))  # fmt: skip
+    with pytest.raises(TraceFormatError, match="field 'name' must be text, not dict"):
+        import_file(store, path, format=fmt)
+    assert store.conn.execute("SELECT count(*) FROM steps").fetchone()[0] == 0

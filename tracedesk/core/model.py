@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 import orjson
+from mypy_extensions import mypyc_attr
 
 
 class StepKind(StrEnum):
@@ -34,6 +35,7 @@ class Status(StrEnum):
     UNSET = "unset"
 
 
+@mypyc_attr(native_class=False)  # a str subclass
 class EncodedJSON(str):
     """A value already encoded as JSON text. A step read in another process carries its
     payloads and attributes so: they are stored as they are, and what looks inside one

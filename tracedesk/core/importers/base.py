@@ -11,7 +11,6 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from operator import attrgetter
 from typing import IO, Any, TypeVar
 
 import orjson
@@ -231,6 +230,27 @@ def as_int(value: Any) -> int | None:
     return int(number)
 
 
+def as_text(value: Any, field: str) -> str | None:
+    """A source's value for a text field of a Step or Run: text as it is, a number as text
+    (sources give numeric ids and names); anything else refuses the record, naming the
+    field. Importers convert so before they set a field: compiled (setup.py), Step and Run
+    would refuse a number with a TypeError."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(f"field {field!r} must be text, not {type(value).__name__}")
+
+
+def as_object(value: Any, field: str) -> dict[str, Any]:
+    """A source's attributes: an object, or nothing (an empty one)."""
+    if not value:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{field} must be an object")
+    return value
+
+
 def as_cost(value: Any) -> Decimal | None:
     try:
         return to_decimal(value)
@@ -346,9 +366,6 @@ _STEP_TEXT = ("id", "run_id", "parent_id", "name", "error", "model", "provider",
 _STEP_INTS = ("start_ns", "end_ns", "input_tokens", "output_tokens", "cached_input_tokens",
               "reasoning_tokens", "cache_creation_tokens", "cache_write_1h_tokens")  # fmt: skip
 _RUN_TEXT = ("id", "source_format", "name", "request", "session_id")
-_step_texts, _run_texts = attrgetter(*_STEP_TEXT), attrgetter(*_RUN_TEXT)
-_TEXT_TYPES = frozenset({str, type(None)})
-_step_ints, _run_ints = attrgetter(*_STEP_INTS), attrgetter(*_STEP_INTS[:2])
 _KINDS, _STATUSES = frozenset(StepKind), frozenset(Status)
 
 
@@ -360,7 +377,7 @@ def root_run(step: Step, source_format: str, session_id: Any, attributes: dict[s
             source_format=source_format,
             name=step.name,
             request=request_text(step.input),
-            session_id=session_id,
+            session_id=as_text(session_id, "session_id"),
             attributes=attributes,
         )
     )
@@ -369,44 +386,65 @@ def root_run(step: Step, source_format: str, session_id: Any, attributes: dict[s
 def checked(record: RecordT) -> RecordT:
     """Make sure a record fits the store's columns; raise ValueError naming the field.
 
-    Numbers given where text is expected (numeric ids) become text. Dates that did not
-    exist, noted while the record was built, join its attributes under INVALID_DATE.
+    Dates that did not exist, noted while the record was built, join its attributes under
+    INVALID_DATE. (Numbers given where text is expected were made text by ``as_text``.)
     """
     invalid_dates = getattr(_invalid_dates, "texts", None)
     if invalid_dates:
         _invalid_dates.texts = []
         if type(record.attributes) is dict:
             record.attributes = {**record.attributes, INVALID_DATE: invalid_dates}
-    is_step = isinstance(record, Step)
-    texts = (_step_texts if is_step else _run_texts)(record)
-    if not _TEXT_TYPES.issuperset(map(type, texts)):  # the rare case
-        for name, value in zip(_STEP_TEXT if is_step else _RUN_TEXT, texts, strict=True):
-            if value is not None and type(value) is not str:
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    setattr(record, name, str(value))
-                else:
-                    raise ValueError(f"field {name!r} must be text, not {type(value).__name__}")
-    ints = _step_ints(record) if is_step else _run_ints(record)
-    for value in ints:  # the times, then the token counts
-        if value is not None and (type(value) is not int or not -_INT64 <= value < _INT64):
-            name = _STEP_INTS[next(i for i, v in enumerate(ints) if v is value)]
-            raise ValueError(f"field {name!r} is not a 64-bit integer: {value!r}")
-    for value in ints[2:]:
-        if value is not None and not 0 <= value < MAX_TOKENS:
-            name = _STEP_INTS[next(i for i, v in enumerate(ints) if v is value)]
-            raise ValueError(f"field {name!r} is not a plausible token count: {value}")
-    if type(record.attributes) is not dict:
-        raise ValueError("attributes must be an object")
-    if not record.id:
-        raise ValueError("empty id")
     if isinstance(record, Step):
-        cost = record.reported_cost
-        if cost is not None and not (cost.is_finite() and abs(cost) < MAX_COST):
-            raise ValueError(f"reported cost is not a plausible amount: {cost}")
-        kind, status = record.kind, record.status
-        if not (isinstance(kind, str) and kind in _KINDS and isinstance(status, str)
-                and status in _STATUSES):  # fmt: skip
-            raise ValueError(f"bad kind {kind!r} or status {status!r}")
-        if not record.run_id:
-            raise ValueError("empty run id")
+        _check_step(record)
+    else:
+        _check_run(record)
     return record
+
+
+def _check_step(step: Step) -> None:
+    # Field by field, not by attrgetter: compiled, a Step's fields are read without a lookup.
+    _check_texts(_STEP_TEXT, (step.id, step.run_id, step.parent_id, step.name, step.error,
+                              step.model, step.provider, step.tool_name))  # fmt: skip
+    _check_ints((step.start_ns, step.end_ns, step.input_tokens, step.output_tokens,
+                 step.cached_input_tokens, step.reasoning_tokens, step.cache_creation_tokens,
+                 step.cache_write_1h_tokens))  # fmt: skip
+    _check_common(step.id, step.attributes)
+    cost = step.reported_cost
+    if cost is not None and not (cost.is_finite() and abs(cost) < MAX_COST):
+        raise ValueError(f"reported cost is not a plausible amount: {cost}")
+    kind, status = step.kind, step.status
+    if not (isinstance(kind, str) and kind in _KINDS and isinstance(status, str)
+            and status in _STATUSES):  # fmt: skip
+        raise ValueError(f"bad kind {kind!r} or status {status!r}")
+    if not step.run_id:
+        raise ValueError("empty run id")
+
+
+def _check_run(run: Run) -> None:
+    _check_texts(_RUN_TEXT, (run.id, run.source_format, run.name, run.request, run.session_id))
+    _check_ints((run.start_ns, run.end_ns))
+    _check_common(run.id, run.attributes)
+
+
+def _check_texts(names: tuple[str, ...], values: tuple[str | None, ...]) -> None:
+    """Not compiled, a field as_text was not applied to may hold anything."""
+    for name, value in zip(names, values, strict=True):
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"field {name!r} must be text, not {type(value).__name__}")
+
+
+def _check_ints(values: tuple[int | None, ...]) -> None:
+    """The times, then the token counts (in _STEP_INTS order)."""
+    for name, value in zip(_STEP_INTS, values, strict=False):
+        if value is not None and (type(value) is not int or not -_INT64 <= value < _INT64):
+            raise ValueError(f"field {name!r} is not a 64-bit integer: {value!r}")
+    for name, value in zip(_STEP_INTS[2:], values[2:], strict=False):
+        if value is not None and not 0 <= value < MAX_TOKENS:
+            raise ValueError(f"field {name!r} is not a plausible token count: {value}")
+
+
+def _check_common(record_id: str, attributes: Any) -> None:
+    if type(attributes) is not dict:
+        raise ValueError("attributes must be an object")
+    if not record_id:
+        raise ValueError("empty id")

@@ -18,6 +18,7 @@ from tracedesk.core.importers.base import (
     ReadContext,
     TraceFormatError,
     as_cost,
+    as_text,
     checked,
     iter_records,
     load_json_document,
@@ -175,9 +176,9 @@ def _trace(trace: dict[str, Any]) -> Run:
     return Run(
         id=str(trace["id"]),
         source_format=NAME,
-        name=trace.get("name") or "",
+        name=as_text(trace.get("name"), "name") or "",
         request=request_text(trace_input),
-        session_id=trace.get("sessionId"),
+        session_id=as_text(trace.get("sessionId"), "session_id"),
         start_ns=parse_time(trace.get("timestamp")),
         attributes=attributes,
     )
@@ -231,14 +232,14 @@ def _step(observation: dict[str, Any], default_trace: str | None) -> Step:
     step = Step(
         id=str(observation["id"]),
         run_id=str(observation.get("traceId") or default_trace or observation["traceId"]),
-        parent_id=observation.get("parentObservationId") or None,
+        parent_id=as_text(observation.get("parentObservationId"), "parent_id") or None,
         kind=TYPES.get(kind_name, StepKind.OTHER),
-        name=observation.get("name") or "",
+        name=as_text(observation.get("name"), "name") or "",
         start_ns=parse_time(observation.get("startTime")),
         end_ns=parse_time(observation.get("endTime")),
         status=Status.ERROR if level == "ERROR" else Status.OK,
-        error=observation.get("statusMessage") if level == "ERROR" else None,
-        model=observation.get("model"),
+        error=as_text(observation.get("statusMessage"), "error") if level == "ERROR" else None,
+        model=as_text(observation.get("model"), "model"),
         input=_payload(observation.get("input")),
         output=_payload(observation.get("output")),
     )

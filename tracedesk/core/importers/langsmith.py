@@ -24,6 +24,7 @@ from tracedesk.core.importers.base import (
     TraceFormatError,
     as_cost,
     as_int,
+    as_text,
     checked,
     iter_records,
     parse_time,
@@ -194,7 +195,8 @@ def _model(run: dict[str, Any]) -> str | None:
     extra = run.get("extra") or {}
     metadata = extra.get("metadata") or {}
     invocation = extra.get("invocation_params") or {}
-    return metadata.get("ls_model_name") or invocation.get("model") or invocation.get("model_name")
+    model = metadata.get("ls_model_name") or invocation.get("model") or invocation.get("model_name")
+    return as_text(model, "model")
 
 
 def _run(run: dict[str, Any]) -> Iterator[Run | Step]:
@@ -215,7 +217,7 @@ def _run(run: dict[str, Any]) -> Iterator[Run | Step]:
         run_id=_trace_id(run),
         parent_id=str(run["parent_run_id"]) if run.get("parent_run_id") else None,
         kind=kind,
-        name=run.get("name") or "",
+        name=as_text(run.get("name"), "name") or "",
         start_ns=parse_time(run.get("start_time")),
         end_ns=parse_time(run.get("end_time")),
         status=status,
@@ -233,7 +235,7 @@ def _run(run: dict[str, Any]) -> Iterator[Run | Step]:
     if kind in (StepKind.LLM, StepKind.EMBEDDING):
         metadata = (run.get("extra") or {}).get("metadata") or {}
         step.model = _model(run)
-        step.provider = metadata.get("ls_provider")
+        step.provider = as_text(metadata.get("ls_provider"), "provider")
         step.input_tokens = as_int(usage.get("input_tokens", run.get("prompt_tokens")))
         step.output_tokens = as_int(usage.get("output_tokens", run.get("completion_tokens")))
         # LangChain's usage_metadata counts cache reads and writes inside input_tokens.

@@ -6,11 +6,15 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from tracedesk.core.importers.base import (
+    RECORD_ERRORS,
     ReadContext,
+    as_object,
+    as_text,
     checked,
     first_json_line,
     iter_json_lines,
     parse_time,
+    record_problem,
 )
 from tracedesk.core.model import Run, Status, Step, StepKind, to_decimal
 
@@ -50,8 +54,8 @@ def read(stream: IO[bytes], ctx: ReadContext) -> Iterator[Run | Step]:
                     ctx.bad(where, f"format version {version!r} is not supported")
             else:
                 ctx.bad(where, f"'type' must be 'run' or 'step', not {kind!r}")
-        except ValueError as exc:
-            ctx.bad(where, str(exc))
+        except RECORD_ERRORS as exc:
+            ctx.bad(where, record_problem(exc))
 
 
 def _required(value: dict[str, Any], name: str) -> str:
@@ -81,14 +85,14 @@ def _status(value: dict[str, Any]) -> str:
 def _run(value: dict[str, Any]) -> Run:
     return Run(
         id=_required(value, "id"),
-        source_format=value.get("source_format") or NAME,
-        name=value.get("name") or "",
-        request=value.get("request"),
-        session_id=value.get("session_id"),
+        source_format=as_text(value.get("source_format"), "source_format") or NAME,
+        name=as_text(value.get("name"), "name") or "",
+        request=as_text(value.get("request"), "request"),
+        session_id=as_text(value.get("session_id"), "session_id"),
         start_ns=_time(value, "start_ns"),
         end_ns=_time(value, "end_ns"),
         status=_status(value),
-        attributes=value.get("attributes") or {},
+        attributes=as_object(value.get("attributes"), "attributes"),
     )
 
 

@@ -14,6 +14,7 @@ from tracedesk.core.importers.base import (
     RECORD_ERRORS,
     ReadContext,
     as_int,
+    as_text,
     checked,
     iter_records,
     maybe_json,
@@ -70,8 +71,8 @@ def _trace(trace: dict[str, Any]) -> Run:
     return Run(
         id=str(trace["id"]),
         source_format=NAME,
-        name=trace.get("workflow_name") or "",
-        session_id=trace.get("group_id"),
+        name=as_text(trace.get("workflow_name"), "name") or "",
+        session_id=as_text(trace.get("group_id"), "session_id"),
         attributes=attributes,
     )
 
@@ -85,7 +86,7 @@ def _span(span: dict[str, Any]) -> Step:
     step = Step(
         id=str(span["id"]),
         run_id=str(span["trace_id"]),
-        parent_id=span.get("parent_id") or None,
+        parent_id=as_text(span.get("parent_id"), "parent_id") or None,
         kind=SPAN_TYPES.get(span_type, StepKind.OTHER),
         name=str(data.get("name") or span_type),
         start_ns=parse_time(span.get("started_at")),
@@ -102,7 +103,7 @@ def _span(span: dict[str, Any]) -> Step:
         step.attributes["metadata"] = span["metadata"]
     mapped = {"type", "name", "input", "output", "usage", "model"}
     if span_type == "generation":
-        step.model = data.get("model")
+        step.model = as_text(data.get("model"), "model")
         step.name = f"generation {step.model}" if step.model else "generation"
         step.input, step.output = data.get("input"), data.get("output")
         _usage(step, data.get("usage"))
@@ -136,7 +137,7 @@ def _error_text(error: Any) -> str:
     data = error.get("data")
     if isinstance(data, dict) and isinstance(data.get("error"), str) and data["error"].strip():
         return data["error"]
-    return error.get("message") or "error"
+    return as_text(error.get("message"), "error") or "error"
 
 
 def _usage(step: Step, usage: Any) -> None:

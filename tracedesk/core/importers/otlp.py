@@ -27,6 +27,7 @@ from tracedesk.core.importers.base import (
     ReadContext,
     TraceFormatError,
     as_int,
+    as_text,
     checked,
     iter_records,
     maybe_json,
@@ -206,7 +207,7 @@ def _span(
         id=span_id,
         run_id=trace_id,
         parent_id=normalize_id(span.get("parentSpanId"), 16),
-        name=span.get("name") or "",
+        name=as_text(span.get("name"), "name") or "",
         start_ns=parse_time(span.get("startTimeUnixNano")),
         end_ns=parse_time(span.get("endTimeUnixNano")),
         # An unknown status code is no reason to refuse the span: it is unset.
@@ -214,7 +215,7 @@ def _span(
         STATUS_NAMES.get(str(code).removeprefix("STATUS_CODE_"), Status.UNSET),
     )  # fmt: skip
     if status.get("message"):
-        step.error = status["message"]
+        step.error = as_text(status["message"], "error")
     extra: dict[str, Any] = {"otel.span_kind": _enum(span.get("kind"), SPAN_KINDS, "SPAN_KIND_")}
     if scope.get("name"):
         extra["otel.scope.name"] = scope["name"]
@@ -304,11 +305,11 @@ def _console_span(span: dict[str, Any]) -> list[Run | Step]:
         id=normalize_id(context["span_id"], 16) or "",
         run_id=normalize_id(context["trace_id"], 32) or "",
         parent_id=normalize_id(parent_id, 16),
-        name=span.get("name") or "",
+        name=as_text(span.get("name"), "name") or "",
         start_ns=parse_time(span.get("start_time")),
         end_ns=parse_time(span.get("end_time")),
         status=STATUS_NAMES.get(str(status.get("status_code", "UNSET")).upper(), Status.UNSET),
-        error=status.get("description"),
+        error=as_text(status.get("description"), "error"),
     )
     if not step.id or not step.run_id:
         raise ValueError("empty trace_id or span_id")
@@ -356,11 +357,11 @@ def _js_span(span: dict[str, Any]) -> list[Run | Step]:
         id=normalize_id(context["spanId"], 16) or "",
         run_id=normalize_id(context["traceId"], 32) or "",
         parent_id=normalize_id(parent_id, 16),
-        name=span.get("name") or "",
+        name=as_text(span.get("name"), "name") or "",
         start_ns=_js_time(span.get("startTime")),
         end_ns=_js_time(span.get("endTime")),
         status=STATUS_CODES.get(code, Status.UNSET) if isinstance(code, int) else Status.UNSET,
-        error=status.get("message") or None,
+        error=as_text(status.get("message"), "error") or None,
     )
     if not step.id or not step.run_id:
         raise ValueError("empty traceId or spanId")

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from tracedesk.core.importers.base import as_cost, as_int, maybe_json
+from tracedesk.core.importers.base import as_cost, as_int, as_text, maybe_json
 from tracedesk.core.model import EncodedJSON, Status, Step, StepKind, json_text
 
 OPENINFERENCE_KINDS = {
@@ -306,7 +306,8 @@ def _apply_dialects(step: Step, attrs: dict[str, Any]) -> None:
             step.reported_cost = as_cost(details.get("total"))
         if attrs.get("langfuse.observation.level") == "ERROR":
             step.status = Status.ERROR
-            step.error = step.error or attrs.get("langfuse.observation.status_message") or "ERROR"
+            message = as_text(attrs.get("langfuse.observation.status_message"), "error")
+            step.error = step.error or message or "ERROR"
 
 
 CACHED_DETAIL_KEYS = ("input_cached_tokens", "cache_read_input_tokens", "input_cache_read",
