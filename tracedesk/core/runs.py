@@ -11,7 +11,6 @@ import gc
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from operator import attrgetter
 
 from tracedesk.core import tree
 from tracedesk.core.analysis.cost import CostSource, price
@@ -171,20 +170,23 @@ def fill_gaps(known: Run, later: Run) -> Run:
     return known
 
 
-_TOKEN_COUNTS = attrgetter("input_tokens", "output_tokens", "cached_input_tokens",
-                           "reasoning_tokens", "cache_creation_tokens",
-                           "cache_write_1h_tokens")  # fmt: skip
-
-
 def _total(run: Run, steps: list[Step]) -> None:
     """The run's totals from its steps (in start order), and its name and request when the
     source gave none."""
     run.step_count = len(steps)
     run.error_count = [s.status for s in steps].count(Status.ERROR)
-    # Each count summed in C: the steps' counts by column, their Nones filtered out.
-    sums = [sum(filter(None, column)) for column in zip(*map(_TOKEN_COUNTS, steps), strict=True)]
-    (run.input_tokens, run.output_tokens, run.cached_input_tokens, run.reasoning_tokens,
-     run.cache_creation_tokens, run.cache_write_1h_tokens) = sums or [0] * 6  # fmt: skip
+    # Field by field: compiled (setup.py), a Step's fields are read without a lookup.
+    input_tokens = output_tokens = cached = reasoning = written = hour = 0
+    for s in steps:
+        input_tokens += s.input_tokens or 0
+        output_tokens += s.output_tokens or 0
+        cached += s.cached_input_tokens or 0
+        reasoning += s.reasoning_tokens or 0
+        written += s.cache_creation_tokens or 0
+        hour += s.cache_write_1h_tokens or 0
+    run.input_tokens, run.output_tokens = input_tokens, output_tokens
+    run.cached_input_tokens, run.reasoning_tokens = cached, reasoning
+    run.cache_creation_tokens, run.cache_write_1h_tokens = written, hour
     reported = [s.reported_cost for s in steps if s.reported_cost is not None]
     run.reported_cost = sum(reported, ZERO) if reported else None
     costs = [s.cost for s in steps if s.cost is not None]

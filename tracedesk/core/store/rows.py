@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import fields
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -27,7 +27,7 @@ from tracedesk.core.store.schema import PART_COLUMNS, STEP_COLUMNS, STEP_JSON_CO
 # Faster to bind than None (even with db.py's adapter): a NaN, which binds as a number and
 # which SQLite stores as NULL. Step rows, the bulk of an import, are bound so (7.0 -> 6.6 us
 # a step, the conversion included).
-NULL = float("nan")
+NULL: Final = float("nan")
 NO_PARTS = CostParts()
 PARTS = len(PART_COLUMNS)  # CostParts' usage types, in the order of PART_COLUMNS
 
@@ -54,7 +54,8 @@ _STEP_FIELDS = [
     (i, name) for i, name in enumerate(STEP_COLUMNS) if name in {f.name for f in fields(Step)}
 ]
 _PARTS_AT = STEP_COLUMNS.index(PART_COLUMNS[0])
-_PRICE_AT, _IMPORT_AT = STEP_COLUMNS.index("price_id"), STEP_COLUMNS.index("import_id")
+_PRICE_AT: Final = STEP_COLUMNS.index("price_id")
+_IMPORT_AT: Final = STEP_COLUMNS.index("import_id")
 _COST_AT, _SOURCE_AT = STEP_COLUMNS.index("cost_pusd"), STEP_COLUMNS.index("cost_source")
 _ENCODED_AT = [STEP_COLUMNS.index(name) for name in STEP_JSON_COLUMNS]
 
@@ -115,9 +116,13 @@ def with_nulls(rows: Iterable[Iterable[Any]]) -> list[list]:
 
 def bindable(step_rows: list[list], import_id: int, price_id: Callable[..., Any]) -> list[list]:
     """A worker's step rows (``step_row``, each with its price's key) as INSERT_STEP_SQL
-    binds them: with the import id, the price's id, and NaN for NULL."""
+    binds them: with the import id, the price's id, and NaN for NULL, in place (a new list
+    per row cost a tenth of the importing process's time, allocated and freed)."""
     for row in step_rows:
         row[_IMPORT_AT] = import_id
         if row[_PRICE_AT] is not None:
             row[_PRICE_AT] = price_id(*row[_PRICE_AT])
-    return with_nulls(step_rows)
+        for i, value in enumerate(row):
+            if value is None:
+                row[i] = NULL
+    return step_rows
