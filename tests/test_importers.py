@@ -657,3 +657,18 @@ def test_an_object_given_for_text_refuses_the_record_naming_the_field(store, tmp
     with pytest.raises(TraceFormatError, match="field 'name' must be text, not dict"):
         import_file(store, path, format=fmt)
     assert store.conn.execute("SELECT count(*) FROM steps").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize(("start", "kept"), [
+    (-(2**63), True), (2**63 - 1, True), (2**63, False), (True, False),
+])  # fmt: skip
+def test_times_must_be_64_bit_integers(store, tmp_path, start, kept):
+    path = tmp_path / "times.jsonl"
+    lines = [{"type": "run", "id": "r1"}, {"type": "step", "id": "s1", "run_id": "r1"},
+             {"type": "step", "id": "s2", "run_id": "r1", "start_ns": start}]  # fmt: skip
+    path.write_text("\n".join(json.dumps(line) for line in lines))
+    result = import_file(store, path, format="tracedesk", skip_bad=True)
+    assert result.steps == (2 if kept else 1)
+    if not kept and start is not True:
+        assert result.warnings == [f"line 3: field 'start_ns' is not a 64-bit integer: {start}"
+                                   " (skipped)"]  # fmt: skip

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Final, TypeVar
 
 import orjson
 
@@ -359,14 +359,15 @@ class Prepend:
         yield from self.rest
 
 
-_INT64 = 2**63
-MAX_TOKENS = 10**12  # per step; anything above is corrupt data, and would overflow sums
-MAX_COST = 10**6  # USD per step (costs are stored as 64-bit pico-dollars)
-_STEP_TEXT = ("id", "run_id", "parent_id", "name", "error", "model", "provider", "tool_name")
-_STEP_INTS = ("start_ns", "end_ns", "input_tokens", "output_tokens", "cached_input_tokens",
+_MIN_INT64: Final = -(2**63)
+MAX_TOKENS: Final = 10**12  # per step; anything above is corrupt data, and would overflow sums
+MAX_COST: Final = 10**6  # USD per step (costs are stored as 64-bit pico-dollars)
+_STEP_TEXT: Final = ("id", "run_id", "parent_id", "name", "error", "model", "provider", "tool_name")
+_STEP_INTS: Final = ("start_ns", "end_ns", "input_tokens", "output_tokens", "cached_input_tokens",
               "reasoning_tokens", "cache_creation_tokens", "cache_write_1h_tokens")  # fmt: skip
-_RUN_TEXT = ("id", "source_format", "name", "request", "session_id")
-_KINDS, _STATUSES = frozenset(StepKind), frozenset(Status)
+_RUN_TEXT: Final = ("id", "source_format", "name", "request", "session_id")
+_KINDS: Final = frozenset(StepKind)
+_STATUSES: Final = frozenset(Status)
 
 
 def root_run(step: Step, source_format: str, session_id: Any, attributes: dict[str, Any]) -> Run:
@@ -428,19 +429,24 @@ def _check_run(run: Run) -> None:
 
 def _check_texts(names: tuple[str, ...], values: tuple[str | None, ...]) -> None:
     """Not compiled, a field as_text was not applied to may hold anything."""
-    for name, value in zip(names, values, strict=True):
+    for i in range(len(values)):  # by index: compiled, a zip costs more than the checks
+        value = values[i]
         if value is not None and not isinstance(value, str):
-            raise ValueError(f"field {name!r} must be text, not {type(value).__name__}")
+            raise ValueError(f"field {names[i]!r} must be text, not {type(value).__name__}")
 
 
 def _check_ints(values: tuple[int | None, ...]) -> None:
     """The times, then the token counts (in _STEP_INTS order)."""
-    for name, value in zip(_STEP_INTS, values, strict=False):
-        if value is not None and (type(value) is not int or not -_INT64 <= value < _INT64):
-            raise ValueError(f"field {name!r} is not a 64-bit integer: {value!r}")
-    for name, value in zip(_STEP_INTS[2:], values[2:], strict=False):
+    for i in range(len(values)):
+        value = values[i]  # bit_length: compiled, a comparison with 2**63 is a slow one
+        if value is not None and (
+            type(value) is not int or (value.bit_length() > 63 and value != _MIN_INT64)
+        ):
+            raise ValueError(f"field {_STEP_INTS[i]!r} is not a 64-bit integer: {value!r}")
+    for i in range(2, len(values)):
+        value = values[i]
         if value is not None and not 0 <= value < MAX_TOKENS:
-            raise ValueError(f"field {name!r} is not a plausible token count: {value}")
+            raise ValueError(f"field {_STEP_INTS[i]!r} is not a plausible token count: {value}")
 
 
 def _check_common(record_id: str, attributes: Any) -> None:

@@ -179,6 +179,8 @@ def _request(request: dict[str, Any], where: str, ctx: ReadContext) -> Iterator[
             for span in scope_spans.get("spans") or ():
                 number += 1
                 try:
+                    if not isinstance(span, dict):  # said so, compiled or not
+                        raise ValueError("expected a JSON object")
                     yield from _span(span, resource, scope)
                 except RECORD_ERRORS as exc:
                     span_id = span.get("spanId") if isinstance(span, dict) else None
