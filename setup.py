@@ -3,7 +3,8 @@
 They are plain, type-checked Python, and stay so: an editable install (``pip install -e .``)
 runs them as they are, and so does a wheel built where compiling fails (no C compiler) or
 with ``TRACEDESK_COMPILE=0``. Compiled, a worker process maps and analyses an OTLP span in
-about a sixth less CPU, and 1M spans import in 21-23 s instead of 24-25 s (bench/README.md).
+about two thirds of the CPU, and 1M spans import in about 18 s instead of 25 s
+(bench/README.md).
 """
 
 from __future__ import annotations
