@@ -35,7 +35,7 @@ class Status(StrEnum):
     UNSET = "unset"
 
 
-@mypyc_attr(native_class=False)  # a str subclass
+@mypyc_attr(native_class=False)  # compiled (setup.py), a str subclass stays a Python class
 class EncodedJSON(str):
     """A value already encoded as JSON text. A step read in another process carries its
     payloads and attributes so: they are stored as they are, and what looks inside one

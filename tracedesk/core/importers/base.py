@@ -362,9 +362,11 @@ class Prepend:
 _MIN_INT64: Final = -(2**63)
 MAX_TOKENS: Final = 10**12  # per step; anything above is corrupt data, and would overflow sums
 MAX_COST: Final = 10**6  # USD per step (costs are stored as 64-bit pico-dollars)
-_STEP_TEXT: Final = ("id", "run_id", "parent_id", "name", "error", "model", "provider", "tool_name")
-_STEP_INTS: Final = ("start_ns", "end_ns", "input_tokens", "output_tokens", "cached_input_tokens",
-              "reasoning_tokens", "cache_creation_tokens", "cache_write_1h_tokens")  # fmt: skip
+_STEP_TEXT: Final = ("id", "run_id", "parent_id", "name", "error", "model", "provider",
+                     "tool_name")  # fmt: skip
+_STEP_INTS: Final = ("start_ns", "end_ns", "input_tokens", "output_tokens",
+                     "cached_input_tokens", "reasoning_tokens", "cache_creation_tokens",
+                     "cache_write_1h_tokens")  # fmt: skip
 _RUN_TEXT: Final = ("id", "source_format", "name", "request", "session_id")
 _KINDS: Final = frozenset(StepKind)
 _STATUSES: Final = frozenset(Status)
