@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tracedesk.core.ingest import import_file
-from tracedesk.core.model import Step, StepKind, json_text, to_decimal
+from tracedesk.core.model import CostParts, Step, StepKind, json_text, to_decimal
 from tracedesk.core.store import SCHEMA_VERSION, Store, StoreError, default_db_path
 from tracedesk.core.store import schema as store_module
 
@@ -242,3 +243,29 @@ def test_json_text_reads_the_same_whatever_the_keys(value):
     what encoding with non-text keys allowed gives, for any keys."""
     value = [value]  # a value, not None (which is stored as NULL)
     assert json_text(value) == orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+EVERY_STEP_FIELD = {  # a different value of its type for each field (compiled, no other)
+    "id": "s", "run_id": "r", "parent_id": "p", "kind": "llm", "name": "n", "start_ns": 1,
+    "end_ns": 2, "status": "ok", "error": "e", "model": "m", "provider": "pr",
+    "input_tokens": 3, "output_tokens": 4, "cached_input_tokens": 5, "reasoning_tokens": 6,
+    "cache_creation_tokens": 7, "cache_write_1h_tokens": 8, "reported_cost": Decimal(9),
+    "tool_name": "t", "tool_args": {"q": 1}, "input": "i", "output": "o",
+    "attributes": {"a": 1}, "depth": 10, "cost": Decimal(11), "cost_source": "computed",
+    "cost_parts": CostParts(input=12),
+}  # fmt: skip
+
+
+def test_steps_own_init_agrees_with_its_fields():
+    """Step writes its __init__ out (compiled, the dataclass one is slow): each field in
+    order, with the dataclass's default."""
+    names = [f.name for f in dataclasses.fields(Step)]
+    assert list(EVERY_STEP_FIELD) == names
+    every = Step(*EVERY_STEP_FIELD.values())
+    assert [getattr(every, name) for name in names] == list(EVERY_STEP_FIELD.values())
+    least, defaults = Step("s", "r"), []
+    for f in dataclasses.fields(Step)[2:]:
+        has_factory = f.default_factory is not dataclasses.MISSING
+        defaults.append(f.default_factory() if has_factory else f.default)
+    assert [getattr(least, name) for name in names[2:]] == defaults
+    assert least.attributes is not Step("s", "r").attributes  # a new dict each
