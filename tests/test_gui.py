@@ -198,6 +198,9 @@ def test_cancel_leaves_the_database_unchanged(window, qtbot, tmp_path):
         out.writelines(native_lines(generate(300, seed=5)))
     with Store(window.db_path) as store:
         before = snapshot(store)
+    # Nothing else writing, so that the import starts at once: a cancelled import that is
+    # still queued is dropped without a word (a loaded machine showed it).
+    qtbot.waitUntil(lambda: idle(window) and window.jobs.writing is None)
     task = window.import_files([path])
     window.cancel_import()  # before the worker reads a record
     with qtbot.waitSignal(task.signals.failed, timeout=60_000):
@@ -589,7 +592,8 @@ def test_a_broken_settings_file_does_not_stop_the_app(qtbot, tmp_path, monkeypat
     qtbot.waitUntil(lambda: window.last_message is not None)
     text = window.last_message.text()
     assert "pricing.json" in text and "loop_rules.toml" in text and "shipped settings" in text
-    assert window.runs.model.rowCount() == 30 and window.pricing.resolve("gpt-4o") is not None
+    qtbot.waitUntil(lambda: window.runs.model.rowCount() == 30)  # read in a worker
+    assert window.pricing.resolve("gpt-4o") is not None
     QThreadPool.globalInstance().waitForDone(10_000)
 
 
