@@ -624,14 +624,17 @@ NUMBERS_FOR_TEXT = {
 }  # fmt: skip
 
 
+def _as_file(fmt: str, content) -> str:
+    """A record a line for the JSON Lines formats, else one document."""
+    if fmt in ("openai-agents", "tracedesk"):
+        return "\n".join(json.dumps(record) for record in content)
+    return json.dumps(content)
+
+
 @pytest.mark.parametrize("fmt", sorted(NUMBERS_FOR_TEXT))
 def test_numbers_given_for_text_are_kept_as_text(store, tmp_path, fmt):
-    content = NUMBERS_FOR_TEXT[fmt]
-    path = tmp_path / "numbers.jsonl"
-    lines = content if fmt in ("openai-agents", "tracedesk") else [content]
-    path.write_text("\n".join(json.dumps(line) for line in lines))
-    if fmt == "langfuse":
-        path.write_text(json.dumps(content))
+    path = tmp_path / "numbers.json"
+    path.write_text(_as_file(fmt, NUMBERS_FOR_TEXT[fmt]))
     result = import_file(store, path, format=fmt)
     assert (result.bad_records, result.steps) == (0, 2 if fmt == "otlp" else 1)
     run = store.conn.execute("SELECT name, session_id FROM runs").fetchone()
@@ -650,10 +653,8 @@ def test_numbers_given_for_text_are_kept_as_text(store, tmp_path, fmt):
 
 @pytest.mark.parametrize("fmt", sorted(NUMBERS_FOR_TEXT))
 def test_an_object_given_for_text_refuses_the_record_naming_the_field(store, tmp_path, fmt):
-    text = json.dumps(NUMBERS_FOR_TEXT[fmt]).replace('name": 12', 'name": {"a": 1}')
     path = tmp_path / "objects.json"
-    path.write_text(text if fmt not in ("openai-agents", "tracedesk") else
-                    "\n".join(json.dumps(line) for line in json.loads(text)))  # fmt: skip
+    path.write_text(_as_file(fmt, NUMBERS_FOR_TEXT[fmt]).replace('name": 12', 'name": {"a": 1}'))
     with pytest.raises(TraceFormatError, match="field 'name' must be text, not dict"):
         import_file(store, path, format=fmt)
     assert store.conn.execute("SELECT count(*) FROM steps").fetchone()[0] == 0
